@@ -1,0 +1,350 @@
+"""Generate exercises/ from solutions/: the student's copy, with the answers cut out.
+
+    python -m grader.make_exercises            # (re)write exercises/
+    python -m grader.make_exercises --check    # exit 1, listing stale files, if out of date (CI)
+
+Every ``solutions/*.py`` is copied to ``exercises/`` with each region
+
+    # BEGIN SOLUTION
+    ...
+    # END SOLUTION
+
+(marker comments alone on their lines, inside a function body) replaced by one line,
+``raise NotImplementedError("Exercise: implement <function> (see the docstring)")``, at the
+region's indentation. Signatures, docstrings, imports and helper code outside the regions
+are kept. A header comment marks the file as generated and as the student's to edit, and
+records a digest of the generated text: the generator overwrites a file only while it still
+matches that digest, so re-running it never destroys a student's work (``--force`` does).
+Markdown files (``solutions/*.md``, the written derivations) are answers and are not copied.
+``exercises/README.md`` is generated too.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import io
+import re
+import sys
+import tokenize
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
+MARKER_LIKE = re.compile(r"(BEGIN|END)[ _-]*SOLUTION", re.IGNORECASE)
+DIGEST_RE = re.compile(r"^# generated-digest: ([0-9a-f]{16})$", re.MULTILINE)
+HEADER_LINES = 7  # lines of the header written by `header()`
+
+
+class RegionError(ValueError):
+    """A solutions file whose BEGIN/END SOLUTION regions cannot be turned into an exercise."""
+
+
+# ----------------------------------------------------------------------------- one file
+
+
+def _functions(tree: ast.AST) -> list[tuple[int, int, str]]:
+    """(first line, last line, qualified name) of every function, classes as prefixes."""
+    found = []
+
+    def visit(node, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                name = prefix + child.name
+                found.append((child.lineno, child.end_lineno, name))
+                visit(child, name + ".")
+            elif isinstance(child, ast.ClassDef):
+                visit(child, prefix + child.name + ".")
+            else:
+                visit(child, prefix)
+
+    visit(tree, "")
+    return found
+
+
+def _marker_lines(source: str, filename: str) -> dict[int, str]:
+    """{line: 'BEGIN' | 'END'} for marker comments; error on near-miss spellings."""
+    markers = {}
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (tokenize.TokenError, SyntaxError) as exc:
+        raise RegionError(f"{filename}: cannot tokenize: {exc}") from None
+    lines = source.splitlines()
+    for tok in tokens:
+        if tok.type != tokenize.COMMENT:
+            continue
+        line_no, col = tok.start
+        text = tok.string.rstrip()
+        alone = lines[line_no - 1][:col].strip() == ""
+        if text in (BEGIN, END) and alone:
+            markers[line_no] = "BEGIN" if text == BEGIN else "END"
+        elif MARKER_LIKE.search(text):
+            raise RegionError(f"{filename}:{line_no}: {text!r} looks like a region marker; write exactly "
+                              f"'{BEGIN}' or '{END}', alone on its line")
+    return markers
+
+
+def _check_imports(tree: ast.AST, filename: str) -> None:
+    """An exercise file is a copy of its solution: importing solutions/ would leak the answers."""
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = ["." if node.level else (node.module or "")]
+        for name in names:
+            if name == "." or name == "solutions" or name.startswith("solutions."):
+                raise RegionError(f"{filename}:{node.lineno}: solutions must not import from solutions/ "
+                                  "(the generated exercise would import the answers); import refimpl "
+                                  "layers 1-2 or repeat the helper outside the regions")
+
+
+def strip_solutions(source: str, filename: str = "<solution>") -> str:
+    """The exercise text of one solutions file (without the header).
+
+    Raises RegionError naming the file and line for a BEGIN without END, an END without
+    BEGIN, nested regions, a region outside a function, or output that does not parse.
+    """
+    try:
+        tree = ast.parse(source, filename)
+    except SyntaxError as exc:
+        raise RegionError(f"{filename}:{exc.lineno}: the solution does not parse: {exc.msg}") from None
+    _check_imports(tree, filename)
+    markers = _marker_lines(source, filename)
+    functions = _functions(tree)
+    out: list[str] = []
+    open_at = None  # line of the open BEGIN
+    for line_no, line in enumerate(source.splitlines(keepends=True), start=1):
+        kind = markers.get(line_no)
+        if kind == "BEGIN":
+            if open_at is not None:
+                raise RegionError(f"{filename}:{line_no}: '{BEGIN}' inside the region opened at line "
+                                  f"{open_at}; regions cannot nest (close it with '{END}' first)")
+            inside = [f for f in functions if f[0] < line_no <= f[1]]
+            if not inside:
+                raise RegionError(f"{filename}:{line_no}: region is not inside a function body; "
+                                  "only code in a function can be replaced by `raise NotImplementedError`")
+            name = max(inside)[2]  # the innermost function
+            indent = line[: len(line) - len(line.lstrip())]
+            out.append(f'{indent}raise NotImplementedError("Exercise: implement {name} (see the docstring)")\n')
+            open_at = line_no
+        elif kind == "END":
+            if open_at is None:
+                raise RegionError(f"{filename}:{line_no}: '{END}' without a matching '{BEGIN}' before it")
+            open_at = None
+        elif open_at is None:
+            out.append(line)
+    if open_at is not None:
+        raise RegionError(f"{filename}:{open_at}: '{BEGIN}' has no matching '{END}'")
+    text = "".join(out)
+    if text and not text.endswith("\n"):
+        text += "\n"
+    try:
+        ast.parse(text, filename)
+    except SyntaxError as exc:
+        raise RegionError(f"{filename}: the generated exercise does not parse (line {exc.lineno}: "
+                          f"{exc.msg}); check the indentation of the regions") from None
+    return text
+
+
+def regions_by_function(source: str, filename: str = "<solution>") -> list[str]:
+    """Names of the functions a student must write in one solutions file, in order."""
+    stub = strip_solutions(source, filename)
+    names = re.findall(r'NotImplementedError\("Exercise: implement (\S+) \(see the docstring\)"\)', stub)
+    return list(dict.fromkeys(names))
+
+
+def _digest(body: str) -> str:
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()[:16]
+
+
+def header(source_name: str, topic: str, body: str) -> str:
+    lines = [
+        "# " + "-" * 94,
+        f"# GENERATED by `python -m grader.make_exercises` from solutions/{source_name}.",
+        "# This is YOUR file: replace each `raise NotImplementedError(...)` with your code, then run",
+        f"# `python -m grader --only {topic}` from the repository root. (The generator will not",
+        "# overwrite a file you edited unless it is run with --force.)",
+        f"# generated-digest: {_digest(body)}",
+        "# " + "-" * 94,
+    ]
+    assert len(lines) == HEADER_LINES
+    return "\n".join(lines) + "\n"
+
+
+def make_exercise(source: str, source_name: str) -> str:
+    body = strip_solutions(source, f"solutions/{source_name}")
+    return header(source_name, Path(source_name).stem, body) + body
+
+
+def is_untouched(text: str) -> bool:
+    """True when a generated file still matches the digest in its header (no student edits)."""
+    match = DIGEST_RE.search(text)
+    if match is None:
+        return False
+    body = "".join(text.splitlines(keepends=True)[HEADER_LINES:])
+    return _digest(body) == match.group(1)
+
+
+# ----------------------------------------------------------------------------- README
+
+
+def readme(topics: dict[str, list[str]]) -> str:
+    rows = "\n".join(f"| `exercises/{t}.py` | {', '.join(f'`{f}`' for f in fns) or '(no code to write)'} | "
+                     f"`python -m grader --only {t}` |" for t, fns in sorted(topics.items()) if t != "__init__")
+    return f"""<!-- GENERATED by `python -m grader.make_exercises`; edit grader/make_exercises.py instead. -->
+# Exercises
+
+Each file here is a copy of a reference solution with the answers cut out: every function
+body you must write raises `NotImplementedError`. The docstrings tell you the shapes, the
+meaning of each argument and what to return.
+
+## How to work
+
+1. Open `exercises/<topic>.py` and replace each `raise NotImplementedError(...)` with your
+   code. Keep the function names and signatures. You may use torch and `refimpl`'s basic
+   layers (tokenizer, model, sampling, tasks, logprobs, rollouts), but not the very function
+   the exercise asks you to write.
+2. From the repository root, run the grader:
+
+   ```bash
+   python -m grader                    # every topic
+   python -m grader --only logprobs    # one topic (file name) or one exercise (function name)
+   python -m grader --show-output      # also show what your code printed
+   ```
+
+3. Read the table: one row per exercise with the checks passed, the points (the fraction of
+   its checks that pass; an exercise is complete at 1.00) and the first failing check with a
+   hint. The last line sums it up, e.g. `total: 3/7 exercises, 21/40 checks, 4.10/7 points`.
+   A check that runs longer than 10 s fails with a time-out (`--timeout SECONDS` changes
+   the limit); a crash in one exercise does not stop the others from being graded.
+
+Regenerating this folder (`python -m grader.make_exercises`) does not overwrite a file you
+have edited. The checks themselves are in `grader/checks/<topic>.py`.
+
+## What to write
+
+| file | functions | grade it with |
+|---|---|---|
+{rows}
+
+## Written exercises
+
+The derivations asked in the notebooks' "Exercises" sections (the DPO gradient, the zero
+GRPO gradient on uniform groups, why online methods fix a failure mode absent from the
+preference data) have worked answers in `solutions/*.md`. Write your own answer before
+reading them.
+"""
+
+
+# ----------------------------------------------------------------------------- the folder
+
+
+def expected_files(solutions: Path) -> dict[str, str]:
+    """{file name in exercises/: content} for the current solutions/."""
+    files: dict[str, str] = {}
+    topics: dict[str, list[str]] = {}
+    errors = []
+    for path in sorted(solutions.glob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        try:
+            files[path.name] = make_exercise(source, path.name)
+            topics[path.stem] = regions_by_function(source, f"solutions/{path.name}")
+        except RegionError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise RegionError("\n".join(errors))
+    files["README.md"] = readme(topics)
+    return files
+
+
+def _generated_here(path: Path) -> bool:
+    """Files this generator owns in exercises/: *.py and README.md."""
+    return path.suffix == ".py" or path.name == "README.md"
+
+
+def stale_files(solutions: Path, out: Path) -> list[str]:
+    """Human-readable list of what differs between out/ and what would be generated."""
+    expected = expected_files(solutions)
+    stale = []
+    for name, content in expected.items():
+        target = out / name
+        if not target.exists():
+            stale.append(f"{out / name}: missing")
+        elif target.read_text(encoding="utf-8") != content:
+            stale.append(f"{out / name}: differs from what solutions/{name} generates")
+    if out.is_dir():
+        for path in sorted(out.iterdir()):
+            if path.is_file() and _generated_here(path) and path.name not in expected:
+                stale.append(f"{path}: has no solutions/{path.name} any more")
+    return stale
+
+
+def write_exercises(solutions: Path, out: Path, force: bool = False) -> tuple[list[str], list[str]]:
+    """Write out/; returns (written files, refused files that a student edited)."""
+    expected = expected_files(solutions)
+    out.mkdir(parents=True, exist_ok=True)
+    written, refused = [], []
+    for name, content in expected.items():
+        target = out / name
+        if target.exists():
+            current = target.read_text(encoding="utf-8")
+            if current == content:
+                continue
+            if name.endswith(".py") and not force and not is_untouched(current):
+                refused.append(str(target))
+                continue
+        target.write_text(content, encoding="utf-8")
+        written.append(str(target))
+    for path in sorted(out.iterdir()):
+        if path.is_file() and path.suffix == ".py" and path.name not in expected:
+            if force or is_untouched(path.read_text(encoding="utf-8")):
+                path.unlink()
+                written.append(f"{path} (removed: no solution any more)")
+            else:
+                refused.append(str(path))
+    return written, refused
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grader.make_exercises",
+                                     description="Generate exercises/ from solutions/.")
+    parser.add_argument("--check", action="store_true", help="exit 1 if exercises/ is out of date; write nothing")
+    parser.add_argument("--force", action="store_true", help="overwrite files a student has edited")
+    parser.add_argument("--solutions", default=str(REPO_ROOT / "solutions"), help="source folder (default: solutions)")
+    parser.add_argument("--out", default=str(REPO_ROOT / "exercises"), help="output folder (default: exercises)")
+    args = parser.parse_args(argv)
+    solutions, out = Path(args.solutions), Path(args.out)
+    if not solutions.is_dir():
+        print(f"error: solutions folder {solutions} not found", file=sys.stderr)
+        return 2
+    try:
+        if args.check:
+            stale = stale_files(solutions, out)
+            if stale:
+                print(f"{out} is out of date with {solutions}; regenerate it with "
+                      "`python -m grader.make_exercises`. Stale files:", file=sys.stderr)
+                for line in stale:
+                    print(f"  {line}", file=sys.stderr)
+                return 1
+            print(f"{out} is up to date with {solutions}")
+            return 0
+        written, refused = write_exercises(solutions, out, force=args.force)
+    except RegionError as exc:
+        print(f"error: malformed solution region(s):\n{exc}", file=sys.stderr)
+        return 1
+    for line in written:
+        print(f"wrote {line}")
+    if not written:
+        print(f"{out} was already up to date")
+    if refused:
+        print("not overwritten because they were edited after generation (use --force to discard the edits):",
+              file=sys.stderr)
+        for line in refused:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,16 @@
+"""refimpl: reference implementations behind the DPO vs GRPO vs verifier-RL notebooks.
+
+Layers (each imports only the ones above it):
+
+1. ``utils``, ``tokenizer``, ``model``, ``sampling``, ``tasks``
+2. ``logprobs``, ``rollouts``, ``sft``, ``evaluation``
+3. losses as pure tensor functions: ``dpo``, ``grpo``, ``kl``, ``reinforce``, ``ppo``
+4. trainers (one config dataclass each)
+5. experiments (``bandit``, the head-to-head study, the command-line main job)
+6. ``plots`` and ``widgets`` for the notebooks
+
+Dimension letters used in every shape comment: B batch, G group size, P prompt tokens,
+T completion tokens, V vocabulary, C model width.
+"""
+
+__version__ = "0.1.0"

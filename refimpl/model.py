@@ -1,0 +1,143 @@
+"""A tiny causal transformer policy (nanoGPT-style) with a key/value cache.
+
+Radford et al. 2019 (GPT-2) architecture at toy size: token + learned position embeddings,
+pre-LayerNorm blocks of causal self-attention and an MLP, a tied output head.
+
+Two details that matter for RL on batches of prompts:
+
+* Prompts are left-padded. ``attn_mask`` (B, S) marks real tokens; padded keys are never
+  attended to, and positions count real tokens only (``cumsum(mask) - 1``), so a prompt gets
+  the same positions whatever its padding.
+* ``KVCache`` stores each layer's keys and values, so sampling T new tokens costs T small
+  forward passes instead of T growing ones.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int
+    block_size: int = 32      # maximum sequence length (prompt + completion)
+    n_layer: int = 2
+    n_head: int = 4
+    n_embd: int = 128
+
+
+class KVCache:
+    """Preallocated keys and values for every layer: (n_layer, B, H, max_len, D) each."""
+
+    def __init__(self, cfg: GPTConfig, batch_size: int, max_len: int, device, dtype):
+        D = cfg.n_embd // cfg.n_head
+        shape = (cfg.n_layer, batch_size, cfg.n_head, max_len, D)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.length = 0           # number of positions filled so far
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        """Append k, v (B, H, S, D) for ``layer``; return all keys and values so far."""
+        S = k.shape[2]
+        self.k[layer, :, :, self.length:self.length + S] = k
+        self.v[layer, :, :, self.length:self.length + S] = v
+        end = self.length + S
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]   # (B, H, L, D)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        if cfg.n_embd % cfg.n_head:
+            raise ValueError(f"n_embd={cfg.n_embd} must be divisible by n_head={cfg.n_head}")
+        self.n_head = cfg.n_head
+        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd)
+
+    def forward(self, x, attn_bias, layer: int, cache: KVCache | None):
+        B, S, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)                         # 3 x (B, S, C)
+        q, k, v = (t.view(B, S, self.n_head, C // self.n_head).transpose(1, 2)
+                   for t in (q, k, v))                                   # (B, H, S, D)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)                             # (B, H, L, D)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias)  # (B, H, S, D)
+        return self.c_proj(y.transpose(1, 2).reshape(B, S, C))           # (B, S, C)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.n_embd)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd)
+        self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(),
+                                 nn.Linear(4 * cfg.n_embd, cfg.n_embd))
+
+    def forward(self, x, attn_bias, layer, cache):
+        x = x + self.attn(self.ln_1(x), attn_bias, layer, cache)        # (B, S, C)
+        return x + self.mlp(self.ln_2(x))                                # (B, S, C)
+
+
+class GPT(nn.Module):
+    """Causal language model: ``model(idx, attn_mask) -> logits (B, S, V)``."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.config = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight                            # weight tying
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def new_cache(self, batch_size: int, max_len: int) -> KVCache:
+        p = self.wte.weight
+        return KVCache(self.config, batch_size, max_len, p.device, p.dtype)
+
+    def hidden(self, idx, attn_mask=None, cache: KVCache | None = None):
+        """Final-layer states (B, S, C) for token ids ``idx`` (B, S).
+
+        attn_mask: (B, L) bool, True for real tokens, where L = S without a cache and
+            L = cache.length + S with one (the mask covers the cached tokens too).
+        """
+        B, S = idx.shape
+        past = cache.length if cache is not None else 0
+        L = past + S
+        if L > self.config.block_size:
+            raise ValueError(f"sequence of {L} tokens exceeds the model context "
+                             f"block_size={self.config.block_size}")
+        if attn_mask is None:
+            attn_mask = torch.ones(B, L, dtype=torch.bool, device=idx.device)
+        if attn_mask.shape != (B, L):
+            raise ValueError(f"attn_mask has shape {tuple(attn_mask.shape)}, expected {(B, L)}")
+        pos = (attn_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past:]    # (B, S)
+        q_idx = torch.arange(past, L, device=idx.device)[:, None]          # (S, 1)
+        k_idx = torch.arange(L, device=idx.device)[None, :]                # (1, L)
+        causal = k_idx <= q_idx                                            # (S, L)
+        # A query always sees itself, so a left-padding row is never fully masked.
+        attn_bias = (causal & attn_mask[:, None, :]) | (k_idx == q_idx)    # (B, S, L)
+        x = self.wte(idx) + self.wpe(pos)                                  # (B, S, C)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, attn_bias[:, None], layer, cache)                 # (B, S, C)
+        if cache is not None:
+            cache.length = L
+        return self.ln_f(x)                                                # (B, S, C)
+
+    def forward(self, idx, attn_mask=None, cache: KVCache | None = None):
+        return self.lm_head(self.hidden(idx, attn_mask, cache))           # (B, S, V)

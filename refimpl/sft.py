@@ -1,0 +1,143 @@
+"""Supervised warm start (SFT): from a random transformer to the base / reference policy.
+
+Minimises the negative log-likelihood of demonstration completions given their prompts,
+
+    L_SFT = - sum_t mask_t log pi(y_t | x, y_<t) / sum_t mask_t,
+
+and stops at the first held-out checkpoint whose greedy accuracy reaches a target (a moderate
+pass rate), so that DPO, GRPO and REINFORCE have room to improve. The result is cached on
+disk keyed by its configuration: every notebook shares one base instead of retraining.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .evaluation import accuracy
+from .logprobs import token_logprobs
+from .model import GPT, GPTConfig
+from .tokenizer import CharTokenizer
+from .utils import Preset, cache_dir, get_device, get_preset, make_task, seed_everything
+
+SFT_VERSION = 1   # bump when the training code changes, to invalidate cached bases
+
+
+@dataclass
+class Base:
+    """The trained base policy and everything needed to use it."""
+
+    model: GPT
+    tokenizer: CharTokenizer
+    task: object
+    preset: Preset
+    history: list          # dicts: step, loss, time_s, and heldout_acc at checkpoints
+    seed: int = 0
+
+    def policy(self) -> GPT:
+        """A trainable copy of the base (train mode, gradients on)."""
+        m = copy.deepcopy(self.model).train()
+        m.requires_grad_(True)
+        return m
+
+    def reference(self) -> GPT:
+        """A frozen copy of the base (eval mode, no gradients): pi_ref."""
+        return copy.deepcopy(self.model).eval().requires_grad_(False)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def heldout(self, n: int = 256, level: int | None = None, seed: int = 0):
+        return self.task.problems("heldout", n, level=level, seed=seed)
+
+    def train_problems(self, n: int = 256, level: int | None = None, seed: int = 0):
+        return self.task.problems("train", n, level=level, seed=seed)
+
+
+def build_model(preset: Preset, tok: CharTokenizer) -> GPT:
+    return GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=preset.block_size,
+                         n_layer=preset.n_layer, n_head=preset.n_head, n_embd=preset.n_embd))
+
+
+def sft_batch(tok, task, problems, device):
+    """Prompt ids/mask (B, P) and demonstration ids/mask (B, T) on ``device``."""
+    p_ids, p_mask = tok.encode_prompts([p.prompt for p in problems])      # (B, P)
+    c_ids, c_mask = tok.encode_completions([task.target(p) for p in problems])  # (B, T)
+    return [t.to(device) for t in (p_ids, p_mask, c_ids, c_mask)]
+
+
+def sft_loss(model, p_ids, p_mask, c_ids, c_mask) -> torch.Tensor:
+    """Mean negative log-likelihood per completion token."""
+    logps = token_logprobs(model, p_ids, p_mask, c_ids, c_mask)           # (B, T)
+    return -logps.sum() / c_mask.sum()
+
+
+def train_sft(preset: Preset, seed: int = 0, device=None, progress: bool = True,
+              stop_at_target: bool = True):
+    """Train a fresh model on demonstrations; return (model, tokenizer, task, history)."""
+    from tqdm.auto import tqdm
+
+    gen = seed_everything(seed)
+    device = torch.device(device) if device is not None else get_device(preset.device)
+    task = make_task(preset)
+    tok = CharTokenizer(task.alphabet)
+    model = build_model(preset, tok).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=preset.sft_lr, weight_decay=0.0)
+    pool = task.problems("train", 20_000, seed=seed)
+    heldout = task.problems("heldout", preset.sft_eval_problems, seed=seed)
+    rng = random.Random(seed)
+    history, t0 = [], time.perf_counter()
+    bar = tqdm(range(1, preset.sft_max_steps + 1), desc="SFT", disable=not progress)
+    for step in bar:
+        batch = sft_batch(tok, task, rng.sample(pool, preset.sft_batch_size), device)
+        loss = sft_loss(model, *batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        row = {"step": step, "loss": loss.item(), "time_s": time.perf_counter() - t0}
+        if step % preset.sft_eval_every == 0:
+            row["heldout_acc"] = accuracy(model, tok, task, heldout)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['heldout_acc']:.2f}")
+        history.append(row)
+        if stop_at_target and row.get("heldout_acc", 0.0) >= preset.sft_target_acc:
+            break
+    bar.close()
+    return model.eval(), tok, task, history
+
+
+def _cache_path(preset: Preset, seed: int):
+    key = json.dumps({"preset": asdict(preset), "seed": seed, "v": SFT_VERSION,
+                      "torch": torch.__version__.split("+")[0]}, sort_keys=True, default=str)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return cache_dir() / f"base-{preset.name}-{digest}.pt"
+
+
+def load_base(preset: str | Preset = "cpu", seed: int = 0, device=None, progress: bool = True,
+              retrain: bool = False) -> Base:
+    """The SFT base policy for ``preset``: loaded from the on-disk cache, or trained and cached.
+
+    The cache file is keyed by the preset, the seed and the code version, and is written
+    atomically (write to a temporary file, then rename), so concurrent notebooks are safe.
+    """
+    preset = get_preset(preset)
+    device = torch.device(device) if device is not None else get_device(preset.device)
+    path = _cache_path(preset, seed)
+    task = make_task(preset)
+    tok = CharTokenizer(task.alphabet)
+    if path.exists() and not retrain:
+        state = torch.load(path, map_location=device, weights_only=False)
+        model = build_model(preset, tok).to(device)
+        model.load_state_dict(state["model"])
+        return Base(model.eval(), tok, task, preset, state["history"], seed)
+    model, tok, task, history = train_sft(preset, seed=seed, device=device, progress=progress)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save({"model": model.state_dict(), "history": history}, tmp)
+    os.replace(tmp, path)
+    return Base(model, tok, task, preset, history, seed)
