@@ -1,0 +1,51 @@
+"""Plain matplotlib figures shared by the notebooks. Each returns the Figure, so a test can
+call it without a display."""
+from __future__ import annotations
+
+import matplotlib
+
+import matplotlib.pyplot as plt
+
+
+def plot_sft_history(history, target=None):
+    """Training loss per step and held-out greedy accuracy at each checkpoint."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
+    ax1.plot([r["step"] for r in history], [r["loss"] for r in history], lw=1)
+    ax1.set(xlabel="SFT step", ylabel="NLL per completion token", yscale="log", title="SFT loss")
+    ev = [r for r in history if "heldout_acc" in r]
+    ax2.plot([r["step"] for r in ev], [r["heldout_acc"] for r in ev], "o-", ms=3)
+    if target is not None:
+        ax2.axhline(target, ls="--", c="grey", label=f"stop at >= {target:.2f}")
+        ax2.legend()
+    ax2.set(xlabel="SFT step", ylabel="held-out greedy accuracy", ylim=(0, 1), title="Held-out accuracy")
+    fig.tight_layout()
+    return fig
+
+
+def plot_pass_at_k(curves: dict, title="pass@k of the base policy"):
+    """``curves``: {label: {k: pass@k}} -> one line per label on a log-2 k axis."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for label, curve in curves.items():
+        ks = sorted(curve)
+        ax.plot(ks, [curve[k] for k in ks], "o-", label=str(label))
+    ax.set(xscale="log", xlabel="k (samples per problem)", ylabel="pass@k", ylim=(0, 1), title=title)
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.legend(title="level", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(results: dict, key: str = "heldout_acc", x: str = "step", ax=None, title=None):
+    """One line per TrainResult in ``results`` ({label: TrainResult}) of ``key`` against ``x``."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.2))
+    for label, res in results.items():
+        rows = [r for r in res.history if key in r]
+        ax.plot([r[x] for r in rows], [r[key] for r in rows], "o-", ms=3, label=str(label))
+    ax.set(xlabel=x, ylabel=key, title=title or key)
+    ax.legend(fontsize=8)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+__all__ = ["plot_sft_history", "plot_pass_at_k", "plot_curves", "matplotlib"]

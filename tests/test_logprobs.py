@@ -1,0 +1,67 @@
+"""Masking: log-probs count completion tokens only, never prompt or padding."""
+import math
+
+import pytest
+import torch
+
+from refimpl.logprobs import gather_token_logprobs, sequence_logprobs, token_logprobs
+from refimpl.model import GPT, GPTConfig
+from refimpl.tokenizer import CharTokenizer
+
+TOK = CharTokenizer("0123456789+=,|")
+
+
+def test_gather_matches_hand_computed_values():
+    logits = torch.tensor([[[0.0, math.log(3.0)], [2.0, 2.0]]])   # (1, 2, 2)
+    ids = torch.tensor([[1, 0]])
+    mask = torch.tensor([[True, False]])
+    out = gather_token_logprobs(logits, ids, mask)
+    torch.testing.assert_close(out, torch.tensor([[math.log(0.75), 0.0]]))
+
+
+def test_sequence_logprob_is_slow_loop_sum():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=TOK.vocab_size, n_layer=1, n_head=2, n_embd=16)).eval()
+    p_ids, p_mask = TOK.encode_prompts(["12+3=", "7="])
+    c_ids, c_mask = TOK.encode_completions(["15", "7|7"])
+    got = sequence_logprobs(model, p_ids, p_mask, c_ids, c_mask)
+    for b, (prompt, comp) in enumerate([("12+3=", "15"), ("7=", "7|7")]):
+        seq = [TOK.bos_id] + TOK.encode(prompt)
+        total = 0.0
+        for y in TOK.encode(comp) + [TOK.eos_id]:             # no padding at all: one row alone
+            with torch.no_grad():
+                logp = torch.log_softmax(model(torch.tensor([seq]))[0, -1], -1)
+            total += logp[y].item()
+            seq.append(y)
+        assert abs(got[b].item() - total) < 1e-4
+
+
+def test_padding_and_prompt_do_not_contribute():
+    torch.manual_seed(1)
+    model = GPT(GPTConfig(vocab_size=TOK.vocab_size, n_layer=1, n_head=2, n_embd=16)).eval()
+    p_ids, p_mask = TOK.encode_prompts(["1+2=", "11+22="])
+    c_ids, c_mask = TOK.encode_completions(["3", "33|33"])
+    base = token_logprobs(model, p_ids, p_mask, c_ids, c_mask)
+    junk = c_ids.clone()
+    junk[~c_mask] = 5                                        # change the padded completion tokens
+    junk_p = p_ids.clone()
+    junk_p[~p_mask] = 7                                      # change the prompt padding
+    again = token_logprobs(model, junk_p, p_mask, junk, c_mask)
+    torch.testing.assert_close(base, again, atol=1e-6, rtol=0)
+    assert (base[~c_mask] == 0).all()
+
+
+def test_shape_errors():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=TOK.vocab_size, n_layer=1, n_head=2, n_embd=16))
+    p_ids, p_mask = TOK.encode_prompts(["1+2="])
+    c_ids, c_mask = TOK.encode_completions(["3"])
+    with pytest.raises(ValueError, match="completion_mask"):
+        token_logprobs(model, p_ids, p_mask, c_ids, c_mask[:, :1])
+    with pytest.raises(ValueError, match="batch sizes"):
+        token_logprobs(model, p_ids.repeat(2, 1), p_mask.repeat(2, 1), c_ids, c_mask)
+    with pytest.raises(ValueError, match="shape mismatch"):
+        gather_token_logprobs(torch.zeros(1, 2, 3), torch.zeros(1, 3, dtype=torch.long),
+                              torch.ones(1, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="temperature"):
+        token_logprobs(model, p_ids, p_mask, c_ids, c_mask, temperature=-1)

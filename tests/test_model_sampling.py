@@ -1,0 +1,112 @@
+"""The policy, its KV cache and the sampler agree with a plain full forward pass."""
+import pytest
+import torch
+
+from refimpl.logprobs import token_logprobs
+from refimpl.model import GPT, GPTConfig
+from refimpl.sampling import generate
+from refimpl.tokenizer import CharTokenizer
+
+TOK = CharTokenizer("0123456789+=,|")
+
+
+def _model(seed=0, block=32):
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(vocab_size=TOK.vocab_size, block_size=block, n_layer=2, n_head=4, n_embd=32)).eval()
+
+
+def _prompts():
+    return TOK.encode_prompts(["12+34=", "5+6=", "123+456=", "9="])
+
+
+def test_kv_cache_logits_match_full_forward():
+    model = _model()
+    ids, mask = _prompts()
+    B, P = ids.shape
+    extra = torch.randint(3, TOK.vocab_size, (B, 6))
+    full_ids = torch.cat([ids, extra], 1)
+    full_mask = torch.cat([mask, torch.ones_like(extra, dtype=torch.bool)], 1)
+    with torch.no_grad():
+        full = model(full_ids, full_mask)                       # (B, P+6, V)
+        cache = model.new_cache(B, P + 6)
+        steps = [model(ids, mask, cache)]
+        for t in range(6):
+            steps.append(model(extra[:, t:t + 1], full_mask[:, :P + t + 1], cache))
+    cached = torch.cat(steps, 1)
+    torch.testing.assert_close(cached, full, atol=1e-5, rtol=0)
+
+
+def test_left_padding_does_not_change_a_prompt():
+    model = _model()
+    alone_ids, alone_mask = TOK.encode_prompts(["5+6="])
+    batch_ids, batch_mask = _prompts()                          # "5+6=" is row 1, left-padded
+    with torch.no_grad():
+        a = model(alone_ids, alone_mask)[0, -1]
+        b = model(batch_ids, batch_mask)[1, -1]
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_sampled_logps_equal_recomputed_and_cache_equals_no_cache(temperature):
+    model = _model(1)
+    ids, mask = _prompts()
+    kw = dict(max_new_tokens=10, eos_id=TOK.eos_id, pad_id=TOK.pad_id, temperature=temperature)
+    a = generate(model, ids, mask, generator=torch.Generator().manual_seed(3), **kw)
+    b = generate(model, ids, mask, generator=torch.Generator().manual_seed(3), use_cache=False, **kw)
+    assert torch.equal(a.ids, b.ids) and torch.equal(a.mask, b.mask)
+    torch.testing.assert_close(a.logps, b.logps, atol=1e-5, rtol=0)
+    with torch.no_grad():
+        re = token_logprobs(model, ids, mask, a.ids, a.mask, temperature=temperature)
+    torch.testing.assert_close(a.logps, re, atol=1e-5, rtol=0)
+    assert (a.logps[~a.mask] == 0).all()
+
+
+def test_completion_mask_stops_after_eos():
+    model = _model(2)
+    ids, mask = _prompts()
+    # A random model emits EOS with probability ~1/17 per token: over 4 x 8 draws both kinds of
+    # rows (stopped and never stopped) occur; check PAD and the mask after each EOS.
+    out = generate(model, ids.repeat(8, 1), mask.repeat(8, 1), 12, TOK.eos_id, TOK.pad_id,
+                   generator=torch.Generator().manual_seed(0))
+    stopped = (out.ids == TOK.eos_id).any(1)
+    assert stopped.any() and not stopped.all()
+    for row_ids, row_mask in zip(out.ids, out.mask):
+        eos = (row_ids == TOK.eos_id).nonzero()
+        if len(eos):
+            e = eos[0].item()
+            assert row_mask[:e + 1].all() and not row_mask[e + 1:].any()
+            assert (row_ids[e + 1:] == TOK.pad_id).all()
+        else:
+            assert row_mask.all()
+
+
+def test_greedy_is_argmax_of_full_forward():
+    model = _model(4)
+    ids, mask = _prompts()
+    out = generate(model, ids, mask, 5, TOK.eos_id, TOK.pad_id, greedy=True)
+    with torch.no_grad():
+        first = model(ids, mask)[:, -1].argmax(-1)
+    assert torch.equal(out.ids[:, 0], first)
+
+
+def test_bad_input_errors():
+    model = _model()
+    ids, mask = _prompts()
+    with pytest.raises(ValueError, match="temperature"):
+        generate(model, ids, mask, 4, TOK.eos_id, TOK.pad_id, temperature=0.0)
+    with pytest.raises(ValueError, match="context"):
+        generate(model, ids, mask, 40, TOK.eos_id, TOK.pad_id)
+    with pytest.raises(ValueError, match="same shape"):
+        generate(model, ids, mask[:, 1:], 4, TOK.eos_id, TOK.pad_id)
+    with pytest.raises(ValueError, match="block_size"):
+        model(torch.zeros(1, 33, dtype=torch.long))
+    with pytest.raises(ValueError, match="not in the tokenizer"):
+        TOK.encode("12-3")
+
+
+def test_tokenizer_round_trip():
+    ids, mask = TOK.encode_completions(["12,13,06|632", "1|1"])
+    assert TOK.decode_completions(ids) == ["12,13,06|632", "1|1"]
+    assert mask.sum(1).tolist() == [13, 4]           # characters + EOS
+    p_ids, p_mask = TOK.encode_prompts(["1+2=", "10+20="])
+    assert p_ids[0, 0] == TOK.pad_id and p_ids[0, 2] == TOK.bos_id and p_mask[0].sum() == 5
