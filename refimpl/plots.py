@@ -2,8 +2,6 @@
 call it without a display."""
 from __future__ import annotations
 
-import matplotlib
-
 import matplotlib.pyplot as plt
 
 
@@ -47,5 +45,3 @@ def plot_curves(results: dict, key: str = "heldout_acc", x: str = "step", ax=Non
     ax.figure.tight_layout()
     return ax.figure
 
-
-__all__ = ["plot_sft_history", "plot_pass_at_k", "plot_curves", "matplotlib"]
