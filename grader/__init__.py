@@ -10,8 +10,10 @@ Layout:
   ``check_fn(mod)`` gets the student's imported module and raises AssertionError with a hint
   when the student's function is wrong.
 
-Grade with ``python -m grader [PATH] [--only NAME ...]`` (see ``grader/runner.py``). Each topic
-is graded in its own subprocess (``grader/worker.py``), each check under a time limit, so a
-crash, ``sys.exit`` or infinite loop in student code fails only the checks it touches.
+Grade with ``python -m grader [PATH] [--only NAME ...]``. Modules: ``runner`` (command line,
+one subprocess per topic, watchdog, restarts), ``worker`` (the subprocess: imports the
+student's file and runs each check under a time limit), ``report`` (scores and the table),
+``make_exercises`` (solutions/ -> exercises/). A crash, ``sys.exit`` or infinite loop in
+student code fails only the checks it touches.
 The grader isolates faults; it is not a security sandbox against deliberately hostile code.
 """

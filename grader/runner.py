@@ -25,75 +25,21 @@ import argparse
 import ast
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+
+from grader.report import CheckResult, ExerciseResult, TopicResult, shorten, format_table, totals
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKS_DIR = Path(__file__).resolve().parent / "checks"
 STARTUP_LIMIT = 120.0  # seconds a worker may take to import torch and the checks module
 POLL = 0.02  # seconds between looks at a running worker
-
-
-# ----------------------------------------------------------------------------- results
-
-
-@dataclass
-class CheckResult:
-    name: str
-    passed: bool
-    message: str
-    seconds: float = 0.0
-
-
-@dataclass
-class ExerciseResult:
-    topic: str
-    name: str
-    checks: list[CheckResult]
-
-    @property
-    def passed(self) -> int:
-        return sum(c.passed for c in self.checks)
-
-    @property
-    def total(self) -> int:
-        return len(self.checks)
-
-    @property
-    def points(self) -> float:
-        return self.passed / self.total if self.total else 0.0
-
-    @property
-    def complete(self) -> bool:
-        return self.total > 0 and self.passed == self.total
-
-    @property
-    def first_failure(self) -> str:
-        for c in self.checks:
-            if not c.passed:
-                return f"{c.name}: {c.message}"
-        return ""
-
-    def to_json(self) -> dict:
-        return {"topic": self.topic, "name": self.name, "passed": self.passed, "total": self.total,
-                "points": round(self.points, 4), "complete": self.complete,
-                "first_failure": self.first_failure, "checks": [asdict(c) for c in self.checks]}
-
-
-@dataclass
-class TopicResult:
-    topic: str
-    file: str
-    exercises: list[ExerciseResult] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    workers: int = 0
 
 
 # ----------------------------------------------------------------------------- discovery
@@ -128,6 +74,11 @@ def static_plan(checks_file: Path) -> list[tuple[str, list[str]]] | None:
         tree = ast.parse(checks_file.read_text(encoding="utf-8"))
     except (OSError, SyntaxError, ValueError):
         return None
+    constants = {}  # module-level NAME = "text", so that {NAME: [...]} resolves
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+            constants[node.targets[0].id] = node.value.value
     plan = None
     for node in tree.body:
         if isinstance(node, ast.Assign):
@@ -143,12 +94,16 @@ def static_plan(checks_file: Path) -> list[tuple[str, list[str]]] | None:
             continue
         entries = []
         for key, val in zip(value.keys, value.values):
-            if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
+            if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                name = key.value
+            elif isinstance(key, ast.Name) and key.id in constants:
+                name = constants[key.id]
+            else:
                 break
             if not isinstance(val, (ast.List, ast.Tuple)) or not val.elts:
                 break
             names = [e.id if isinstance(e, ast.Name) else ast.unparse(e) for e in val.elts]
-            entries.append((key.value, names))
+            entries.append((name, names))
         else:
             plan = entries
     return plan
@@ -256,9 +211,17 @@ def run_worker(topic: Topic, student: Path, timeout: float, select: list[str] | 
     return WorkerOutcome(events, proc.returncode, failure, output)
 
 
+def _display(path) -> str:
+    """A path relative to the working directory when it lies below it, else absolute."""
+    rel = os.path.relpath(path)
+    return os.path.abspath(path) if rel.startswith("..") else rel
+
+
 def _last_line(text: str) -> str:
+    """The most telling line of a dead worker's output: a fatal error, else the last line."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1][:200] if lines else ""
+    fatal = [line for line in lines if line.startswith("Fatal Python error")]
+    return (fatal[0] if fatal else lines[-1] if lines else "")[:200]
 
 
 def grade_topic(topic: Topic, student: Path, timeout: float, select: list[str] | None,
@@ -266,7 +229,7 @@ def grade_topic(topic: Topic, student: Path, timeout: float, select: list[str] |
     """Grade one topic, restarting the worker after a crash so later exercises still count."""
     start = time.monotonic()
     deadline = start + topic_timeout
-    grace = max(3.0, 0.5 * timeout)
+    grace = max(2.0, 0.5 * timeout)
     result = TopicResult(topic.name, str(student))
     plan: list[tuple[str, list[str]]] | None = None
     done: dict[tuple[str, int], CheckResult] = {}
@@ -290,7 +253,8 @@ def grade_topic(topic: Topic, student: Path, timeout: float, select: list[str] |
             if kind == "plan" and plan is None:
                 plan = [(e["name"], e["checks"]) for e in event["exercises"]]
             elif kind == "checks_error":
-                result.notes.append(f"grader error: grader/checks/{topic.name}.py is broken: {event['message']}")
+                result.grader_error = True
+                result.notes.append(f"grader error: {_display(topic.checks_file)} is broken: {event['message']}")
                 plan = plan or static_plan(topic.checks_file) or [(topic.name, ["load_checks"])]
                 if select is not None:
                     plan = [p for p in plan if p[0] in select] or plan
@@ -343,40 +307,6 @@ def grade_topic(topic: Topic, student: Path, timeout: float, select: list[str] |
     return result
 
 
-# ----------------------------------------------------------------------------- report
-
-
-def _shorten(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: max(0, width - 3)] + "..."
-
-
-def totals(exercises: list[ExerciseResult]) -> dict:
-    return {"exercises": len(exercises), "complete": sum(e.complete for e in exercises),
-            "checks": sum(e.total for e in exercises), "passed": sum(e.passed for e in exercises),
-            "points": round(sum(e.points for e in exercises), 4)}
-
-
-def format_table(topics: list[TopicResult], header: str) -> str:
-    exercises = [e for t in topics for e in t.exercises]
-    rows = [("exercise", "topic", "checks", "points", "first failure")]
-    for e in exercises:
-        rows.append((e.name, e.topic, f"{e.passed}/{e.total}", f"{e.points:.2f}", e.first_failure))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    room = max(40, shutil.get_terminal_size((120, 20)).columns - sum(widths) - 9)
-    lines = [header, ""]
-    for r in rows:
-        cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].rjust(widths[2]), r[3].rjust(widths[3])]
-        lines.append(("  ".join(cells) + "  " + _shorten(r[4], room)).rstrip())
-    for t in topics:
-        for note in t.notes:
-            lines.append(f"note ({t.topic}): {_shorten(note, 300)}")
-    s = totals(exercises)
-    lines += ["", f"total: {s['complete']}/{s['exercises']} exercises, {s['passed']}/{s['checks']} checks, "
-                  f"{s['points']:.2f}/{s['exercises']} points"]
-    return "\n".join(lines)
-
-
 # ----------------------------------------------------------------------------- command line
 
 
@@ -392,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="time limit of each check (default: 10)")
     parser.add_argument("--topic-timeout", type=float, default=300.0, metavar="SECONDS",
                         help="time limit of a whole topic, worker restarts included (default: 300)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="grade up to N topics at the same time (default: 1)")
     parser.add_argument("--topic", default=None,
                         help="topic of a single-file PATH whose file name is not a topic name")
     parser.add_argument("--checks", default=str(DEFAULT_CHECKS_DIR), metavar="DIR",
@@ -411,6 +343,8 @@ def _fail_usage(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.jobs < 1:
+        return _fail_usage("--jobs must be at least 1")
     if not args.timeout > 0 or not args.topic_timeout > 0:
         return _fail_usage("--timeout and --topic-timeout must be positive numbers of seconds")
     checks_dir = Path(args.checks)
@@ -457,23 +391,27 @@ def main(argv: list[str] | None = None) -> int:
     if not selections:
         return _fail_usage("nothing to grade")
 
-    results: list[TopicResult] = []
-    for t in topics:
-        if t.name not in selections:
-            continue
-        student = files[t.name]
-        select = selections[t.name]
-        plan = plans[t.name]
+    def grade_one(t: Topic) -> TopicResult:
+        student, select, plan = files[t.name], selections[t.name], plans[t.name]
         if not student.is_file() and plan is not None:  # no need to start a worker to say so
             r = TopicResult(t.name, str(student))
-            msg = f"file not found: {os.path.relpath(student)}"
+            msg = f"file not found: {_display(student)}"
             r.exercises = [ExerciseResult(t.name, n, [CheckResult(c, False, msg) for c in cs])
                            for n, cs in plan if select is None or n in select]
-            results.append(r)
-            continue
-        r = grade_topic(t, student, args.timeout, select, args.topic_timeout, args.show_output)
-        if r.exercises or r.notes:
-            results.append(r)
+            return r
+        return grade_topic(t, student, args.timeout, select, args.topic_timeout, args.show_output)
+
+    chosen = [t for t in topics if t.name in selections]
+    try:
+        if args.jobs > 1:
+            with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each thread only waits on its worker
+                graded = list(pool.map(grade_one, chosen))
+        else:
+            graded = [grade_one(t) for t in chosen]
+    except KeyboardInterrupt:  # workers run in their own sessions; run_worker's finally killed them
+        print("interrupted", file=sys.stderr)
+        return 130
+    results = [r for r in graded if r.exercises or r.notes]
 
     exercises = [e for r in results for e in r.exercises]
     if args.json:
@@ -481,18 +419,22 @@ def main(argv: list[str] | None = None) -> int:
             "path": str(path), "checks_dir": str(checks_dir), "timeout": args.timeout,
             "exercises": [e.to_json() for e in exercises],
             "topics": [{"topic": r.topic, "file": r.file, "notes": r.notes, "seconds": r.seconds,
-                        "workers": r.workers} for r in results],
+                        "workers": r.workers, "grader_error": r.grader_error} for r in results],
             "total": totals(exercises)}, indent=2))
     else:
-        print(format_table(results, f"Grading {path} with the checks in {os.path.relpath(checks_dir)} "
+        print(format_table(results, f"Grading {path} with the checks in {_display(checks_dir)} "
                                     f"({args.timeout:g} s per check)"))
 
+    broken = [r.topic for r in results if r.grader_error]
+    if args.expect and broken:
+        print(f"grader error: the checks of {', '.join(broken)} could not be loaded", file=sys.stderr)
+        return 1
     if args.expect == "full":
         bad = [e for e in exercises if not e.complete]
         if bad or not exercises:
             print(f"expected full marks, but {len(bad)} exercise(s) lost points:", file=sys.stderr)
             for e in bad:
-                print(f"  {e.topic}/{e.name}: {_shorten(e.first_failure, 200)}", file=sys.stderr)
+                print(f"  {e.topic}/{e.name}: {shorten(e.first_failure, 200)}", file=sys.stderr)
             return 1
     elif args.expect == "zero":
         bad = [e for e in exercises if e.passed > 0]

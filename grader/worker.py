@@ -65,10 +65,12 @@ ALARM = _Alarm()
 
 
 def _short_path(path: str) -> str:
+    """The path relative to the working directory when it lies below it, else absolute."""
     try:
-        return os.path.relpath(path)
+        rel = os.path.relpath(path)
     except ValueError:  # another drive on Windows
         return path
+    return os.path.abspath(path) if rel.startswith("..") else rel
 
 
 def _where(exc: BaseException, student_file: str, checks_file: str | None) -> str:

@@ -51,13 +51,15 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from refimpl.dpo import dpo_loss
+from refimpl.dpo import dpo_loss, implicit_reward
 
 DTYPE = torch.float64
 
 
 @dataclass
 class BanditConfig:
+    """Size of the laboratory and the defaults of its experiment."""
+
     n_prompts: int = 4          # M
     n_responses: int = 6        # N
     reward_scale: float = 1.0   # true rewards ~ reward_scale * Normal(0, 1)
@@ -83,16 +85,17 @@ class Preferences:
         return self.prompt.numel()
 
 
-def make_bandit(cfg: BanditConfig = BanditConfig()) -> Bandit:
-    """Random reward and reference tables drawn from ``cfg.seed``."""
+def make_bandit(cfg: BanditConfig | None = None) -> Bandit:
+    """Random reward and reference tables drawn from ``cfg.seed`` (default config if None)."""
+    cfg = BanditConfig() if cfg is None else cfg
     if cfg.n_prompts < 1 or cfg.n_responses < 2:
         raise ValueError(f"need n_prompts >= 1 and n_responses >= 2, got {cfg.n_prompts}, "
                          f"{cfg.n_responses}")
     g = torch.Generator().manual_seed(cfg.seed)
     shape = (cfg.n_prompts, cfg.n_responses)
-    reward = cfg.reward_scale * torch.randn(shape, generator=g, dtype=DTYPE)           # (M, N)
-    ref_probs = F.softmax(cfg.ref_scale * torch.randn(shape, generator=g, dtype=DTYPE), -1)  # (M, N)
-    return Bandit(reward, ref_probs)
+    reward = cfg.reward_scale * torch.randn(shape, generator=g, dtype=DTYPE)  # (M, N)
+    ref_logits = cfg.ref_scale * torch.randn(shape, generator=g, dtype=DTYPE)  # (M, N)
+    return Bandit(reward, F.softmax(ref_logits, dim=-1))
 
 
 def _check_beta(beta: float) -> None:
@@ -120,7 +123,7 @@ def beta_sweep(reward: torch.Tensor, ref_probs: torch.Tensor, betas) -> torch.Te
 
 def implied_reward(policy: torch.Tensor, ref_probs: torch.Tensor, beta: float) -> torch.Tensor:
     """beta * log(pi / pi_ref), shape (M, N): the reward pi is optimal for, up to beta log Z."""
-    return beta * (policy.log() - ref_probs.log())  # (M, N)
+    return implicit_reward(policy.log(), ref_probs.log(), beta)  # (M, N)
 
 
 def tv_distance(p: torch.Tensor, q: torch.Tensor) -> float:
@@ -153,6 +156,21 @@ def reward_deviation(estimate: torch.Tensor, true: torch.Tensor,
     return centred(estimate - true, mask).abs().max().item()
 
 
+@contextmanager
+def single_thread():
+    """Run torch single-threaded inside the block, then restore the caller's setting.
+
+    The tables here are tiny: worker threads only add wake-up latency (milliseconds per op
+    on a busy machine), which would turn a 30 ms fit into seconds.
+    """
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n_threads)
+
+
 def sample_preferences(bandit: Bandit, n_pairs: int, seed: int = 0,
                        sampler: str = "ref") -> Preferences:
     """Draw ``n_pairs`` Bradley-Terry-labelled pairs of distinct responses (see module doc)."""
@@ -162,13 +180,17 @@ def sample_preferences(bandit: Bandit, n_pairs: int, seed: int = 0,
         raise ValueError(f"unknown sampler {sampler!r}: expected 'ref' or 'uniform'")
     g = torch.Generator().manual_seed(seed)
     M, N = bandit.reward.shape
-    prompt = torch.randint(M, (n_pairs,), generator=g)                              # (B,)
-    q = bandit.ref_probs[prompt] if sampler == "ref" else torch.ones(n_pairs, N, dtype=DTYPE)
-    y = torch.multinomial(q, 2, replacement=False, generator=g)                     # (B, 2)
-    r1, r2 = bandit.reward[prompt, y[:, 0]], bandit.reward[prompt, y[:, 1]]        # (B,)
-    first_wins = torch.rand(n_pairs, generator=g, dtype=DTYPE) < torch.sigmoid(r1 - r2)  # (B,)
-    chosen = torch.where(first_wins, y[:, 0], y[:, 1])                              # (B,)
-    rejected = torch.where(first_wins, y[:, 1], y[:, 0])                            # (B,)
+    with single_thread():  # cheap element-wise ops: worker threads only add latency
+        prompt = torch.randint(M, (n_pairs,), generator=g)                       # (B,)
+        q = (bandit.ref_probs[prompt] if sampler == "ref"
+             else torch.ones(n_pairs, N, dtype=DTYPE))                           # (B, N)
+        y = torch.multinomial(q, 2, replacement=False, generator=g)              # (B, 2)
+        r1 = bandit.reward[prompt, y[:, 0]]                                      # (B,)
+        r2 = bandit.reward[prompt, y[:, 1]]                                      # (B,)
+        u = torch.rand(n_pairs, generator=g, dtype=DTYPE)                        # (B,)
+        first_wins = u < torch.sigmoid(r1 - r2)                                  # (B,)
+        chosen = torch.where(first_wins, y[:, 0], y[:, 1])                       # (B,)
+        rejected = torch.where(first_wins, y[:, 1], y[:, 0])                     # (B,)
     return Preferences(prompt, chosen, rejected)
 
 
@@ -187,22 +209,9 @@ def comparison_counts(prefs: Preferences, M: int, N: int) -> torch.Tensor:
 
 
 def _centred_l2(reward: torch.Tensor, reward_l2: float) -> torch.Tensor:
+    if reward_l2 < 0:
+        raise ValueError(f"reward_l2 must be >= 0 (0 turns the prior off), got {reward_l2!r}")
     return 0.5 * reward_l2 * (centred(reward) ** 2).sum()
-
-
-@contextmanager
-def single_thread():
-    """Run torch single-threaded inside the block, then restore the caller's setting.
-
-    The tables here are tiny: worker threads only add wake-up latency (milliseconds per op
-    on a busy machine), which would turn a 30 ms fit into seconds.
-    """
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n_threads)
 
 
 def _lbfgs(param: torch.Tensor, objective) -> None:
@@ -340,10 +349,10 @@ def plot_tv_vs_pairs(rows: list[dict[str, float]]) -> Figure:
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot()
     n = [row["n_pairs"] for row in rows]
-    for key, style, label in [("tv_dpo_opt", "o-", "TV(DPO, pi*)"),
-                              ("tv_rlhf_opt", "s--", "TV(RM + RLHF, pi*)"),
-                              ("tv_predicted", "k:", "predicted (delta method)")]:
-        ax.plot(n, [row[key] for row in rows], style, label=label)
+    for key, style, size, label in [("tv_dpo_opt", "o-", 9, "TV(DPO, pi*)"),
+                                    ("tv_rlhf_opt", "s--", 4, "TV(RM + RLHF, pi*)"),
+                                    ("tv_predicted", "k:", 0, "predicted (delta method)")]:
+        ax.plot(n, [row[key] for row in rows], style, ms=size, label=label)
     gap = [max(row["tv_dpo_rlhf"], 1e-12) for row in rows]
     ax.plot(n, gap, "^-", color="grey", label="TV(DPO, RM + RLHF)")
     ax.set(xscale="log", yscale="log", xlabel="preference pairs",

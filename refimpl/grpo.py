@@ -9,7 +9,8 @@ o_i to the same advantage
 The loss to minimise is the negated clipped surrogate plus a KL penalty to a frozen reference:
 
     L = - agg_{i,t} [ min(rho_it * A_i, clip(rho_it, 1 - eps_low, 1 + eps_high) * A_i)
-                      - beta * KL_it ],       rho_it = pi_theta(o_it | q, o_i<t) / pi_old(o_it | ...)
+                      - beta * KL_it ],
+    rho_it = pi_theta(o_it | q, o_i<t) / pi_old(o_it | q, o_i<t)          (importance ratio)
 
 with KL_it a per-token estimator (refimpl.kl; k3 in DeepSeekMath eq. 4) and agg one of three
 ways to average over tokens, which differ in how completion length weights the gradient:
@@ -55,14 +56,20 @@ def _is_int(x) -> bool:
 def _grouped_rewards(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     """Validate rewards and return them as a float (B, G) view."""
     if not _is_int(group_size) or group_size < 2:
-        raise ValueError(f"group_size must be an int >= 2 (a group needs at least two samples), got {group_size!r}")
+        raise ValueError(
+            f"group_size must be an int >= 2 (a group needs two samples to compare), got {group_size!r}"
+        )
     rewards = torch.as_tensor(rewards)
     if not rewards.is_floating_point():
         rewards = rewards.to(torch.get_default_dtype())
     if rewards.dim() == 2 and rewards.shape[1] != group_size:
-        raise ValueError(f"rewards of shape (B, G) = {tuple(rewards.shape)} disagree with group_size={group_size}")
+        raise ValueError(
+            f"rewards of shape (B, G) = {tuple(rewards.shape)} disagree with group_size={group_size}"
+        )
     if rewards.dim() not in (1, 2) or rewards.numel() == 0:
-        raise ValueError(f"rewards must be a non-empty (B*G,) or (B, G) tensor, got shape {tuple(rewards.shape)}")
+        raise ValueError(
+            f"rewards must be a non-empty (B*G,) or (B, G) tensor, got shape {tuple(rewards.shape)}"
+        )
     if rewards.numel() % group_size != 0:
         raise ValueError(
             f"{rewards.numel()} rewards are not a multiple of group_size={group_size}: "
@@ -165,16 +172,19 @@ def _check_loss_inputs(logps, old_logps, advantages, mask, ref_logps) -> None:
         if x is not None and x.shape != logps.shape:
             raise ValueError(f"{name} {tuple(x.shape)} must have the shape of logps {(B, T)}")
     if advantages.shape != (B,):
-        raise ValueError(f"advantages must be (B,) = {(B,)}, one per completion, got {tuple(advantages.shape)}")
+        raise ValueError(
+            f"advantages must be (B,) = {(B,)}, one per completion, got {tuple(advantages.shape)}"
+        )
     if mask.dtype != torch.bool:
         raise ValueError(f"mask must be torch.bool, got {mask.dtype}: use mask.bool()")
     if mask.shape != (B, T):
         raise ValueError(f"mask {tuple(mask.shape)} must have the shape of logps {(B, T)}")
     if not mask.any():
         raise ValueError("mask selects no tokens: there is nothing to train on")
-    for name, x in (("logps", logps), ("old_logps", old_logps), ("ref_logps", ref_logps), ("advantages", advantages)):
+    named = {"logps": logps, "old_logps": old_logps, "ref_logps": ref_logps, "advantages": advantages}
+    for name, x in named.items():
         if x is not None and not torch.isfinite(x).all():
-            raise ValueError(f"{name} contains NaN or inf: use 0 at masked positions and check the model")
+            raise ValueError(f"{name} contains NaN or inf: use 0 at masked positions, check the model")
 
 
 def grpo_loss(
@@ -228,13 +238,13 @@ def grpo_loss(
     if beta < 0:
         raise ValueError(f"beta must be >= 0 (0 disables the KL penalty), got {beta}")
     if beta > 0 and ref_logps is None:
-        raise ValueError("beta > 0 needs ref_logps: pass the reference model's token log-probs or set beta=0")
+        raise ValueError("beta > 0 needs ref_logps: pass the reference's token log-probs or set beta=0")
     _check_loss_inputs(logps, old_logps, advantages, mask, ref_logps)
     B, T = logps.shape
     if max_tokens is None:
         max_tokens = T
     if not _is_int(max_tokens) or max_tokens < 1:
-        raise ValueError(f"max_tokens must be a positive int (the generation budget), got {max_tokens!r}")
+        raise ValueError(f"max_tokens must be a positive int (the token budget), got {max_tokens!r}")
 
     old_logps, advantages = old_logps.detach(), advantages.detach()
     maskf = mask.to(logps.dtype)  # (B, T)
@@ -250,7 +260,7 @@ def grpo_loss(
     if ref_logps is not None:
         zeros = torch.zeros_like(logps)  # (B, T)
         ref = torch.where(mask, ref_logps.detach(), zeros)  # (B, T)
-        per_token_kl = kl_estimate(torch.where(mask, logps, zeros), ref, kl_estimator)  # (B, T), 0 off-mask
+        per_token_kl = kl_estimate(torch.where(mask, logps, zeros), ref, kl_estimator)  # (B, T)
         if beta > 0:
             per_token_loss = per_token_loss + beta * per_token_kl  # (B, T)
 
@@ -272,7 +282,9 @@ def grpo_loss(
     return loss, metrics
 
 
-def _aggregate(per_token: torch.Tensor, mask: torch.Tensor, loss_agg: str, max_tokens: int) -> torch.Tensor:
+def _aggregate(
+    per_token: torch.Tensor, mask: torch.Tensor, loss_agg: str, max_tokens: int
+) -> torch.Tensor:
     """Reduce a (B, T) per-token loss to a scalar over the tokens where mask is True."""
     masked = torch.where(mask, per_token, torch.zeros_like(per_token))  # (B, T)
     if loss_agg == "grpo":

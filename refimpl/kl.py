@@ -62,7 +62,9 @@ def _estimate_from_logratio(logratio: torch.Tensor, estimator: str) -> torch.Ten
     return torch.expm1(logratio) - logratio  # k3; expm1 keeps precision near logratio = 0
 
 
-def kl_estimate(logps: torch.Tensor, ref_logps: torch.Tensor, estimator: str = "k3") -> torch.Tensor:
+def kl_estimate(
+    logps: torch.Tensor, ref_logps: torch.Tensor, estimator: str = "k3"
+) -> torch.Tensor:
     """Per-token KL estimate from log-probs of tokens sampled from the policy.
 
     Args:
@@ -83,7 +85,7 @@ def kl_estimate(logps: torch.Tensor, ref_logps: torch.Tensor, estimator: str = "
             "same shape: compute both on the same completion tokens"
         )
     if not (torch.isfinite(logps).all() and torch.isfinite(ref_logps).all()):
-        raise ValueError("logps and ref_logps must be finite (no NaN/inf): use 0 at masked positions")
+        raise ValueError("logps and ref_logps must be finite (no NaN/inf); use 0 at masked positions")
     logratio = ref_logps - logps  # (B, T)
     return _estimate_from_logratio(logratio, estimator)  # (B, T)
 
@@ -99,7 +101,9 @@ def _as_probs(x: torch.Tensor, from_logits: bool, name: str) -> torch.Tensor:
     if not torch.isfinite(x).all() or (x < 0).any():
         raise ValueError(f"{name} must hold finite, non-negative probabilities")
     if not torch.allclose(x.sum(-1), torch.ones((), dtype=x.dtype), atol=1e-6):
-        raise ValueError(f"{name} must sum to 1 over its last dimension (pass from_logits=True for logits)")
+        raise ValueError(
+            f"{name} must sum to 1 over its last dimension (pass from_logits=True for logits)"
+        )
     return x
 
 
@@ -123,7 +127,9 @@ def exact_kl(p: torch.Tensor, q: torch.Tensor, from_logits: bool = False) -> tor
     return (torch.xlogy(p, p) - torch.xlogy(p, q)).sum(-1)  # (...)
 
 
-def estimator_moments(p: torch.Tensor, q: torch.Tensor, estimator: str = "k3") -> tuple[float, float]:
+def estimator_moments(
+    p: torch.Tensor, q: torch.Tensor, estimator: str = "k3"
+) -> tuple[float, float]:
     """Exact mean and variance of one estimator under y ~ p, by enumerating the V outcomes.
 
     Args:

@@ -26,7 +26,7 @@ from .model import GPT, GPTConfig
 from .tokenizer import CharTokenizer
 from .utils import Preset, cache_dir, get_device, get_preset, make_task, seed_everything
 
-SFT_VERSION = 1   # bump when the training code changes, to invalidate cached bases
+SFT_VERSION = 2   # bump when the training code changes, to invalidate cached bases
 
 
 @dataclass

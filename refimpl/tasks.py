@@ -103,11 +103,20 @@ class AdditionTask(Task):
         self.levels = tuple(range(digits + 1))
 
     def _make(self, rng, level):
+        # Choose which columns carry, then draw each column's digits to match (no rejection of
+        # whole problems, so rare levels such as "every column carries" are as cheap as any).
         n = self.digits
-        while True:
-            a, b = (rng.randrange(10 ** (n - 1), 10 ** n) for _ in range(2))
-            if self.carries(a, b, n) == level:
-                return Problem(prompt=f"{a}+{b}=", answer=a + b, level=level, operands=(a, b))
+        carrying = set(rng.sample(range(n), level))
+        a = b = carry = 0
+        for i in range(n):
+            low = 1 if i == n - 1 else 0                       # no leading zero
+            while True:
+                da, db = rng.randint(low, 9), rng.randint(low, 9)
+                if (da + db + carry >= 10) == (i in carrying):
+                    break
+            a, b = a + da * 10 ** i, b + db * 10 ** i
+            carry = int(i in carrying)
+        return Problem(prompt=f"{a}+{b}=", answer=a + b, level=level, operands=(a, b))
 
     @staticmethod
     def column_sums(a: int, b: int, n: int) -> list[int]:

@@ -55,8 +55,8 @@ class Preset:
     sft_lr: float = 3e-3
     sft_batch_size: int = 128
     sft_max_steps: int = 1500
-    sft_eval_every: int = 25
-    sft_target_acc: float = 0.35          # stop SFT at the first checkpoint at or above this
+    sft_eval_every: int = 10
+    sft_target_acc: float = 0.3           # stop SFT at the first checkpoint at or above this
     sft_eval_problems: int = 256
     device: str = "auto"
     extra: dict = field(default_factory=dict)

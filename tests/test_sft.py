@@ -61,3 +61,14 @@ def test_unknown_preset_and_device():
     with pytest.raises(ValueError, match="unknown device"):
         get_device("tpu")
     seed_everything(0)
+
+
+def test_gpu_preset_runs_on_cpu_at_tiny_size():
+    """The gpu preset's code path (bigger model, 5-digit task, 48-token context), two steps on the CPU."""
+    preset = get_preset("gpu", sft_max_steps=2, sft_eval_every=1, sft_batch_size=8,
+                        sft_eval_problems=8, device="cpu")
+    model, tok, task, history = train_sft(preset, progress=False)
+    assert task.digits == 5 and model.config.n_layer == 4 and model.config.block_size == 48
+    assert len(history) <= 2 and "heldout_acc" in history[0]
+    p = task.problems("heldout", 1)[0]
+    assert len(p.prompt) + 1 + task.max_new_tokens() <= model.config.block_size

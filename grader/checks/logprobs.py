@@ -63,7 +63,8 @@ def _diagnose(out: torch.Tensor, logits, ids, mask) -> str:
         "you averaged over tokens instead of summing": (tok * m).sum(-1) / m.sum(-1).clamp(min=1),
         "the tokens are shifted by one column (column t already predicts token t; do not shift)":
             (shifted * m).sum(-1),
-        "you used the raw logits, not log_softmax": (logits.double().gather(-1, ids.unsqueeze(-1)).squeeze(-1) * m).sum(-1),
+        "you used the raw logits, not log_softmax":
+            (logits.double().gather(-1, ids.unsqueeze(-1)).squeeze(-1) * m).sum(-1),
         "you used probabilities, not log-probabilities": (tok.exp() * m).sum(-1),
         "the sign is flipped (return log-probs, not negative log-likelihoods)": -(tok * m).sum(-1),
     }
@@ -96,7 +97,10 @@ def check_uniform_logits_closed_form(mod) -> None:
     logits = torch.zeros(3, 4, V)  # (B, T, V) every token has probability 1/V
     out = _call(mod, logits, ids, mask, "all-zero logits")
     expected = -mask.sum(-1).double() * math.log(V)  # (B,) -n log V
-    assert_close(out, expected, "all-zero logits (each counted token adds log(1/V) = -log 5)", atol=1e-5)
+    if not torch.allclose(out.detach().double(), expected, atol=1e-5):
+        raise AssertionError(f"all-zero logits: each counted token adds log(1/5), so the rows should give "
+                             f"{[round(x, 4) for x in expected.tolist()]}; got "
+                             f"{[round(x, 4) for x in out.tolist()]}.{_diagnose(out, logits, ids, mask)}")
 
 
 def check_matches_slow_reference(mod) -> None:
@@ -122,7 +126,8 @@ def check_masked_positions_do_not_contribute(mod) -> None:
     junk_logits = logits.clone()
     junk_logits[~mask] = 40.0 * torch.randn(int((~mask).sum()), V, generator=gen)  # only masked positions
     junk_ids = torch.where(mask, ids, (ids + 1 + torch.randint(0, V - 1, (B, T), generator=gen)) % V)  # (B, T)
-    after = _call(mod, junk_logits, junk_ids, mask.clone(), "hand-built masks with other logits and ids at masked positions")
+    after = _call(mod, junk_logits, junk_ids, mask.clone(),
+                  "hand-built masks with other logits and ids at masked positions")
     assert torch.allclose(after.detach().double(), before.detach().double(), atol=1e-5), (
         "changing the logits and ids at masked positions (padding / prompt) changed the result from "
         f"{[round(x, 4) for x in before.tolist()]} to {[round(x, 4) for x in after.tolist()]}: "
@@ -141,7 +146,8 @@ def check_gradient_flows_to_logits(mod) -> None:
     logits, ids, mask = _random_case(B=3, T=4, V=5, seed=6)
     logits.requires_grad_(True)
     out = _call(mod, logits, ids, mask, "logits that require grad")
-    assert out.requires_grad, "the result is detached from the graph: do not call .detach(), .item() or torch.no_grad()"
+    assert out.requires_grad, (
+        "the result is detached from the graph: do not call .detach(), .item() or torch.no_grad()")
     (grad,) = torch.autograd.grad(out.sum(), logits)  # (B, T, V)
     onehot = torch.nn.functional.one_hot(ids, 5).double()  # (B, T, V)
     expected = (onehot - torch.softmax(logits.detach().double(), -1)) * mask[..., None].double()  # (B, T, V)

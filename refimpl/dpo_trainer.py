@@ -1,0 +1,189 @@
+"""DPO training on the task: a short loop over ``refimpl.dpo.dpo_loss``.
+
+Rafailov et al. 2023 (eq. 7) on a fixed data set of preference pairs built from the base's own
+samples (``refimpl.preferences``). The reference pi_ref never changes, so its sequence
+log-probs log pi_ref(y_w|x), log pi_ref(y_l|x) are computed once, before the loop, and reused
+at every step (TRL's ``precompute_ref_log_probs``).
+
+Optional NLL term on the chosen completions (RPO; Pang et al. 2024, "Iterative Reasoning
+Preference Optimization", eq. 1 there; TRL's ``rpo_alpha``):
+
+    L = L_DPO + nll_coef * ( - sum_t log pi_theta(y_w,t | x, y_w,<t) / |y_w| ),
+
+a per-token negative log-likelihood of the chosen completion. The DPO loss only sees the
+*difference* of two log-ratios, so it is free to lower log pi(y_w) as long as log pi(y_l)
+falls faster ("likelihood displacement"); the NLL term pins log pi(y_w) up.
+
+History rows: ``step``, ``time_s`` (training wall clock, evaluation excluded), ``samples``
+(pairs consumed), ``loss``, ``nll``, the TRL metrics of ``dpo_loss`` for the batch and, at step
+0 and every ``eval_every`` steps, ``heldout_acc`` plus the same metrics over all pairs
+(``pairs/...``) and the mean log-prob of each probe set (``logps/<name>``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .dpo import LOSS_TYPES, dpo_loss
+from .logprobs import token_logprobs
+from .preferences import PreferencePairs, build_pairs
+from .training import Clock, TrainResult, heldout_accuracy
+from .utils import seed_everything
+
+
+@dataclass
+class DPOConfig:
+    beta: float = 0.1             # KL strength of the implicit reward
+    lr: float = 1e-4              # AdamW learning rate
+    batch_size: int = 32          # pairs per step
+    steps: int = 60
+    label_smoothing: float = 0.0  # cDPO's assumed label-flip rate, in [0, 0.5)
+    loss_type: str = "sigmoid"    # "sigmoid" (DPO / cDPO) or "ipo"
+    nll_coef: float = 0.0         # weight of the NLL on chosen completions (RPO); 0 = pure DPO
+    max_grad_norm: float = 1.0    # gradient clipping (TRL's default)
+    eval_every: int = 20
+    eval_problems: int = 256
+    seed: int = 0
+    # Data, used only when train_dpo is given no pairs: base samples on training prompts.
+    n_prompts: int = 256
+    group_size: int = 8
+    pairs_per_prompt: int = 2
+    temperature: float = 1.0
+
+    def validate(self) -> None:
+        checks = [
+            (math.isfinite(self.beta) and self.beta > 0, "beta must be a finite number > 0"),
+            (math.isfinite(self.lr) and self.lr > 0, "lr must be a finite number > 0"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.steps >= 0, "steps must be >= 0"),
+            (0.0 <= self.label_smoothing < 0.5, "label_smoothing must lie in [0, 0.5)"),
+            (self.loss_type in LOSS_TYPES, f"loss_type must be one of {LOSS_TYPES}"),
+            (math.isfinite(self.nll_coef) and self.nll_coef >= 0, "nll_coef must be >= 0"),
+            (self.max_grad_norm > 0, "max_grad_norm must be > 0"),
+            (self.eval_every >= 1, "eval_every must be >= 1"),
+            (self.eval_problems >= 1, "eval_problems must be >= 1"),
+            (self.n_prompts >= 1, "n_prompts must be >= 1"),
+            (self.group_size >= 2, "group_size must be >= 2"),
+            (self.pairs_per_prompt >= 1, "pairs_per_prompt must be >= 1"),
+            (self.temperature > 0, "temperature must be > 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"DPOConfig: {msg} (got {self})")
+
+
+def pair_logps(model, pairs: PreferencePairs, chunk: int = 512):
+    """Per-token log-probs of chosen and rejected completions in ONE forward pass per chunk.
+
+    Chosen and rejected rows are concatenated into a (2N, .) batch, as TRL's
+    ``concatenated_forward`` does. Returns (chosen, rejected) token log-probs, each (N, T),
+    0 where masked. Gradients flow unless called under ``torch.no_grad``.
+    """
+    outs_c, outs_r = [], []
+    for i in range(0, len(pairs), chunk):
+        p = pairs[i:i + chunk] if len(pairs) > chunk else pairs
+        n = len(p)
+        logps = token_logprobs(model, p.prompt_ids.repeat(2, 1), p.prompt_mask.repeat(2, 1),
+                               torch.cat([p.chosen_ids, p.rejected_ids]),
+                               torch.cat([p.chosen_mask, p.rejected_mask]))     # (2n, T)
+        outs_c.append(logps[:n])                                                # (n, T)
+        outs_r.append(logps[n:])                                                # (n, T)
+    return torch.cat(outs_c), torch.cat(outs_r)                                 # (N, T) each
+
+
+@torch.no_grad()
+def probe_logps(model, probe) -> float:
+    """Mean sequence log-prob of a probe set (prompt_ids, prompt_mask, ids, mask), (N, .) each."""
+    was = model.training
+    model.eval()
+    lp = token_logprobs(model, *probe).sum(-1)                           # (N,)
+    model.train(was)
+    return lp.mean().item()
+
+
+def train_dpo(base, cfg: DPOConfig | None = None, pairs: PreferencePairs | None = None, *,
+              policy=None, reward_fn=None, progress: bool = True, heldout=None,
+              probes: dict | None = None) -> TrainResult:
+    """Train ``policy`` (default ``base.policy()``) with DPO against the frozen base.
+
+    pairs: the preference data; None builds it from base samples on ``cfg.n_prompts``
+        training prompts (``refimpl.preferences.build_pairs``, judged by ``reward_fn``,
+        default ``base.task.verify``).
+    heldout: problems for ``heldout_acc`` (default ``base.heldout(cfg.eval_problems)``).
+    probes: optional {name: (prompt_ids (N,P), prompt_mask, completion_ids (N,T), mask)};
+        the mean sequence log-prob of each is logged as ``logps/<name>`` at every evaluation
+        (e.g. the correct completions of held-out prompts: where did the mass go?).
+    """
+    from tqdm.auto import tqdm
+
+    cfg = cfg or DPOConfig()
+    cfg.validate()
+    seed_everything(cfg.seed)
+    device = base.device
+    policy = policy if policy is not None else base.policy()
+    reference = base.reference()
+    heldout = heldout if heldout is not None else base.heldout(cfg.eval_problems)
+    if pairs is None:
+        pairs = build_pairs(base.model, base.tokenizer, base.task,
+                            base.train_problems(cfg.n_prompts, seed=cfg.seed), cfg.group_size,
+                            cfg.pairs_per_prompt, cfg.temperature, cfg.seed, reward_fn)
+    pairs = pairs.to(device)
+    N = len(pairs)
+    if N == 0:
+        raise ValueError("train_dpo got an empty set of preference pairs")
+
+    # pi_ref is frozen: its sequence log-probs are computed once for the whole data set.
+    with torch.no_grad():
+        ref_c, ref_r = pair_logps(reference, pairs)                      # (N, T) each
+        ref_chosen, ref_rejected = ref_c.sum(-1), ref_r.sum(-1)          # (N,) each
+
+    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    order = torch.randperm(N, generator=gen)
+    clock, history, pos, consumed = Clock(), [], 0, 0
+
+    def evaluate(row):
+        with clock.paused(), torch.no_grad():
+            row["heldout_acc"] = heldout_accuracy(policy, base, heldout)
+            was = policy.training
+            policy.eval()
+            pc, pr = pair_logps(policy, pairs)                           # (N, T) each
+            policy.train(was)
+            _, m = dpo_loss(pc.sum(-1), pr.sum(-1), ref_chosen, ref_rejected, cfg.beta,
+                            cfg.loss_type, cfg.label_smoothing)
+            row.update({f"pairs/{k}": v for k, v in m.items()})
+            for name, probe in (probes or {}).items():
+                row[f"logps/{name}"] = probe_logps(policy, [t.to(device) for t in probe])
+
+    row0 = {"step": 0, "time_s": 0.0, "samples": 0}
+    evaluate(row0)
+    history.append(row0)
+    bar = tqdm(range(1, cfg.steps + 1), desc="DPO", disable=not progress)
+    for step in bar:
+        if pos + cfg.batch_size > N:                                     # next epoch
+            order, pos = torch.randperm(N, generator=gen), 0
+        idx = order[pos:pos + cfg.batch_size]                            # (B,)
+        pos += cfg.batch_size
+        consumed += len(idx)
+        batch = pairs[idx]
+        pc, pr = pair_logps(policy, batch)                               # (B, T) each
+        losses, metrics = dpo_loss(pc.sum(-1), pr.sum(-1), ref_chosen[idx.to(device)],
+                                   ref_rejected[idx.to(device)], cfg.beta, cfg.loss_type,
+                                   cfg.label_smoothing)                  # (B,)
+        nll = -pc.sum() / batch.chosen_mask.sum()                        # per-token NLL of y_w
+        loss = losses.mean() + cfg.nll_coef * nll
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+        opt.step()
+        row = {"step": step, "time_s": clock(), "samples": consumed,
+               "loss": loss.item(), "nll": nll.item(), **metrics}
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            evaluate(row)
+            bar.set_postfix(acc=f"{row['heldout_acc']:.2f}",
+                            margin=f"{row['pairs/rewards/margins']:.2f}")
+        history.append(row)
+    bar.close()
+    return TrainResult(policy, history)

@@ -1,0 +1,288 @@
+"""The GRPO trainer: sample groups, score them, and take a few clipped steps on each batch.
+
+Group Relative Policy Optimization (Shao et al. 2024, DeepSeekMath, Algorithm 1 and eq. 3):
+for each step, draw B prompts, sample G completions per prompt from the current policy
+(which becomes pi_old), score them with the verifier, set A_i = (r_i - mean) / (std + eps)
+within each group, and minimise the clipped surrogate plus beta * KL(pi_theta || pi_ref) for
+``inner_updates`` optimizer steps on the same batch. The first inner step is exactly on-policy
+(ratio 1, nothing clipped); later ones reuse the samples, which is where the ratio and the
+clip matter.
+
+Dynamic sampling (Yu et al. 2025, DAPO, sec. 3.2): a group whose G rewards are all equal has
+advantage 0 and gives no policy gradient. With ``dynamic_sampling=True`` such groups are
+dropped and more prompts are sampled until the batch holds ``prompts_per_step`` mixed groups
+(at most ``max_sampling_rounds`` rounds). Either way the history counts the completions
+generated (``samples``) and those that landed in uniform groups (``samples_wasted``).
+
+The pure pieces live in refimpl.grpo (group_advantages, grpo_loss) and refimpl.kl.
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, replace
+
+import torch
+from tqdm.auto import tqdm
+
+from .grpo import LOSS_AGGS, SCALES, frac_reward_zero_std, group_advantages, grpo_loss
+from .kl import ESTIMATORS
+from .logprobs import token_logprobs
+from .rollouts import sample_groups
+from .training import Clock, TrainResult, heldout_accuracy
+from .utils import seed_everything
+
+
+@dataclass
+class GRPOConfig:
+    """GRPO hyper-parameters; the defaults train the cpu base in about 15-25 s."""
+
+    steps: int = 40
+    prompts_per_step: int = 16        # B prompts (groups) per update batch
+    group_size: int = 8               # G completions per prompt
+    temperature: float = 1.0          # sampling temperature (log-probs use the same one)
+    lr: float = 1e-4                  # 3e-4 can collapse the cpu base; 1e-4..2e-4 is stable
+    max_grad_norm: float = 1.0        # gradient clipping (TRL's default)
+    clip_eps: float = 0.2             # eps_low of the ratio clip
+    clip_eps_high: float | None = None  # DAPO clip-higher; None = clip_eps
+    beta: float = 0.04                # KL coefficient (DeepSeekMath: 0.04); 0 disables it
+    kl_estimator: str = "k3"
+    loss_agg: str = "grpo"            # "grpo", "dapo" or "dr_grpo" (refimpl.grpo)
+    scale: str = "group"              # "group", "none" (Dr. GRPO) or "batch"
+    eps: float = 1e-4                 # added to the group std
+    inner_updates: int = 2            # optimizer steps per sampled batch (mu in DeepSeekMath)
+    dynamic_sampling: bool = False    # DAPO: keep only groups with mixed rewards
+    max_sampling_rounds: int = 8      # cap on sampling rounds per step with dynamic sampling
+    level: int | None = None          # train on one difficulty level (None = the mix)
+    train_pool: int = 4096            # training prompts drawn from this fixed pool
+    eval_every: int = 10              # held-out greedy accuracy every this many steps (<= 0: never)
+    eval_problems: int = 256
+    seed: int = 0
+
+
+def validate_config(cfg: GRPOConfig) -> None:
+    """Raise ValueError naming the first bad field of ``cfg``."""
+    ints = {"steps": 1, "prompts_per_step": 1, "group_size": 2, "inner_updates": 1,
+            "max_sampling_rounds": 1, "train_pool": 1, "eval_problems": 1}
+    for name, low in ints.items():
+        v = getattr(cfg, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            why = " (a group needs two samples to compare)" if name == "group_size" else ""
+            raise ValueError(f"GRPOConfig.{name} must be an int >= {low}{why}, got {v!r}")
+    if cfg.loss_agg not in LOSS_AGGS:
+        raise ValueError(f"unknown loss_agg {cfg.loss_agg!r}: use one of {LOSS_AGGS}")
+    if cfg.scale not in SCALES:
+        raise ValueError(f"unknown scale {cfg.scale!r}: use one of {SCALES}")
+    if cfg.kl_estimator not in ESTIMATORS:
+        raise ValueError(f"unknown kl_estimator {cfg.kl_estimator!r}: use one of {ESTIMATORS}")
+    for name in ("temperature", "lr", "max_grad_norm"):
+        if not getattr(cfg, name) > 0:
+            raise ValueError(f"GRPOConfig.{name} must be > 0, got {getattr(cfg, name)!r}")
+    if not 0 < cfg.clip_eps < 1:
+        raise ValueError(f"GRPOConfig.clip_eps must be in (0, 1), got {cfg.clip_eps!r}")
+    if cfg.clip_eps_high is not None and not cfg.clip_eps_high > 0:
+        raise ValueError(f"GRPOConfig.clip_eps_high must be > 0 or None, got {cfg.clip_eps_high!r}")
+    if cfg.beta < 0 or cfg.eps < 0:
+        raise ValueError(f"GRPOConfig.beta and eps must be >= 0, got beta={cfg.beta}, eps={cfg.eps}")
+
+
+def _timed(reward_fn, clock: list):
+    """Wrap reward_fn so that the seconds spent inside it add up in clock[0]."""
+    def fn(problem, text):
+        t = time.perf_counter()
+        try:
+            return reward_fn(problem, text)
+        finally:
+            clock[0] += time.perf_counter() - t
+    return fn
+
+
+def _select(ro, keep: torch.Tensor):
+    """The groups of rollout ``ro`` where keep (B,) is True, as a smaller rollout."""
+    G = ro.group_size
+    rows = keep.repeat_interleave(G)  # (B*G,)
+    idx = rows.nonzero().squeeze(1)  # (B'*G,)
+    return replace(ro, problems=[p for p, k in zip(ro.problems, keep.tolist()) if k],
+                   prompt_ids=ro.prompt_ids[idx], prompt_mask=ro.prompt_mask[idx],
+                   completion_ids=ro.completion_ids[idx], completion_mask=ro.completion_mask[idx],
+                   old_logps=ro.old_logps[idx], rewards=ro.rewards[idx],
+                   texts=[ro.texts[i] for i in idx.tolist()])
+
+
+def _cat(parts: list, pad_id: int):
+    """Concatenate rollouts group-wise (prompts left-padded, completions right-padded)."""
+    if len(parts) == 1:
+        return parts[0]
+    P = max(p.prompt_ids.shape[1] for p in parts)
+    T = max(p.completion_ids.shape[1] for p in parts)
+
+    def pad(x, n, value, left=False):  # (N, m) -> (N, n)
+        return torch.nn.functional.pad(x, (n - x.shape[1], 0) if left else (0, n - x.shape[1]),
+                                       value=value)
+    return replace(
+        parts[0], problems=sum((p.problems for p in parts), []),
+        prompt_ids=torch.cat([pad(p.prompt_ids, P, pad_id, True) for p in parts]),  # (B*G, P)
+        prompt_mask=torch.cat([pad(p.prompt_mask, P, False, True) for p in parts]),  # (B*G, P)
+        completion_ids=torch.cat([pad(p.completion_ids, T, pad_id) for p in parts]),  # (B*G, T)
+        completion_mask=torch.cat([pad(p.completion_mask, T, False) for p in parts]),  # (B*G, T)
+        old_logps=torch.cat([pad(p.old_logps, T, 0.0) for p in parts]),  # (B*G, T)
+        rewards=torch.cat([p.rewards for p in parts]),  # (B*G,)
+        texts=sum((p.texts for p in parts), []))
+
+
+def collect_batch(policy, base, cfg: GRPOConfig, sample_prompts, reward_fn, generator):
+    """Sample and score groups until the update batch is ready.
+
+    Returns (batch, stats): the rollout to train on (B' <= prompts_per_step groups; all of
+    them mixed when cfg.dynamic_sampling) and a dict with the rewards of *every* sampled
+    group ("all_rewards", (N, G)), "samples" generated, "samples_wasted" (in uniform groups),
+    "score_s" (seconds inside reward_fn) and "rounds".
+    """
+    B, G = cfg.prompts_per_step, cfg.group_size
+    score_clock = [0.0]
+    scorer = _timed(reward_fn, score_clock)
+    kept, all_rewards, n_kept, rounds = [], [], 0, 0
+    while rounds < (cfg.max_sampling_rounds if cfg.dynamic_sampling else 1):
+        rounds += 1
+        ro = sample_groups(policy, base.tokenizer, base.task, sample_prompts(B), G,
+                           reward_fn=scorer, temperature=cfg.temperature, generator=generator)
+        grouped = ro.rewards.view(B, G)  # (B, G)
+        all_rewards.append(grouped)
+        if cfg.dynamic_sampling:
+            mixed = (grouped != grouped[:, :1]).any(dim=1)  # (B,)
+            mixed &= torch.cumsum(mixed.long(), 0) <= B - n_kept  # (B,) no more than needed
+            if mixed.any():
+                kept.append(_select(ro, mixed))
+                n_kept += int(mixed.sum())
+            if n_kept == B:
+                break
+        else:
+            kept.append(ro)
+    rewards = torch.cat(all_rewards)  # (N, G)
+    uniform = (rewards == rewards[:, :1]).all(dim=1)  # (N,)
+    stats = {"all_rewards": rewards, "samples": rewards.numel(),
+             "samples_wasted": int(uniform.sum()) * G, "score_s": score_clock[0], "rounds": rounds}
+    return (_cat(kept, base.tokenizer.pad_id) if kept else None), stats
+
+
+def grpo_update(policy, ref_model, opt, batch, cfg: GRPOConfig) -> list[dict]:
+    """``cfg.inner_updates`` clipped GRPO steps on one batch; one metrics dict per step."""
+    args = (batch.prompt_ids, batch.prompt_mask, batch.completion_ids, batch.completion_mask)
+    with torch.no_grad():
+        ref_logps = token_logprobs(ref_model, *args, temperature=cfg.temperature)  # (B*G, T)
+    advantages = group_advantages(batch.rewards, cfg.group_size, scale=cfg.scale,
+                                  eps=cfg.eps)  # (B*G,)
+    out = []
+    for _ in range(cfg.inner_updates):
+        logps = token_logprobs(policy, *args, temperature=cfg.temperature)  # (B*G, T)
+        loss, metrics = grpo_loss(logps, batch.old_logps, advantages, batch.completion_mask,
+                                  clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high,
+                                  ref_logps=ref_logps, beta=cfg.beta,
+                                  kl_estimator=cfg.kl_estimator, loss_agg=cfg.loss_agg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(
+            policy.parameters(), cfg.max_grad_norm).item()
+        opt.step()
+        out.append({"loss": loss.item(), **metrics})
+    return out
+
+
+def train_grpo(base, cfg: GRPOConfig | None = None, *, policy=None, reward_fn=None,
+               progress: bool = True, heldout=None) -> TrainResult:
+    """Train ``policy`` (default: a copy of the base) with GRPO against the frozen base.
+
+    reward_fn(problem, text) -> float defaults to the verifier base.task.verify; heldout is a
+    list of problems for greedy accuracy (default base.heldout(cfg.eval_problems)).
+
+    History rows: step, time_s (training wall time, evaluation excluded), samples and
+    samples_wasted (cumulative completions generated / in uniform groups), reward (mean),
+    reward_std (mean within-group std), frac_reward_zero_std, frac_all_correct,
+    frac_all_wrong (over every sampled group; "correct" means reward 1), groups and
+    frac_update_zero_std (groups in the update batch, and the share of them that are
+    uniform: 0 with dynamic sampling), sampling_rounds,
+    completion_length, the grpo_loss metrics averaged over the inner updates (clip_ratio,
+    kl, ratio_mean, loss, grad_norm), "inner" (the per-inner-update metrics), sample_s,
+    score_s and update_s (this step's seconds), and heldout_acc at step 0 and every
+    eval_every steps.
+    """
+    cfg = cfg or GRPOConfig()
+    validate_config(cfg)
+    reward_fn = reward_fn or base.task.verify
+    gen = seed_everything(cfg.seed)
+    policy = base.policy() if policy is None else policy
+    policy.train()
+    device = next(policy.parameters()).device
+    if device.type != "cpu":
+        gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    ref_model = base.reference().to(device)
+    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
+    do_eval = cfg.eval_every > 0
+    if heldout is None and do_eval:
+        heldout = base.heldout(cfg.eval_problems)
+    pool = base.train_problems(cfg.train_pool, level=cfg.level, seed=cfg.seed)
+    rng = random.Random(cfg.seed)
+
+    clock, history, samples, wasted = Clock(), [], 0, 0
+    row0 = {"step": 0, "time_s": 0.0, "samples": 0, "samples_wasted": 0}
+    if do_eval:
+        with clock.paused():
+            row0["heldout_acc"] = heldout_accuracy(policy, base, heldout)
+    history.append(row0)
+    bar = tqdm(range(1, cfg.steps + 1), desc="GRPO", disable=not progress)
+    for step in bar:
+        t0 = time.perf_counter()
+        batch, st = collect_batch(policy, base, cfg, lambda n: rng.sample(pool, n), reward_fn, gen)
+        t1 = time.perf_counter()
+        inner = grpo_update(policy, ref_model, opt, batch, cfg) if batch is not None else []
+        t2 = time.perf_counter()
+        samples += st["samples"]
+        wasted += st["samples_wasted"]
+        r = st["all_rewards"]  # (N, G)
+        uniform = (r == r[:, :1]).all(dim=1)  # (N,)
+        row = {"step": step, "time_s": clock(), "samples": samples, "samples_wasted": wasted,
+               "reward": r.mean().item(), "reward_std": r.std(dim=1).mean().item(),
+               "frac_reward_zero_std": uniform.float().mean().item(),
+               "frac_all_correct": (uniform & (r[:, 0] == 1)).float().mean().item(),
+               "frac_all_wrong": (uniform & (r[:, 0] == 0)).float().mean().item(),
+               "groups": 0 if batch is None else len(batch.problems),
+               "sampling_rounds": st["rounds"],
+               "sample_s": t1 - t0 - st["score_s"], "score_s": st["score_s"], "update_s": t2 - t1}
+        if batch is not None:
+            row["frac_update_zero_std"] = frac_reward_zero_std(batch.rewards, cfg.group_size)
+            row["completion_length"] = batch.completion_mask.sum(1).float().mean().item()
+            for k in inner[0]:
+                row[k] = sum(m[k] for m in inner) / len(inner)
+        row["inner"] = inner
+        if do_eval and (step % cfg.eval_every == 0 or step == cfg.steps):
+            with clock.paused():
+                row["heldout_acc"] = heldout_accuracy(policy, base, heldout)
+            bar.set_postfix(acc=f"{row['heldout_acc']:.2f}", reward=f"{row['reward']:.2f}")
+        history.append(row)
+    bar.close()
+    return TrainResult(policy.eval(), history)
+
+
+def benchmark_grpo(base, cfg: GRPOConfig | None = None, steps: int = 5) -> dict:
+    """Throughput of GRPO on ``base``: completions per second for each part of a step.
+
+    Runs ``steps`` training steps without held-out evaluation. Returns a dict with the
+    seconds spent sampling, scoring and updating (reference forward + inner updates), the
+    completions generated and trained on, and "sample_per_s", "score_per_s", "update_per_s"
+    (completions trained on per update second), "total_per_s" and "s_per_step".
+    """
+    cfg = replace(cfg or GRPOConfig(), steps=steps, eval_every=0)
+    res = train_grpo(base, cfg, progress=False)
+    rows = res.history[1:]
+    sample_s = sum(r["sample_s"] for r in rows)
+    score_s = sum(r["score_s"] for r in rows)
+    update_s = sum(r["update_s"] for r in rows)
+    generated = rows[-1]["samples"]
+    trained = sum(r["groups"] for r in rows) * cfg.group_size
+    total = sample_s + score_s + update_s
+    per = lambda n, s: n / s if s > 0 else float("inf")  # noqa: E731
+    return {"steps": steps, "completions": generated, "completions_trained": trained,
+            "sample_s": sample_s, "score_s": score_s, "update_s": update_s,
+            "sample_per_s": per(generated, sample_s), "score_per_s": per(generated, score_s),
+            "update_per_s": per(trained, update_s), "total_per_s": per(generated, total),
+            "s_per_step": total / steps}

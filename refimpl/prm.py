@@ -1,0 +1,183 @@
+"""A learned process reward model (PRM): a step classifier on top of the base transformer.
+
+Lightman et al. 2023 ("Let's Verify Step by Step") train a model to predict, after each step
+of a solution, whether that step is correct, and score a solution by its steps. Here the
+labels come from the exact step verifier (``task.verify_steps``) on completions sampled from
+the base policy, and the final answer is scored as one more step (label: the outcome
+verifier), exactly as in the exact process reward of refimpl.rewards (eq. 1):
+
+    R_PRM(x, y) = (sum_{k=1..K} p_k + p_ans) / (K + 1),        p_k = sigma(w^T h_k + c)   (2)
+
+where h_k (C,) is the final-layer state of a frozen copy of the base at the token that closes
+step k (its "," or "|" delimiter) and h_ans the state at EOS. A step the text does not
+contain gets p_k = 0 (the exact verifier marks it wrong too). ``reduce="min"`` scores a
+completion by its weakest step instead (another common choice).
+
+The classifier is a small MLP head trained with binary cross-entropy on the frozen states.
+Its step accuracy is measured on held-out PROMPTS (not assumed): it is a proxy with its own
+errors, and a policy optimising it is pushed towards whatever those errors reward.
+"""
+from __future__ import annotations
+
+import copy
+import random
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .utils import seed_everything
+
+REDUCTIONS = ("mean", "min")
+
+
+@dataclass
+class PRMConfig:
+    """Head size and training budget; the defaults train in about a second on the CPU."""
+
+    hidden: int = 64              # width of the MLP head (0: a linear head)
+    steps: int = 300              # optimizer steps of full-batch training on the features
+    lr: float = 3e-3
+    weight_decay: float = 1e-3
+    heldout_frac: float = 0.25    # share of PROMPTS whose steps are kept for evaluation
+    seed: int = 0
+
+
+def step_positions(text: str, n_steps: int) -> list[int | None]:
+    """Completion-token index that closes each of the ``n_steps`` working steps, then EOS.
+
+    The working is ``text.split("|")[0]``, split at ","; step k ends at the delimiter after
+    field k ("," or "|"), or at EOS (index len(text)) when nothing follows it. Missing fields
+    give None. The last entry is the EOS index, where the answer is scored. Character k of
+    the text is completion token k (refimpl.tokenizer is character-level).
+    """
+    working = text.split("|")[0]
+    fields = working.split(",") if working else []
+    out, end = [], -1
+    for k in range(n_steps):
+        if k >= len(fields):
+            out.append(None)
+            continue
+        end += len(fields[k]) + 1  # index of the delimiter after field k (or EOS)
+        out.append(min(end, len(text)))
+    return out + [len(text)]
+
+
+class ProcessRewardModel(nn.Module):
+    """A frozen copy of the base GPT (the trunk) and a trainable step classifier (the head)."""
+
+    def __init__(self, base_model, tokenizer, task, hidden: int = 64):
+        super().__init__()
+        self.trunk = copy.deepcopy(base_model).eval().requires_grad_(False)
+        self.tok, self.task = tokenizer, task
+        C = self.trunk.config.n_embd
+        self.head = (nn.Sequential(nn.Linear(C, hidden), nn.GELU(), nn.Linear(hidden, 1))
+                     if hidden > 0 else nn.Linear(C, 1))
+        self.n_steps = len(task.verify_steps(task.problems("train", 1)[0], ""))
+        self._cache: dict[tuple[str, str], list[float]] = {}
+
+    @torch.no_grad()
+    def features(self, prompts: list[str], texts: list[str]):
+        """States at every step end: returns h (N, K+1, C) and present (N, K+1) bool."""
+        p_ids, p_mask = self.tok.encode_prompts(prompts)  # (N, P)
+        c_ids, c_mask = self.tok.encode_completions(texts)  # (N, T)
+        P, T = p_ids.shape[1], c_ids.shape[1]
+        dev = next(self.trunk.parameters()).device
+        idx = torch.cat([p_ids, c_ids], dim=1).to(dev)  # (N, P+T)
+        mask = torch.cat([p_mask, c_mask], dim=1).to(dev)  # (N, P+T)
+        h = self.trunk.hidden(idx, mask)[:, P:]  # (N, T, C)
+        pos = [[-1 if q is None else min(q, T - 1) for q in step_positions(t, self.n_steps)]
+               for t in texts]
+        pos = torch.tensor(pos, device=dev)  # (N, K+1)
+        present = pos >= 0  # (N, K+1)
+        gathered = torch.gather(h, 1, pos.clamp(min=0)[..., None].expand(-1, -1, h.shape[-1]))  # (N, K+1, C)
+        return gathered, present
+
+    def step_probs(self, prompts: list[str], texts: list[str]) -> torch.Tensor:
+        """Predicted probability that each step (and the answer) is right: (N, K+1), 0 if absent."""
+        h, present = self.features(prompts, texts)  # (N, K+1, C), (N, K+1)
+        with torch.no_grad():
+            p = torch.sigmoid(self.head(h).squeeze(-1))  # (N, K+1)
+        return torch.where(present, p, 0.0)  # (N, K+1)
+
+    def score(self, prompts: list[str], texts: list[str], reduce: str = "mean") -> torch.Tensor:
+        """PRM reward (2) of each completion: (N,) in [0, 1]."""
+        if reduce not in REDUCTIONS:
+            raise ValueError(f"unknown reduce {reduce!r}; choose one of {REDUCTIONS}")
+        p = self.step_probs(prompts, texts)  # (N, K+1)
+        return p.mean(dim=1) if reduce == "mean" else p.amin(dim=1)  # (N,)
+
+    def reward_fn(self, reduce: str = "mean"):
+        """A trainer reward_fn(problem, text) -> float (cached per (prompt, text)); never raises."""
+        if reduce not in REDUCTIONS:
+            raise ValueError(f"unknown reduce {reduce!r}; choose one of {REDUCTIONS}")
+
+        def fn(problem, text) -> float:
+            try:
+                key = (problem.prompt, str(text))
+                if key not in self._cache:
+                    self._cache[key] = self.step_probs([key[0]], [key[1]])[0].tolist()
+                p = self._cache[key]
+                return float(sum(p) / len(p) if reduce == "mean" else min(p))
+            except Exception:  # text the tokenizer cannot encode, too long, ...
+                return 0.0
+        return fn
+
+
+def step_labels(task, problems, texts) -> torch.Tensor:
+    """Exact labels (N, K+1): verify_steps per working step, then the outcome."""
+    return torch.tensor([[float(s) for s in task.verify_steps(p, t)] + [task.verify(p, t)]
+                         for p, t in zip(problems, texts)])
+
+
+def train_prm(base, problems, texts, cfg: PRMConfig | None = None):
+    """Fit a PRM on sampled completions; returns (prm, metrics).
+
+    problems, texts: N completions of the base policy (one Problem per text; a Rollout's
+        ``[r.problems[i // G] for i in ...]`` and ``r.texts``). Labels: ``step_labels``.
+    Prompts are split into train / held-out (cfg.heldout_frac); metrics (all on held-out
+    steps that are present in the text): step_accuracy, majority_rate (accuracy of always
+    predicting the more common label), false_positive_rate (wrong steps scored >= 0.5),
+    false_negative_rate, accuracy per step index ("acc/step_k", the last is the answer),
+    and the train accuracy, plus n_train / n_heldout step counts.
+    """
+    cfg = cfg or PRMConfig()
+    if len(problems) != len(texts) or not texts:
+        raise ValueError(f"need one problem per text, got {len(problems)} problems, {len(texts)} texts")
+    if not 0 < cfg.heldout_frac < 1:
+        raise ValueError(f"heldout_frac must be in (0, 1), got {cfg.heldout_frac}")
+    seed_everything(cfg.seed)
+    prm = ProcessRewardModel(base.model, base.tokenizer, base.task, cfg.hidden)
+    prompts = sorted({p.prompt for p in problems})
+    random.Random(cfg.seed).shuffle(prompts)
+    held = set(prompts[:max(1, int(len(prompts) * cfg.heldout_frac))])
+    is_held = torch.tensor([p.prompt in held for p in problems])  # (N,)
+    h, present = prm.features([p.prompt for p in problems], list(texts))  # (N, K+1, C), (N, K+1)
+    y = step_labels(base.task, problems, texts)  # (N, K+1)
+    train = present & ~is_held[:, None]  # (N, K+1)
+    test = present & is_held[:, None]  # (N, K+1)
+    opt = torch.optim.AdamW(prm.head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    xs, ys = h[train], y[train]  # (M, C), (M,)
+    for _ in range(cfg.steps):
+        loss = F.binary_cross_entropy_with_logits(prm.head(xs).squeeze(-1), ys)  # ()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        pred = prm.head(h).squeeze(-1) > 0  # (N, K+1)
+    right = pred == y.bool()  # (N, K+1)
+    yt = y[test].bool()  # (M',)
+    pt = pred[test]  # (M',)
+    metrics = {
+        "step_accuracy": right[test].float().mean().item(),
+        "train_accuracy": right[train].float().mean().item(),
+        "majority_rate": max(yt.float().mean().item(), 1 - yt.float().mean().item()),
+        "false_positive_rate": (pt & ~yt).sum().item() / max(1, (~yt).sum().item()),
+        "false_negative_rate": (~pt & yt).sum().item() / max(1, yt.sum().item()),
+        "n_train": int(train.sum()), "n_heldout": int(test.sum()), "loss": loss.item(),
+    }
+    for k in range(y.shape[1]):
+        m = test[:, k]
+        metrics[f"acc/step_{k}"] = right[m, k].float().mean().item() if m.any() else float("nan")
+    return prm, metrics

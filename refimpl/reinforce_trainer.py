@@ -1,0 +1,239 @@
+"""The REINFORCE trainer: sample G completions per prompt, score them, one policy-gradient step.
+
+REINFORCE (Williams 1992) with a baseline b (refimpl.reinforce, eq. 1):
+
+    grad J = E[(r(x, y) - b(x)) * grad log pi_theta(y | x)],
+
+estimated on each batch of B prompts x G samples from the current policy, so every update is
+on-policy and there is no ratio or clip (unlike PPO/GRPO). The reward r is the outcome
+verifier by default; refimpl.rewards and refimpl.prm supply process rewards and a flawed
+verifier. Baselines: "none", "rloo" (Ahmadian et al. 2024), "group_mean", or "running",
+whose running average is keyed by prompt, by difficulty level or globally (``running_key``);
+a per-prompt key only helps when prompts recur (a small ``train_pool``).
+
+Also here: ``estimator_variance``, which measures the variance of the gradient estimate of
+each baseline on the real model by resampling groups from a pool of scored completions
+(claim C12).
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from tqdm.auto import tqdm
+
+from .evaluation import accuracy
+from .kl import ESTIMATORS
+from .logprobs import token_logprobs
+from .reinforce import BASELINE_KINDS, ReinforceConfig, RunningBaseline, baseline, reinforce_loss
+from .rollouts import sample_groups
+from .tasks import get_task
+from .training import Clock, TrainResult
+from .utils import seed_everything
+
+RUNNING_KEYS = ("prompt", "level", "global")
+
+
+@dataclass
+class ReinforceTrainConfig(ReinforceConfig):
+    """REINFORCE loop settings on top of the loss settings of ReinforceConfig (group_size,
+    baseline, running_momentum, running_init, kl_beta, kl_estimator). The defaults train
+    the cpu base in about 10 s."""
+
+    steps: int = 30
+    prompts_per_step: int = 16        # B prompts per update batch
+    temperature: float = 1.0          # sampling temperature (log-probs use the same one)
+    lr: float = 1e-4
+    max_grad_norm: float = 1.0        # gradient clipping; history logs the norm before it
+    running_key: str = "level"        # for baseline="running": "prompt", "level" or "global"
+    level: int | None = None          # train on one difficulty level (None = the mix)
+    digits: int | None = None         # "add" only: train on get_task("add", digits) prompts
+    train_pool: int = 4096            # training prompts drawn from this fixed pool
+    eval_every: int = 10              # held-out greedy accuracy every this many steps (<= 0: never)
+    eval_problems: int = 256
+    seed: int = 0
+
+
+def validate_config(cfg: ReinforceTrainConfig) -> None:
+    """Raise ValueError naming the first bad field of ``cfg``."""
+    ints = {"steps": 1, "prompts_per_step": 1, "group_size": 1, "train_pool": 1, "eval_problems": 1}
+    for name, low in ints.items():
+        v = getattr(cfg, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            raise ValueError(f"ReinforceTrainConfig.{name} must be an int >= {low}, got {v!r}")
+    if cfg.baseline not in BASELINE_KINDS:
+        raise ValueError(f"unknown baseline {cfg.baseline!r}: use one of {BASELINE_KINDS}")
+    if cfg.baseline in ("rloo", "group_mean") and cfg.group_size < 2:
+        raise ValueError(f"baseline {cfg.baseline!r} needs group_size >= 2 (the other samples "
+                         f"of the prompt), got {cfg.group_size}")
+    if cfg.running_key not in RUNNING_KEYS:
+        raise ValueError(f"unknown running_key {cfg.running_key!r}: use one of {RUNNING_KEYS}")
+    if cfg.kl_estimator not in ESTIMATORS:
+        raise ValueError(f"unknown kl_estimator {cfg.kl_estimator!r}: use one of {ESTIMATORS}")
+    for name in ("temperature", "lr", "max_grad_norm"):
+        if not getattr(cfg, name) > 0:
+            raise ValueError(f"ReinforceTrainConfig.{name} must be > 0, got {getattr(cfg, name)!r}")
+    if not cfg.kl_beta >= 0:
+        raise ValueError(f"ReinforceTrainConfig.kl_beta must be >= 0, got {cfg.kl_beta!r}")
+    if cfg.running_momentum is not None and not 0 <= cfg.running_momentum < 1:
+        raise ValueError(f"running_momentum must be None or in [0, 1), got {cfg.running_momentum!r}")
+    if cfg.digits is not None and not (isinstance(cfg.digits, int) and 1 <= cfg.digits <= 6):
+        raise ValueError(f"digits must be None (the base's task) or an int in 1..6, got {cfg.digits!r}")
+
+
+def task_for(base, cfg: ReinforceTrainConfig):
+    """The task the run trains on: the base's, or "add" with cfg.digits digits."""
+    if cfg.digits is None:
+        return base.task
+    if base.task.name != "add":
+        raise ValueError(f"digits={cfg.digits} applies to the 'add' task, the base is trained on "
+                         f"{base.task.name!r}; leave digits=None")
+    return get_task("add", digits=cfg.digits)
+
+
+def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, reward_fn=None,
+                    progress: bool = True, heldout=None, pool=None) -> TrainResult:
+    """Train ``policy`` (default: a copy of the base) with REINFORCE and a baseline.
+
+    cfg: a ReinforceTrainConfig (a plain ReinforceConfig gets the default loop settings).
+    reward_fn(problem, text) -> float defaults to the task's outcome verifier; heldout is a
+    list of problems for greedy accuracy (default: cfg.eval_problems held-out problems);
+    pool is the list of training problems to draw prompts from (default: cfg.train_pool
+    problems of the task at cfg.level). A small pool revisits its prompts, which is what a
+    per-prompt running baseline needs; its problems' ``level`` labels the per-level rates.
+
+    History rows: step, time_s (training wall time, evaluation excluded), samples
+    (completions generated so far), reward (mean of reward_fn), verified (mean of the
+    outcome verifier on the same samples: differs from reward for process or flawed
+    rewards), pass_rate/level_k (verified pass rate of this step's samples at level k),
+    frac_reward_zero_std, frac_all_wrong (groups whose rewards are all 0), reward_std,
+    advantage_mean, completion_length, kl (when kl_beta > 0), loss, grad_norm (before
+    clipping) and, at step 0, every eval_every steps and at the end, heldout_acc.
+    """
+    cfg = cfg or ReinforceTrainConfig()
+    if type(cfg) is ReinforceConfig:
+        cfg = ReinforceTrainConfig(**asdict(cfg))
+    validate_config(cfg)
+    task, tok = task_for(base, cfg), base.tokenizer
+    verify = task.verify
+    reward_fn = reward_fn or verify
+    gen = seed_everything(cfg.seed)
+    policy = base.policy() if policy is None else policy
+    policy.train()
+    device = next(policy.parameters()).device
+    if device.type != "cpu":
+        gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    ref_model = base.reference().to(device) if cfg.kl_beta > 0 else None
+    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
+    running = (RunningBaseline(cfg.running_momentum, cfg.running_init)
+               if cfg.baseline == "running" else None)
+    do_eval = cfg.eval_every > 0
+    if heldout is None and do_eval:
+        heldout = task.problems("heldout", cfg.eval_problems, seed=0)
+    if pool is None:
+        pool = task.problems("train", cfg.train_pool, level=cfg.level, seed=cfg.seed)
+    if len(pool) < cfg.prompts_per_step:
+        raise ValueError(f"the pool has {len(pool)} problems, fewer than prompts_per_step="
+                         f"{cfg.prompts_per_step}; pass a larger pool or lower prompts_per_step")
+    rng = random.Random(cfg.seed)
+    B, G = cfg.prompts_per_step, cfg.group_size
+
+    clock, history, samples = Clock(), [], 0
+    row0 = {"step": 0, "time_s": 0.0, "samples": 0}
+    if do_eval:
+        with clock.paused():
+            row0["heldout_acc"] = accuracy(policy, tok, task, heldout)
+    history.append(row0)
+    bar = tqdm(range(1, cfg.steps + 1), desc="REINFORCE", disable=not progress)
+    for step in bar:
+        problems = rng.sample(pool, B)
+        ro = sample_groups(policy, tok, task, problems, G, reward_fn=reward_fn,
+                           temperature=cfg.temperature, generator=gen)
+        samples += ro.num_samples
+        args = (ro.prompt_ids, ro.prompt_mask, ro.completion_ids, ro.completion_mask)
+        keys = {"prompt": [p.prompt for p in problems], "level": [p.level for p in problems],
+                "global": [0] * B}[cfg.running_key]
+        baselines = baseline(ro.rewards, G, cfg.baseline, running=running, keys=keys)  # (B*G,)
+        logps = token_logprobs(policy, *args, temperature=cfg.temperature)  # (B*G, T)
+        ref_logps = None
+        if ref_model is not None:
+            with torch.no_grad():
+                ref_logps = token_logprobs(ref_model, *args, temperature=cfg.temperature)  # (B*G, T)
+        loss, metrics = reinforce_loss(logps, ro.rewards, baselines, ref_logps, cfg.kl_beta,
+                                       group_size=G, mask=ro.completion_mask,
+                                       kl_estimator=cfg.kl_estimator)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm).item()
+        opt.step()
+
+        grouped = ro.rewards.view(B, G)  # (B, G)
+        passed = torch.tensor([verify(problems[i // G], t) for i, t in enumerate(ro.texts)])  # (B*G,)
+        row = {"step": step, "time_s": clock(), "samples": samples, "loss": loss.item(),
+               **metrics, "grad_norm": grad_norm, "verified": passed.mean().item(),
+               "frac_all_wrong": (grouped.amax(dim=1) == 0).float().mean().item()}
+        levels = torch.tensor([p.level for p in problems]).repeat_interleave(G)  # (B*G,)
+        for lev in sorted(set(levels.tolist())):
+            row[f"pass_rate/level_{lev}"] = passed[levels == lev].mean().item()
+        if do_eval and (step % cfg.eval_every == 0 or step == cfg.steps):
+            with clock.paused():
+                row["heldout_acc"] = accuracy(policy, tok, task, heldout)
+            bar.set_postfix(acc=f"{row['heldout_acc']:.2f}", reward=f"{row['reward']:.2f}")
+        history.append(row)
+    bar.close()
+    return TrainResult(policy.eval(), history)
+
+
+def estimator_variance(model, rollout, kinds=BASELINE_KINDS, group_size: int = 4,
+                       resamples: int = 2000, running_values=None, generator=None) -> dict:
+    """Variance of the REINFORCE gradient estimate for each baseline kind, on a real model.
+
+    rollout: a Rollout with B prompts x N samples each (a large pool, N >> group_size),
+        scored with the reward to study; model: the policy that sampled it.
+    One resample draws ``group_size`` = G of the N samples of every prompt (with
+    replacement, i.e. i.i.d. draws from the pool's empirical distribution), computes the
+    baselines of `kind` and the estimate g = 1/(B G) sum_i (r_i - b_i) grad log pi(y_i|x_i).
+    Returns {kind: trace of Cov(g)} over ``resamples`` resamples, plus "grad_norm" (the norm
+    of the full-pool estimate) under "mean_grad_norm". "running" uses b(x) =
+    running_values[b] (default: the pool's pass rate of prompt b, the value a running average
+    settles to while the policy stays put).
+
+    Every g is a linear combination of the pool's per-sample scores s_j (one backward pass
+    each, refimpl.reinforce.per_sample_grads), so only their Gram matrix K = S S^T is kept:
+    with K = L L^T, the rows of W L have the same pairwise distances as the rows of W S.
+    """
+    B, N = len(rollout.problems), rollout.group_size
+    if group_size < 2 or resamples < 2:
+        raise ValueError(f"need group_size >= 2 and resamples >= 2, got {group_size}, {resamples}")
+    from .reinforce import gradient_variance, per_sample_grads
+    params = [p for p in model.parameters() if p.requires_grad]
+    args = (rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids, rollout.completion_mask)
+    chunks = []
+    for i in range(0, B * N, 64):
+        seq = token_logprobs(model, *(a[i:i + 64] for a in args)).sum(dim=1)  # (c,)
+        chunks.append(per_sample_grads(list(seq), params))  # (c, D) float32
+    gram = torch.cat([torch.cat([a.double() @ b.double().T for b in chunks], dim=1)
+                      for a in chunks])  # (BN, BN)
+    del chunks
+    jitter = 1e-9 * gram.diagonal().mean() * torch.eye(B * N, dtype=torch.float64)  # (BN, BN)
+    L = torch.linalg.cholesky(gram + jitter)  # (BN, BN)
+    rewards = rollout.rewards.double().view(B, N)  # (B, N)
+    if running_values is None:
+        running_values = rewards.mean(dim=1)  # (B,)
+    gen = generator or torch.Generator().manual_seed(0)
+    idx = torch.randint(0, N, (resamples, B, group_size), generator=gen)  # (R, B, G)
+    r = torch.gather(rewards.expand(resamples, B, N), 2, idx)  # (R, B, G)
+    rows = (idx + torch.arange(B)[None, :, None] * N).reshape(resamples, -1)  # (R, B*G)
+    out = {}
+    for kind in kinds:
+        if kind == "running":
+            b = running_values.double()[None, :, None].expand_as(r)  # (R, B, G)
+        else:
+            b = baseline(r.reshape(-1), group_size, kind).reshape(r.shape)  # (R, B, G)
+        w = torch.zeros(resamples, B * N, dtype=torch.float64)  # (R, BN)
+        w.scatter_add_(1, rows, ((r - b) / (B * group_size)).reshape(resamples, -1))
+        out[kind] = gradient_variance(w @ L)
+    full = (rewards - rewards.mean(dim=1, keepdim=True)).reshape(-1) / (B * N)  # (BN,)
+    out["mean_grad_norm"] = (full @ gram @ full).clamp(min=0).sqrt().item()
+    return out

@@ -1,0 +1,314 @@
+"""Tests for refimpl.ppo (rewards, GAE, whitening, the clipped policy and value losses, the
+critic) and refimpl.ppo_trainer (a short run on the cached cpu base, claim C15's metrics)."""
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from refimpl.ppo import (ValueModel, explained_variance, gae_advantages, pearson, ppo_loss,
+                         ppo_policy_loss, rl_memory, token_rewards, value_loss, whiten)
+from refimpl.ppo_trainer import PPOConfig, advantage_quality, train_ppo, validate_config
+
+DT = torch.float64
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These models are tiny: one intra-op thread avoids thread synchronisation, which on a
+    busy 2-core machine costs far more than it saves."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def lengths_mask(lengths, T):
+    return torch.arange(T)[None, :] < torch.tensor(lengths)[:, None]  # (B, T)
+
+
+def random_case(B=5, T=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    lengths = [int(x) for x in torch.randint(1, T + 1, (B,), generator=g)]
+    lengths[0] = T
+    mask = lengths_mask(lengths, T)                                     # (B, T)
+    rewards = torch.randn(B, T, generator=g, dtype=DT) * mask           # (B, T)
+    values = torch.randn(B, T, generator=g, dtype=DT) * mask            # (B, T)
+    return rewards, values, mask, lengths
+
+
+# ------------------------------------------------------------------- rewards and GAE ------
+
+def test_token_rewards_puts_score_on_last_token_and_kl_everywhere():
+    mask = lengths_mask([3, 1, 4], 4)
+    scores = torch.tensor([1.0, 0.0, 2.0], dtype=DT)
+    kl = torch.arange(12, dtype=DT).view(3, 4) / 10
+    r = token_rewards(scores, mask, kl, kl_coef=0.5)
+    expect = torch.tensor([[-0.0, -0.05, 1 - 0.1, 0.0],
+                           [-0.2, 0.0, 0.0, 0.0],
+                           [-0.4, -0.45, -0.5, 2 - 0.55]], dtype=DT)
+    torch.testing.assert_close(r, expect)
+    torch.testing.assert_close(token_rewards(scores, mask).sum(1), scores)
+
+
+def test_gae_lambda1_gamma1_is_reward_to_go_minus_value():
+    rewards, values, mask, lengths = random_case()
+    adv, ret = gae_advantages(rewards, values, mask, gamma=1.0, lam=1.0)
+    for b, L in enumerate(lengths):
+        for t in range(L):
+            to_go = sum(rewards[b, t:L].tolist())
+            assert adv[b, t].item() == pytest.approx(to_go - values[b, t].item(), abs=1e-12)
+            assert ret[b, t].item() == pytest.approx(to_go, abs=1e-12)
+    assert (adv[~mask] == 0).all() and (ret[~mask] == 0).all()
+
+
+def test_gae_hand_built_case():
+    # one completion of 3 tokens, outcome reward 1, V = (0.5, 0.25, 0.75)
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    r = token_rewards(torch.tensor([1.0], dtype=DT), mask)              # (0, 0, 1)
+    v = torch.tensor([[0.5, 0.25, 0.75]], dtype=DT)
+    adv, _ = gae_advantages(r, v, mask, gamma=1.0, lam=1.0)
+    torch.testing.assert_close(adv, torch.tensor([[0.5, 0.75, 0.25]], dtype=DT))
+    adv0, _ = gae_advantages(r, v, mask, gamma=1.0, lam=0.0)         # delta_t
+    torch.testing.assert_close(adv0, torch.tensor([[-0.25, 0.5, 0.25]], dtype=DT))
+
+
+def test_gae_lambda0_is_one_step_td_error():
+    rewards, values, mask, lengths = random_case(seed=1)
+    gamma = 0.9
+    adv, ret = gae_advantages(rewards, values, mask, gamma=gamma, lam=0.0)
+    for b, L in enumerate(lengths):
+        for t in range(L):
+            v_next = values[b, t + 1].item() if t + 1 < L else 0.0
+            delta = rewards[b, t].item() + gamma * v_next - values[b, t].item()
+            assert adv[b, t].item() == pytest.approx(delta, abs=1e-12)
+    torch.testing.assert_close(ret, (adv + values) * mask)
+
+
+@pytest.mark.parametrize("gamma,lam", [(1.0, 0.95), (0.8, 0.5)])
+def test_gae_matches_explicit_sum_of_discounted_td_errors(gamma, lam):
+    rewards, values, mask, lengths = random_case(seed=2)
+    adv, _ = gae_advantages(rewards, values, mask, gamma=gamma, lam=lam)
+    for b, L in enumerate(lengths):
+        V = values[b, :L].tolist() + [0.0]
+        deltas = [rewards[b, t].item() + gamma * V[t + 1] - V[t] for t in range(L)]
+        for t in range(L):
+            expect = sum((gamma * lam) ** l * deltas[t + l] for l in range(L - t))
+            assert adv[b, t].item() == pytest.approx(expect, abs=1e-12)
+
+
+def test_whiten_and_explained_variance():
+    x = torch.tensor([[1.0, 2.0, 3.0], [4.0, 100.0, -7.0]], dtype=DT)
+    mask = torch.tensor([[True, True, True], [True, False, False]])
+    w = whiten(x, mask)
+    assert w[mask].mean().item() == pytest.approx(0.0, abs=1e-12)
+    assert w[mask].std().item() == pytest.approx(1.0, abs=1e-6)
+    assert (w[~mask] == 0).all()
+    returns = torch.tensor([[0.0, 1.0, 2.0], [3.0, 0.0, 0.0]], dtype=DT)
+    assert explained_variance(returns, returns, mask) == pytest.approx(1.0)
+    const = torch.full_like(returns, 1.5)
+    assert explained_variance(const, returns, mask) == pytest.approx(0.0, abs=1e-12)
+    assert explained_variance(-returns, returns, mask) < 0
+
+
+# ------------------------------------------------------------------------------ losses ----
+
+def slow_value_loss(values, old, returns, mask, eps):
+    total, n, clipped = 0.0, 0, 0
+    for b in range(len(values)):
+        for t in range(len(values[0])):
+            if not mask[b][t]:
+                continue
+            v, vo, g = values[b][t], old[b][t], returns[b][t]
+            vc = min(max(v, vo - eps), vo + eps)
+            total += 0.5 * max((v - g) ** 2, (vc - g) ** 2)
+            clipped += (vc - g) ** 2 > (v - g) ** 2
+            n += 1
+    return total / n, clipped / n
+
+
+@pytest.mark.parametrize("eps", [0.2, 0.05])
+def test_value_loss_clipping_matches_slow_reference_and_autograd(eps):
+    g = torch.Generator().manual_seed(3)
+    B, T = 4, 5
+    mask = lengths_mask([5, 2, 4, 1], T)
+    old = torch.randn(B, T, generator=g, dtype=DT)
+    values = (old + 0.3 * torch.randn(B, T, generator=g, dtype=DT)).requires_grad_(True)
+    returns = torch.randn(B, T, generator=g, dtype=DT)
+    loss, m = value_loss(values, old, returns, mask, eps)
+    ref, frac = slow_value_loss(values.tolist(), old.tolist(), returns.tolist(), mask.tolist(), eps)
+    assert loss.item() == pytest.approx(ref, abs=1e-12)
+    assert m["vf_clipfrac"] == pytest.approx(frac)
+    assert 0 < frac < 1                      # the case exercises both branches
+    loss.backward()
+    # where the clipped branch wins, V is outside the trust band and gets no gradient
+    vc = old + (values.detach() - old).clamp(-eps, eps)
+    wins = ((vc - returns) ** 2 > (values.detach() - returns) ** 2) & mask
+    assert (values.grad[wins] == 0).all()
+    n = mask.sum()
+    torch.testing.assert_close(values.grad[mask & ~wins],
+                               ((values.detach() - returns) / n)[mask & ~wins])
+    plain, _ = value_loss(values, old, returns, mask, None)
+    assert plain.item() == pytest.approx(0.5 * ((values - returns)[mask] ** 2).mean().item())
+
+
+def test_ppo_policy_loss_is_the_per_token_clipped_surrogate():
+    g = torch.Generator().manual_seed(4)
+    B, T, eps = 3, 4, 0.2
+    mask = lengths_mask([4, 2, 3], T)
+    old = -torch.rand(B, T, generator=g, dtype=DT) * 2 * mask
+    logps = (old + 0.4 * torch.randn(B, T, generator=g, dtype=DT)) * mask
+    adv = torch.randn(B, T, generator=g, dtype=DT) * mask
+    logps.requires_grad_(True)
+    loss, m = ppo_policy_loss(logps, old, adv, mask, eps)
+    terms = []
+    for b in range(B):
+        for t in range(T):
+            if mask[b, t]:
+                rho = math.exp(logps[b, t].item() - old[b, t].item())
+                a = adv[b, t].item()
+                terms.append(-min(rho * a, min(max(rho, 1 - eps), 1 + eps) * a))
+    assert loss.item() == pytest.approx(sum(terms) / len(terms), abs=1e-12)
+    # autograd against the obvious implementation
+    (grad,) = torch.autograd.grad(loss, logps)
+    x = logps.detach().clone().requires_grad_(True)
+    ratio = torch.exp(x - old)
+    obvious = -torch.min(ratio * adv, ratio.clamp(1 - eps, 1 + eps) * adv)[mask].mean()
+    (grad_ref,) = torch.autograd.grad(obvious, x)
+    torch.testing.assert_close(grad, grad_ref)
+    total, m2 = ppo_loss(logps, old, adv, adv, adv + 0.1, adv, mask, vf_coef=0.5)
+    assert total.item() == pytest.approx(loss.item() + 0.5 * m2["value_loss"])
+
+
+def test_losses_reject_bad_input():
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    x = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match="per token"):
+        ppo_policy_loss(x, x, torch.zeros(2), mask)
+    with pytest.raises(ValueError, match="clip_range_value"):
+        value_loss(x, x, x, mask, clip_range_value=0.0)
+    with pytest.raises(ValueError, match="NaN"):
+        value_loss(x, x, torch.full((2, 3), float("nan")), mask)
+    with pytest.raises(ValueError, match="lam"):
+        gae_advantages(x, x, mask, lam=1.5)
+    with pytest.raises(ValueError, match="right-padded"):
+        gae_advantages(x, x, torch.tensor([[True, False, True], [True, True, True]]))
+    with pytest.raises(ValueError, match="kl_coef"):
+        token_rewards(torch.zeros(2), mask, None, kl_coef=0.1)
+    with pytest.raises(ValueError, match="bool"):
+        value_loss(x, x, x, mask.float())
+
+
+def test_pearson_and_advantage_quality_closed_forms():
+    x = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert pearson(x, 2 * x + 1) == pytest.approx(1.0)
+    assert pearson(x, -x) == pytest.approx(-1.0)
+    assert math.isnan(pearson(x, torch.ones(4)))
+    r = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0])               # B=3 prompts, G=2
+    p = torch.tensor([0.5, 0.25, 0.75])
+    q = advantage_quality(r, p, values0=p.repeat_interleave(2), advantages0=r - p.repeat_interleave(2),
+                          group_size=2)
+    assert q["value_mae_mc"] == 0 and q["adv_corr_mc"] == pytest.approx(1.0)
+    # group means 0.5, 0, 1 against p = 0.5, 0.25, 0.75
+    assert q["baseline_mae_mc/group"] == pytest.approx((0 + 0.25 + 0.25) / 3)
+
+
+# ------------------------------------------------------------------------------ critic ----
+
+def test_value_model_reads_the_state_before_each_token(cpu_base):
+    tok = cpu_base.tokenizer
+    critic = ValueModel(cpu_base.model)
+    torch.nn.init.normal_(critic.v_head.weight, generator=torch.Generator().manual_seed(0))
+    p_ids, p_mask = tok.encode_prompts(["12+34=", "999+999="])        # (2, P) left-padded
+    c_ids, c_mask = tok.encode_completions(["4,6|46", "8"])           # (2, T)
+    with torch.no_grad():
+        v = critic(p_ids, p_mask, c_ids, c_mask)                       # (2, T)
+        for b in range(2):
+            prompt = p_ids[b][p_mask[b]]
+            for t in range(int(c_mask[b].sum())):
+                prefix = torch.cat([prompt, c_ids[b, :t]])[None]       # unpadded state s_t
+                h = critic.trunk.hidden(prefix)[0, -1]
+                assert v[b, t].item() == pytest.approx(critic.v_head(h).item(), abs=1e-5)
+        assert (v[~c_mask] == 0).all()
+    fresh = ValueModel(cpu_base.model)
+    assert (fresh(p_ids, p_mask, c_ids, c_mask) == 0).all()            # zero-initialised head
+
+
+# ----------------------------------------------------------------------------- trainer ----
+
+FAST = PPOConfig(steps=4, prompts_per_step=6, group_size=4, eval_every=4, eval_problems=128,
+                 kl_coef=0.04, lam=1.0, critic_lr=3e-3, mc_every=4, mc_samples=8, seed=0)
+
+
+def shifted_verifier(task):
+    """1 + the verifier's score. A constant shift leaves the whitened advantages nearly
+    unchanged (whitening removes it) but gives the critic, which starts at V = 0, a target
+    it must move to: its value loss starts at E[R^2] / 2 >= 1/2."""
+    return lambda problem, text: 1.0 + task.verify(problem, text)
+
+
+@pytest.fixture(scope="module")
+def ppo_run(cpu_base):
+    return train_ppo(cpu_base, FAST, reward_fn=shifted_verifier(cpu_base.task), progress=False)
+
+
+def test_first_inner_update_is_on_policy(ppo_run):
+    for row in ppo_run.history[1:]:
+        first = row["inner"][0]
+        assert first["ratio_mean"] == pytest.approx(1.0, abs=1e-4)
+        assert first["clip_ratio"] == 0.0
+
+
+def test_ppo_keeps_the_policy_and_fits_the_critic(cpu_base, ppo_run):
+    h = ppo_run.history
+    n = FAST.eval_problems
+    acc0, acc1 = h[0]["heldout_acc"], h[-1]["heldout_acc"]
+    se = math.sqrt(2 * 0.25 / n)                # s.e. of a difference of two accuracies, worst case
+    assert acc1 >= acc0 - 2.5 * se, (acc0, acc1)
+    assert h[-1]["samples"] == FAST.steps * FAST.prompts_per_step * FAST.group_size
+    # The value loss falls during training: at step 1 V = 0 and the loss is E[R^2] / 2 >= 1/2.
+    assert h[1]["inner"][0]["value_loss"] >= 0.5
+    assert h[-1]["value_loss"] < 0.5 * h[1]["inner"][0]["value_loss"]
+    # On fresh samples, with targets = outcome reward R in {1, 2} (lam = 1): V = 0 has loss
+    # E[R^2] / 2 >= 1/2, a constant V = c has E[(R - c)^2] / 2, at best Var(R) / 2 <= 1/8.
+    from refimpl.rollouts import sample_groups
+    ro = sample_groups(ppo_run.policy, cpu_base.tokenizer, cpu_base.task,
+                       cpu_base.train_problems(32, seed=7), 4,
+                       reward_fn=shifted_verifier(cpu_base.task),
+                       generator=torch.Generator().manual_seed(1))
+    args = (ro.prompt_ids, ro.prompt_mask, ro.completion_ids, ro.completion_mask)
+    targets = token_rewards(ro.rewards, ro.completion_mask)
+    _, returns = gae_advantages(targets, torch.zeros_like(targets), ro.completion_mask, 1.0, 1.0)
+    with torch.no_grad():
+        v = ppo_run.critic(*args)
+    trained, _ = value_loss(v, v, returns, ro.completion_mask, None)
+    start, _ = value_loss(torch.zeros_like(v), v, returns, ro.completion_mask, None)
+    assert start >= 0.5 and trained < 0.5 * start, (trained.item(), start.item())
+    # memory: weights of policy, reference and critic, and two Adam buffers per trainable float
+    mem = rl_memory(ppo_run.policy, ppo_run.critic)
+    assert h[1]["memory/params"] == mem["params"] == 3 * cpu_base.model.num_params() + 129
+    assert h[1]["memory/optimizer_state"] == mem["optimizer_state"]
+    # the Monte-Carlo check logged the C15 metrics
+    for key in ("adv_corr_mc", "adv_corr_mc/group", "value_mae_mc", "baseline_mae_mc/group"):
+        assert key in h[1] and key in h[-1]
+
+
+def test_same_seed_same_numbers(cpu_base, ppo_run):
+    short = train_ppo(cpu_base, replace(FAST, steps=2, eval_every=0, mc_every=0),
+                      reward_fn=shifted_verifier(cpu_base.task), progress=False)
+    assert "heldout_acc" not in short.history[0] and "adv_corr_mc" not in short.history[1]
+    keys = ("samples", "reward", "value_loss", "loss/policy", "kl", "clip_ratio",
+            "explained_variance", "grad_norm")
+    for a, b in zip(short.history[1:], ppo_run.history[1:3]):
+        assert {k: a[k] for k in keys} == {k: b[k] for k in keys}
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("group_size", 0, "group_size"), ("lam", 1.5, "lam"), ("gamma", -0.1, "gamma"),
+    ("clip_eps", 0.0, "clip_eps"), ("critic_lr", 0.0, "critic_lr"), ("kl_coef", -1.0, "kl_coef"),
+    ("clip_range_value", -0.2, "clip_range_value"), ("steps", 2.5, "steps"),
+    ("mc_samples", 1, "mc_samples")])
+def test_bad_config_raises(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        validate_config(replace(PPOConfig(), **{field: value}))
