@@ -73,7 +73,8 @@ class ValueModel(nn.Module):
         predict y_t, so values line up with ``token_logprobs``.
         """
         if prompt_ids.shape != prompt_mask.shape or completion_ids.shape != completion_mask.shape:
-            raise ValueError("ids and masks must have matching shapes: (B, P) prompts, (B, T) completions")
+            raise ValueError("ids and masks must have matching shapes: (B, P) prompts, "
+                             "(B, T) completions")
         P = prompt_ids.shape[1]
         idx = torch.cat([prompt_ids, completion_ids], dim=1)              # (B, P+T)
         mask = torch.cat([prompt_mask.bool(), completion_mask.bool()], 1)  # (B, P+T)
@@ -121,7 +122,8 @@ def token_rewards(scores: torch.Tensor, mask: torch.Tensor, kl: torch.Tensor | N
     if scores.dim() != 1:
         raise ValueError(f"scores must be (B,), got shape {tuple(scores.shape)}")
     if mask.dim() != 2 or mask.shape[0] != scores.shape[0]:
-        raise ValueError(f"mask {tuple(mask.shape)} must be (B, T) with B = len(scores) = {scores.shape[0]}")
+        raise ValueError(f"mask {tuple(mask.shape)} must be (B, T) with B = len(scores) = "
+                         f"{scores.shape[0]}")
     _check_mask(mask, mask.shape)
     if not mask[:, 0].all():
         raise ValueError("every completion needs at least one token (mask[:, 0] must be True)")
@@ -232,7 +234,8 @@ def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Te
     """
     if not (values.shape == old_values.shape == returns.shape == mask.shape):
         raise ValueError(f"values {tuple(values.shape)}, old_values {tuple(old_values.shape)}, "
-                         f"returns {tuple(returns.shape)} and mask {tuple(mask.shape)} must all be (B, T)")
+                         f"returns {tuple(returns.shape)} and mask {tuple(mask.shape)} must all "
+                         "be (B, T)")
     if mask.dtype != torch.bool or not mask.any():
         raise ValueError("mask must be a torch.bool tensor selecting at least one token")
     if clip_range_value is not None and not clip_range_value > 0:
@@ -248,7 +251,8 @@ def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Te
         per_token = vf_losses1                                             # (B, T)
         clipfrac = 0.0
     else:
-        v_clipped = old_values + (values - old_values).clamp(-clip_range_value, clip_range_value)  # (B, T)
+        eps_v = clip_range_value
+        v_clipped = old_values + (values - old_values).clamp(-eps_v, eps_v)  # (B, T)
         vf_losses2 = (v_clipped - returns) ** 2                            # (B, T)
         per_token = torch.max(vf_losses1, vf_losses2)                      # (B, T)
         clipfrac = (((vf_losses2 > vf_losses1) & mask).sum() / n_tok).item()
@@ -274,7 +278,8 @@ def ppo_policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: to
         raise ValueError(f"advantages {tuple(advantages.shape)} must be per token, shaped like "
                          f"logps {tuple(logps.shape)}")
     if mask.shape != logps.shape:
-        raise ValueError(f"mask {tuple(mask.shape)} must have the shape of logps {tuple(logps.shape)}")
+        raise ValueError(f"mask {tuple(mask.shape)} must have the shape of logps "
+                         f"{tuple(logps.shape)}")
     flat = lambda x: None if x is None else x.reshape(-1, 1)               # (B*T, 1)
     return grpo_loss(flat(logps), flat(old_logps), advantages.reshape(-1), flat(mask),
                      clip_eps=clip_eps, ref_logps=flat(ref_logps), beta=0.0, loss_agg="dapo")

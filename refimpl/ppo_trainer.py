@@ -15,9 +15,9 @@ G = 8 matches GRPO's batch so the two can be compared on the same rollouts.
 Advantage quality (claim C15). Every ``mc_every`` steps the trainer draws ``mc_samples``
 extra completions per prompt of the batch (not trained on, not counted in ``samples``, not
 on the clock) to estimate the pass rate p(x) = E[R | x], the true value of the prompt.
-Then r - p(x) is a nearly noise-free Monte-Carlo advantage of each sampled completion, and
-the history records how well each baseline tracks it: the critic's V(x) (PPO) and the
-group mean (GRPO), computed on the same batch.
+Then r - p(x) is each sampled completion's advantage measured against the best possible
+prompt-level baseline, and the history records how well each method's baseline and
+advantage track it: the critic's V(x) (PPO) and the group mean (GRPO), on the same batch.
 """
 from __future__ import annotations
 
@@ -39,10 +39,10 @@ from .utils import seed_everything
 
 @dataclass
 class PPOConfig:
-    """PPO hyper-parameters; the defaults train the cpu base in about 30 s."""
+    """PPO hyper-parameters; the defaults train the cpu base in about 15-20 s (one thread)."""
 
-    steps: int = 40
-    prompts_per_step: int = 16        # B prompts per batch
+    steps: int = 30
+    prompts_per_step: int = 8         # B prompts per batch
     group_size: int = 8               # G completions per prompt (1 is enough for PPO)
     temperature: float = 1.0
     lr: float = 1e-4                  # policy learning rate (as GRPO's)
@@ -81,12 +81,14 @@ def validate_config(cfg: PPOConfig) -> None:
     if not 0 < cfg.clip_eps < 1:
         raise ValueError(f"PPOConfig.clip_eps must be in (0, 1), got {cfg.clip_eps!r}")
     if cfg.clip_range_value is not None and not cfg.clip_range_value > 0:
-        raise ValueError(f"PPOConfig.clip_range_value must be > 0 or None, got {cfg.clip_range_value!r}")
+        raise ValueError(f"PPOConfig.clip_range_value must be > 0 or None, "
+                         f"got {cfg.clip_range_value!r}")
     for name in ("gamma", "lam"):
         if not 0 <= getattr(cfg, name) <= 1:
             raise ValueError(f"PPOConfig.{name} must be in [0, 1], got {getattr(cfg, name)!r}")
     if cfg.kl_coef < 0 or cfg.vf_coef < 0:
-        raise ValueError(f"PPOConfig.kl_coef and vf_coef must be >= 0, got {cfg.kl_coef}, {cfg.vf_coef}")
+        raise ValueError(f"PPOConfig.kl_coef and vf_coef must be >= 0, "
+                         f"got {cfg.kl_coef}, {cfg.vf_coef}")
 
 
 @dataclass
@@ -95,7 +97,9 @@ class PPOResult(TrainResult):
 
 
 def _adam_state_numel(opt) -> int:
-    return sum(s[k].numel() for s in opt.state.values() for k in ("exp_avg", "exp_avg_sq") if k in s)
+    """Floats in Adam's moment buffers (the step counters aside)."""
+    return sum(st[k].numel() for st in opt.state.values()
+               for k in ("exp_avg", "exp_avg_sq") if k in st)
 
 
 @torch.no_grad()
@@ -132,7 +136,53 @@ def advantage_quality(rewards, pass_rates, values0=None, advantages0=None, group
     if G >= 2:
         group_mean = rewards.view(-1, G).mean(1).repeat_interleave(G)    # (B*G,)
         out["baseline_mae_mc/group"] = (group_mean - p).abs().mean().item()
+        out["baseline_corr_mc/group"] = pearson(group_mean, p)
         out["adv_corr_mc/group"] = pearson(group_advantages(rewards, G), rewards - p)
+    return out
+
+
+@torch.no_grad()
+def rollout_advantages(critic, ref_model, batch, cfg: PPOConfig) -> dict:
+    """Everything PPO computes from a scored rollout before its updates.
+
+    batch: a Rollout (B*G completions). Returns a dict of (B*G, T) tensors: "ref_logps",
+    "old_values" (critic at rollout time), "kl" (k1 = log pi_old - log pi_ref per token),
+    "rewards" (token_rewards), "advantages" and "returns" (GAE, before whitening).
+    """
+    args = (batch.prompt_ids, batch.prompt_mask, batch.completion_ids, batch.completion_mask)
+    mask = batch.completion_mask                                         # (B*G, T)
+    ref_logps = token_logprobs(ref_model, *args, temperature=cfg.temperature)  # (B*G, T)
+    old_values = critic(*args)                                           # (B*G, T)
+    kl = torch.where(mask, batch.old_logps - ref_logps, 0.0)            # (B*G, T)
+    rewards = token_rewards(batch.rewards, mask, kl, cfg.kl_coef)        # (B*G, T)
+    advantages, returns = gae_advantages(rewards, old_values, mask, cfg.gamma, cfg.lam)  # (B*G, T)
+    return {"ref_logps": ref_logps, "old_values": old_values, "kl": kl, "rewards": rewards,
+            "advantages": advantages, "returns": returns}
+
+
+def advantage_snapshot(policy, critics: dict, base, problems, cfg: PPOConfig, reward_fn=None,
+                       mc_samples: int = 64, generator=None) -> dict:
+    """advantage_quality of several critics and of GRPO's group baseline on one fresh batch.
+
+    Samples cfg.group_size completions for each of the B ``problems`` from ``policy`` (no
+    training), estimates p(x) from ``mc_samples`` more completions per problem, and for each
+    ValueModel in ``critics`` ({label: critic}) computes PPO's advantages as a training step
+    would. Returns {label: advantage_quality dict + "explained_variance"}; the GRPO keys
+    ("adv_corr_mc/group", ...) are the same in every entry, computed on the same samples.
+    """
+    reward_fn = reward_fn or base.task.verify
+    batch = sample_groups(policy, base.tokenizer, base.task, problems, cfg.group_size,
+                          reward_fn=reward_fn, temperature=cfg.temperature, generator=generator)
+    p = mc_pass_rates(policy, base, problems, mc_samples, reward_fn, cfg.temperature, generator)
+    ref_model = base.reference().to(next(policy.parameters()).device)
+    out = {}
+    for label, critic in critics.items():
+        adv = rollout_advantages(critic, ref_model, batch, cfg)
+        q = advantage_quality(batch.rewards, p, adv["old_values"][:, 0], adv["advantages"][:, 0],
+                              cfg.group_size)                             # A_0, V(x): first token
+        q["explained_variance"] = explained_variance(adv["old_values"], adv["returns"],
+                                                     batch.completion_mask)
+        out[label] = q
     return out
 
 
@@ -144,16 +194,14 @@ def ppo_update(policy, critic, ref_model, opts, batch, cfg: PPOConfig, update_po
     """
     args = (batch.prompt_ids, batch.prompt_mask, batch.completion_ids, batch.completion_mask)
     mask = batch.completion_mask                                         # (B*G, T)
+    adv = rollout_advantages(critic, ref_model, batch, cfg)
+    ref_logps, old_values, returns = adv["ref_logps"], adv["old_values"], adv["returns"]
     with torch.no_grad():
-        ref_logps = token_logprobs(ref_model, *args, temperature=cfg.temperature)  # (B*G, T)
-        old_values = critic(*args)                                       # (B*G, T)
-        kl = torch.where(mask, batch.old_logps - ref_logps, 0.0)        # (B*G, T) k1
-        rewards = token_rewards(batch.rewards, mask, kl, cfg.kl_coef)    # (B*G, T)
-        advantages, returns = gae_advantages(rewards, old_values, mask, cfg.gamma, cfg.lam)
+        advantages = adv["advantages"]                                   # (B*G, T)
         adv_used = whiten(advantages, mask) if cfg.whiten_advantages else advantages  # (B*G, T)
     stats = {"values0": old_values[:, 0], "advantages0": advantages[:, 0],
              "explained_variance": explained_variance(old_values, returns, mask),
-             "kl": (kl.sum() / mask.sum()).item()}
+             "kl": (adv["kl"].sum() / mask.sum()).item()}
     pol_opt, crit_opt = opts
     out = []
     for _ in range(cfg.inner_updates):
@@ -191,8 +239,10 @@ def train_ppo(base, cfg: PPOConfig | None = None, *, policy=None, reward_fn=None
     value_loss, vf_clipfrac, explained_variance, clip_ratio, ratio_mean, kl, loss/policy,
     grad_norm (averaged over the inner updates), sample_s / update_s / step_s (this step's
     seconds), heldout_acc (step 0 and every eval_every steps), the advantage_quality keys
-    every mc_every steps (and step 1), and at step 1 "memory/params" and "memory/optimizer_state" (floats
-    held in weights and in the Adam buffers, measured from the optimisers).
+    every mc_every steps (and at step 1), and at step 1 "memory/params" and
+    "memory/optimizer_state" (floats held in weights and in the Adam buffers, the latter
+    measured from the optimisers). The critic always starts from base.model (plus a zero
+    head), even when ``policy`` is given.
     """
     cfg = cfg or PPOConfig()
     validate_config(cfg)
@@ -223,9 +273,9 @@ def train_ppo(base, cfg: PPOConfig | None = None, *, policy=None, reward_fn=None
     bar = tqdm(range(1, cfg.steps + 1), desc="PPO", disable=not progress)
     for step in bar:
         t0 = time.perf_counter()
-        batch = sample_groups(policy, base.tokenizer, base.task, rng.sample(pool, cfg.prompts_per_step),
-                              cfg.group_size, reward_fn=reward_fn, temperature=cfg.temperature,
-                              generator=gen)
+        problems = rng.sample(pool, cfg.prompts_per_step)
+        batch = sample_groups(policy, base.tokenizer, base.task, problems, cfg.group_size,
+                              reward_fn=reward_fn, temperature=cfg.temperature, generator=gen)
         t1 = time.perf_counter()
         mc_s = 0.0
         check = bool(cfg.mc_every) and (step % cfg.mc_every == 0 or step == 1)

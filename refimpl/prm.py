@@ -8,8 +8,9 @@ verifier), exactly as in the exact process reward of refimpl.rewards (eq. 1):
 
     R_PRM(x, y) = (sum_{k=1..K} p_k + p_ans) / (K + 1),        p_k = sigma(w^T h_k + c)   (2)
 
-where h_k (C,) is the final-layer state of a frozen copy of the base at the token that closes
-step k (its "," or "|" delimiter) and h_ans the state at EOS. A step the text does not
+where h_k (W*C,) concatenates the final-layer states of a frozen copy of the base at the last
+W tokens of step k, the one that closes it (its "," or "|" delimiter) and the W-1 before it
+(W = 3: the two digits of a column sum and the delimiter), and h_ans those up to EOS. A step the text does not
 contain gets p_k = 0 (the exact verifier marks it wrong too). ``reduce="min"`` scores a
 completion by its weakest step instead (another common choice).
 
@@ -37,7 +38,8 @@ class PRMConfig:
     """Head size and training budget; the defaults train in about a second on the CPU."""
 
     hidden: int = 64              # width of the MLP head (0: a linear head)
-    steps: int = 300              # optimizer steps of full-batch training on the features
+    window: int = 3               # W: states of the last W tokens of each step are the input
+    steps: int = 200              # optimizer steps of full-batch training on the features
     lr: float = 3e-3
     weight_decay: float = 1e-3
     heldout_frac: float = 0.25    # share of PROMPTS whose steps are kept for evaluation
@@ -67,19 +69,20 @@ def step_positions(text: str, n_steps: int) -> list[int | None]:
 class ProcessRewardModel(nn.Module):
     """A frozen copy of the base GPT (the trunk) and a trainable step classifier (the head)."""
 
-    def __init__(self, base_model, tokenizer, task, hidden: int = 64):
+    def __init__(self, base_model, tokenizer, task, hidden: int = 64, window: int = 3):
         super().__init__()
+        if window < 1 or hidden < 0:
+            raise ValueError(f"need window >= 1 and hidden >= 0, got window={window}, hidden={hidden}")
         self.trunk = copy.deepcopy(base_model).eval().requires_grad_(False)
-        self.tok, self.task = tokenizer, task
-        C = self.trunk.config.n_embd
+        self.tok, self.task, self.window = tokenizer, task, window
+        C = self.trunk.config.n_embd * window
         self.head = (nn.Sequential(nn.Linear(C, hidden), nn.GELU(), nn.Linear(hidden, 1))
                      if hidden > 0 else nn.Linear(C, 1))
         self.n_steps = len(task.verify_steps(task.problems("train", 1)[0], ""))
-        self._cache: dict[tuple[str, str], list[float]] = {}
 
     @torch.no_grad()
     def features(self, prompts: list[str], texts: list[str]):
-        """States at every step end: returns h (N, K+1, C) and present (N, K+1) bool."""
+        """Features of every step: returns h (N, K+1, W*C) and present (N, K+1) bool."""
         p_ids, p_mask = self.tok.encode_prompts(prompts)  # (N, P)
         c_ids, c_mask = self.tok.encode_completions(texts)  # (N, T)
         P, T = p_ids.shape[1], c_ids.shape[1]
@@ -91,12 +94,15 @@ class ProcessRewardModel(nn.Module):
                for t in texts]
         pos = torch.tensor(pos, device=dev)  # (N, K+1)
         present = pos >= 0  # (N, K+1)
-        gathered = torch.gather(h, 1, pos.clamp(min=0)[..., None].expand(-1, -1, h.shape[-1]))  # (N, K+1, C)
-        return gathered, present
+        feats = []
+        for back in range(self.window - 1, -1, -1):
+            at = (pos - back).clamp(min=0)  # (N, K+1)
+            feats.append(torch.gather(h, 1, at[..., None].expand(-1, -1, h.shape[-1])))  # (N, K+1, C)
+        return torch.cat(feats, dim=-1), present  # (N, K+1, W*C)
 
     def step_probs(self, prompts: list[str], texts: list[str]) -> torch.Tensor:
         """Predicted probability that each step (and the answer) is right: (N, K+1), 0 if absent."""
-        h, present = self.features(prompts, texts)  # (N, K+1, C), (N, K+1)
+        h, present = self.features(prompts, texts)  # (N, K+1, W*C), (N, K+1)
         with torch.no_grad():
             p = torch.sigmoid(self.head(h).squeeze(-1))  # (N, K+1)
         return torch.where(present, p, 0.0)  # (N, K+1)
@@ -109,19 +115,27 @@ class ProcessRewardModel(nn.Module):
         return p.mean(dim=1) if reduce == "mean" else p.amin(dim=1)  # (N,)
 
     def reward_fn(self, reduce: str = "mean"):
-        """A trainer reward_fn(problem, text) -> float (cached per (prompt, text)); never raises."""
+        """A trainer reward_fn(problem, text) -> float; never raises (unscorable text: 0.0).
+
+        It also has ``.batch(problems, texts) -> list[float]``, which scores many completions
+        in one forward pass (refimpl.reinforce_trainer uses it when present).
+        """
         if reduce not in REDUCTIONS:
             raise ValueError(f"unknown reduce {reduce!r}; choose one of {REDUCTIONS}")
 
+        def batch(problems, texts) -> list[float]:
+            try:
+                return self.score([p.prompt for p in problems], [str(t) for t in texts],
+                                  reduce).tolist()
+            except Exception:  # some text cannot be encoded: score one by one
+                return [fn(p, t) for p, t in zip(problems, texts)]
+
         def fn(problem, text) -> float:
             try:
-                key = (problem.prompt, str(text))
-                if key not in self._cache:
-                    self._cache[key] = self.step_probs([key[0]], [key[1]])[0].tolist()
-                p = self._cache[key]
-                return float(sum(p) / len(p) if reduce == "mean" else min(p))
+                return float(self.score([problem.prompt], [str(text)], reduce)[0])
             except Exception:  # text the tokenizer cannot encode, too long, ...
                 return 0.0
+        fn.batch = batch
         return fn
 
 
@@ -148,17 +162,17 @@ def train_prm(base, problems, texts, cfg: PRMConfig | None = None):
     if not 0 < cfg.heldout_frac < 1:
         raise ValueError(f"heldout_frac must be in (0, 1), got {cfg.heldout_frac}")
     seed_everything(cfg.seed)
-    prm = ProcessRewardModel(base.model, base.tokenizer, base.task, cfg.hidden)
+    prm = ProcessRewardModel(base.model, base.tokenizer, base.task, cfg.hidden, cfg.window)
     prompts = sorted({p.prompt for p in problems})
     random.Random(cfg.seed).shuffle(prompts)
     held = set(prompts[:max(1, int(len(prompts) * cfg.heldout_frac))])
     is_held = torch.tensor([p.prompt in held for p in problems])  # (N,)
-    h, present = prm.features([p.prompt for p in problems], list(texts))  # (N, K+1, C), (N, K+1)
+    h, present = prm.features([p.prompt for p in problems], list(texts))  # (N, K+1, W*C), (N, K+1)
     y = step_labels(base.task, problems, texts)  # (N, K+1)
     train = present & ~is_held[:, None]  # (N, K+1)
     test = present & is_held[:, None]  # (N, K+1)
     opt = torch.optim.AdamW(prm.head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    xs, ys = h[train], y[train]  # (M, C), (M,)
+    xs, ys = h[train], y[train]  # (M, W*C), (M,)
     for _ in range(cfg.steps):
         loss = F.binary_cross_entropy_with_logits(prm.head(xs).squeeze(-1), ys)  # ()
         opt.zero_grad(set_to_none=True)

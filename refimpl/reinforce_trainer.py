@@ -11,9 +11,9 @@ verifier. Baselines: "none", "rloo" (Ahmadian et al. 2024), "group_mean", or "ru
 whose running average is keyed by prompt, by difficulty level or globally (``running_key``);
 a per-prompt key only helps when prompts recur (a small ``train_pool``).
 
-Also here: ``estimator_variance``, which measures the variance of the gradient estimate of
-each baseline on the real model by resampling groups from a pool of scored completions
-(claim C12).
+Also here: ``score_gram`` and ``estimator_variance``, which measure the variance of the
+gradient estimate of each baseline on the real model by resampling groups from a pool of
+scored completions (claim C12).
 """
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 from .evaluation import accuracy
 from .kl import ESTIMATORS
 from .logprobs import token_logprobs
-from .reinforce import BASELINE_KINDS, ReinforceConfig, RunningBaseline, baseline, reinforce_loss
+from .reinforce import (BASELINE_KINDS, ReinforceConfig, RunningBaseline, baseline,
+                        gradient_variance, per_sample_grads, reinforce_loss)
 from .rollouts import sample_groups
 from .tasks import get_task
 from .training import Clock, TrainResult
@@ -97,7 +98,8 @@ def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, re
     """Train ``policy`` (default: a copy of the base) with REINFORCE and a baseline.
 
     cfg: a ReinforceTrainConfig (a plain ReinforceConfig gets the default loop settings).
-    reward_fn(problem, text) -> float defaults to the task's outcome verifier; heldout is a
+    reward_fn(problem, text) -> float defaults to the task's outcome verifier (a reward_fn
+    with a ``.batch(problems, texts) -> list[float]`` attribute is called once per step); heldout is a
     list of problems for greedy accuracy (default: cfg.eval_problems held-out problems);
     pool is the list of training problems to draw prompts from (default: cfg.train_pool
     problems of the task at cfg.level). A small pool revisits its prompts, which is what a
@@ -107,7 +109,8 @@ def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, re
     (completions generated so far), reward (mean of reward_fn), verified (mean of the
     outcome verifier on the same samples: differs from reward for process or flawed
     rewards), pass_rate/level_k (verified pass rate of this step's samples at level k),
-    frac_reward_zero_std, frac_all_wrong (groups whose rewards are all 0), reward_std,
+    frac_reward_zero_std, frac_all_wrong (groups whose rewards are all 0; also per level as
+    frac_all_wrong/level_k), reward_std,
     advantage_mean, completion_length, kl (when kl_beta > 0), loss, grad_norm (before
     clipping) and, at step 0, every eval_every steps and at the end, heldout_acc.
     """
@@ -148,8 +151,13 @@ def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, re
     bar = tqdm(range(1, cfg.steps + 1), desc="REINFORCE", disable=not progress)
     for step in bar:
         problems = rng.sample(pool, B)
-        ro = sample_groups(policy, tok, task, problems, G, reward_fn=reward_fn,
+        batch_fn = getattr(reward_fn, "batch", None)  # score all completions at once if it can
+        ro = sample_groups(policy, tok, task, problems, G,
+                           reward_fn=(lambda p, t: 0.0) if batch_fn else reward_fn,
                            temperature=cfg.temperature, generator=gen)
+        if batch_fn:
+            ro.rewards = torch.tensor(batch_fn([problems[i // G] for i in range(B * G)], ro.texts),
+                                      dtype=torch.float32, device=device)  # (B*G,)
         samples += ro.num_samples
         args = (ro.prompt_ids, ro.prompt_mask, ro.completion_ids, ro.completion_mask)
         keys = {"prompt": [p.prompt for p in problems], "level": [p.level for p in problems],
@@ -173,9 +181,12 @@ def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, re
         row = {"step": step, "time_s": clock(), "samples": samples, "loss": loss.item(),
                **metrics, "grad_norm": grad_norm, "verified": passed.mean().item(),
                "frac_all_wrong": (grouped.amax(dim=1) == 0).float().mean().item()}
-        levels = torch.tensor([p.level for p in problems]).repeat_interleave(G)  # (B*G,)
-        for lev in sorted(set(levels.tolist())):
+        group_levels = torch.tensor([p.level for p in problems])  # (B,)
+        levels = group_levels.repeat_interleave(G)  # (B*G,)
+        for lev in sorted(set(group_levels.tolist())):
             row[f"pass_rate/level_{lev}"] = passed[levels == lev].mean().item()
+            row[f"frac_all_wrong/level_{lev}"] = (
+                grouped[group_levels == lev].amax(dim=1) == 0).float().mean().item()
         if do_eval and (step % cfg.eval_every == 0 or step == cfg.steps):
             with clock.paused():
                 row["heldout_acc"] = accuracy(policy, tok, task, heldout)
@@ -185,55 +196,58 @@ def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, re
     return TrainResult(policy.eval(), history)
 
 
-def estimator_variance(model, rollout, kinds=BASELINE_KINDS, group_size: int = 4,
-                       resamples: int = 2000, running_values=None, generator=None) -> dict:
-    """Variance of the REINFORCE gradient estimate for each baseline kind, on a real model.
+def score_gram(model, rollout) -> torch.Tensor:
+    """Gram matrix K = S S^T (BN, BN) of the per-sample scores s_j = grad log pi(y_j | x_j).
 
-    rollout: a Rollout with B prompts x N samples each (a large pool, N >> group_size),
-        scored with the reward to study; model: the policy that sampled it.
-    One resample draws ``group_size`` = G of the N samples of every prompt (with
-    replacement, i.e. i.i.d. draws from the pool's empirical distribution), computes the
-    baselines of `kind` and the estimate g = 1/(B G) sum_i (r_i - b_i) grad log pi(y_i|x_i).
-    Returns {kind: trace of Cov(g)} over ``resamples`` resamples, plus "grad_norm" (the norm
-    of the full-pool estimate) under "mean_grad_norm". "running" uses b(x) =
-    running_values[b] (default: the pool's pass rate of prompt b, the value a running average
-    settles to while the policy stays put).
-
-    Every g is a linear combination of the pool's per-sample scores s_j (one backward pass
-    each, refimpl.reinforce.per_sample_grads), so only their Gram matrix K = S S^T is kept:
-    with K = L L^T, the rows of W L have the same pairwise distances as the rows of W S.
+    rollout: B prompts x N samples (N = rollout.group_size) sampled from ``model``. Row j of
+    S (BN, D) is the gradient of sample j's sequence log-prob w.r.t. every trainable
+    parameter (refimpl.reinforce.per_sample_grads, one small backward pass per sample).
+    Every REINFORCE estimate on these samples is a weighted sum g = w^T S, so its squared
+    norm is w^T K w: K is all that the variance needs, and it is small.
     """
-    B, N = len(rollout.problems), rollout.group_size
-    if group_size < 2 or resamples < 2:
-        raise ValueError(f"need group_size >= 2 and resamples >= 2, got {group_size}, {resamples}")
-    from .reinforce import gradient_variance, per_sample_grads
     params = [p for p in model.parameters() if p.requires_grad]
     args = (rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids, rollout.completion_mask)
-    chunks = []
-    for i in range(0, B * N, 64):
-        seq = token_logprobs(model, *(a[i:i + 64] for a in args)).sum(dim=1)  # (c,)
-        chunks.append(per_sample_grads(list(seq), params))  # (c, D) float32
-    gram = torch.cat([torch.cat([a.double() @ b.double().T for b in chunks], dim=1)
-                      for a in chunks])  # (BN, BN)
-    del chunks
+    S = torch.empty(rollout.num_samples, sum(p.numel() for p in params))  # (BN, D)
+    for j in range(rollout.num_samples):
+        seq = token_logprobs(model, *(a[j:j + 1] for a in args)).sum(dim=1)  # (1,)
+        S[j] = per_sample_grads(list(seq), params)[0]  # (D,)
+    return (S @ S.T).double()  # (BN, BN)
+
+
+def estimator_variance(gram: torch.Tensor, rewards: torch.Tensor, group_size: int,
+                       kinds=BASELINE_KINDS, resamples: int = 4000, running_values=None,
+                       generator=None) -> dict[str, float]:
+    """Variance (trace of the covariance) of the REINFORCE gradient estimate per baseline.
+
+    gram: (BN, BN) from ``score_gram``; rewards: (B, N) rewards of that pool (N samples per
+        prompt, N >> G). One resample draws G = ``group_size`` of the N samples of each
+        prompt with replacement (i.i.d. draws from the pool's empirical distribution),
+        computes the baselines of each kind and g = 1/(B G) sum_i (r_i - b_i) s_i.
+    running_values: (B,) the b(x) of kind "running" (default: each prompt's pool pass rate,
+        the value a running average settles to while the policy stays put).
+    Returns {kind: E||g - E g||^2} estimated over ``resamples`` draws (the same draws for
+    every kind), using K = L L^T: the rows of W L have the pairwise distances of W S.
+    """
+    B, N = rewards.shape
+    if gram.shape != (B * N, B * N):
+        raise ValueError(f"gram {tuple(gram.shape)} does not match rewards (B, N) = {(B, N)}")
+    if group_size < 2 or resamples < 2:
+        raise ValueError(f"need group_size >= 2 and resamples >= 2, got {group_size}, {resamples}")
     jitter = 1e-9 * gram.diagonal().mean() * torch.eye(B * N, dtype=torch.float64)  # (BN, BN)
-    L = torch.linalg.cholesky(gram + jitter)  # (BN, BN)
-    rewards = rollout.rewards.double().view(B, N)  # (B, N)
-    if running_values is None:
-        running_values = rewards.mean(dim=1)  # (B,)
+    L = torch.linalg.cholesky(gram.double() + jitter)  # (BN, BN)
+    R = rewards.double()  # (B, N)
+    running_values = R.mean(dim=1) if running_values is None else running_values.double()  # (B,)
     gen = generator or torch.Generator().manual_seed(0)
-    idx = torch.randint(0, N, (resamples, B, group_size), generator=gen)  # (R, B, G)
-    r = torch.gather(rewards.expand(resamples, B, N), 2, idx)  # (R, B, G)
-    rows = (idx + torch.arange(B)[None, :, None] * N).reshape(resamples, -1)  # (R, B*G)
+    idx = torch.randint(0, N, (resamples, B, group_size), generator=gen)  # (S, B, G)
+    r = torch.gather(R.expand(resamples, B, N), 2, idx)  # (S, B, G)
+    cols = (idx + torch.arange(B)[None, :, None] * N).reshape(resamples, -1)  # (S, B*G)
     out = {}
     for kind in kinds:
         if kind == "running":
-            b = running_values.double()[None, :, None].expand_as(r)  # (R, B, G)
+            b = running_values[None, :, None].expand_as(r)  # (S, B, G)
         else:
-            b = baseline(r.reshape(-1), group_size, kind).reshape(r.shape)  # (R, B, G)
-        w = torch.zeros(resamples, B * N, dtype=torch.float64)  # (R, BN)
-        w.scatter_add_(1, rows, ((r - b) / (B * group_size)).reshape(resamples, -1))
+            b = baseline(r.reshape(-1), group_size, kind).reshape(r.shape)  # (S, B, G)
+        w = torch.zeros(resamples, B * N, dtype=torch.float64)  # (S, BN)
+        w.scatter_add_(1, cols, ((r - b) / (B * group_size)).reshape(resamples, -1))
         out[kind] = gradient_variance(w @ L)
-    full = (rewards - rewards.mean(dim=1, keepdim=True)).reshape(-1) / (B * N)  # (BN,)
-    out["mean_grad_norm"] = (full @ gram @ full).clamp(min=0).sqrt().item()
     return out

@@ -31,13 +31,27 @@ class Rollout:
         return self.completion_ids.shape[0]
 
 
+def score_texts(reward_fn: Callable, problems: list, texts: list) -> torch.Tensor:
+    """Rewards (N,) for N (problem, text) pairs.
+
+    A reward function may score a whole batch at once through a ``score(problems, texts)``
+    attribute (a learned reward model does: one forward pass instead of N); otherwise it is
+    called once per completion.
+    """
+    batched = getattr(reward_fn, "score", None)
+    if batched is not None:
+        return torch.as_tensor(batched(problems, texts), dtype=torch.float32).flatten()
+    return torch.tensor([float(reward_fn(p, t)) for p, t in zip(problems, texts)])
+
+
 @torch.no_grad()
 def sample_groups(model, tok, task, problems, group_size: int,
                   reward_fn: Callable | None = None, temperature: float = 1.0,
                   max_new_tokens: int | None = None, generator=None) -> Rollout:
     """Sample ``group_size`` completions for each problem and score them.
 
-    reward_fn(problem, text) -> float; defaults to the task's outcome verifier ``task.verify``.
+    reward_fn(problem, text) -> float; defaults to the task's outcome verifier ``task.verify``
+    (see ``score_texts`` for batched reward functions).
     """
     if group_size < 1:
         raise ValueError(f"group_size must be >= 1 (got {group_size})")
@@ -53,7 +67,7 @@ def sample_groups(model, tok, task, problems, group_size: int,
                    temperature=temperature, generator=generator)
     model.train(was_training)
     texts = tok.decode_completions(out.ids.cpu())
-    rewards = torch.tensor([float(reward_fn(problems[i // group_size], t))
-                            for i, t in enumerate(texts)], device=device)  # (B*G,)
+    rewards = score_texts(reward_fn, [p for p in problems for _ in range(group_size)], texts)
+    rewards = rewards.to(device)                                          # (B*G,)
     return Rollout(problems, group_size, prompt_ids, prompt_mask, out.ids, out.mask,
                    out.logps, rewards, texts)

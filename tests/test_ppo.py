@@ -312,3 +312,42 @@ def test_same_seed_same_numbers(cpu_base, ppo_run):
 def test_bad_config_raises(field, value, match):
     with pytest.raises(ValueError, match=match):
         validate_config(replace(PPOConfig(), **{field: value}))
+
+
+def test_group_size_one_and_snapshot(cpu_base):
+    """PPO's usual layout (one completion per prompt) runs, and logs no GRPO comparison."""
+    from refimpl.ppo_trainer import advantage_snapshot
+    cfg = replace(FAST, steps=1, prompts_per_step=4, group_size=1, eval_every=0, mc_every=1,
+                  mc_samples=2)
+    res = train_ppo(cpu_base, cfg, progress=False)
+    row = res.history[1]
+    assert row["samples"] == 4 and "adv_corr_mc/group" not in row and "value_mae_mc" in row
+    # a snapshot computes every critic on the same samples: equal critics, equal numbers;
+    # a critic that says V = 0 is off by exactly the mean pass rate, |0 - p(x)| = p(x)
+    cfg2 = replace(cfg, group_size=2)
+    snap = advantage_snapshot(res.policy, {"a": res.critic, "b": res.critic,
+                                           "zero": ValueModel(cpu_base.model)},
+                              cpu_base, cpu_base.train_problems(3, seed=3), cfg2, mc_samples=4,
+                              generator=torch.Generator().manual_seed(0))
+    a, b, zero = snap["a"], snap["b"], snap["zero"]
+    assert a.keys() == b.keys() and "adv_corr_mc/group" in a
+    assert all(a[k] == b[k] or (math.isnan(a[k]) and math.isnan(b[k])) for k in a)
+    assert zero["value_mae_mc"] == pytest.approx(zero["mc_pass_rate"])
+
+
+def test_plots_run_without_display(cpu_base):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from refimpl.plots_ppo import plot_advantage_quality, plot_ppo_vs_grpo, plot_reward_hacking
+    from refimpl.training import TrainResult
+    rows = [{"step": s, "samples": 64 * s, "heldout_acc": 0.4, "reward": 0.1 * s,
+             "value_loss": 0.05, "explained_variance": 0.0, "value_mae_mc": 0.1,
+             "baseline_mae_mc/group": 0.1} for s in range(3)]
+    res = TrainResult(None, rows)
+    q = {"adv_corr_mc": 0.9, "value_corr_mc": float("nan"), "adv_corr_mc/group": 0.9,
+         "baseline_corr_mc/group": 0.5}
+    for fig in (plot_ppo_vs_grpo(res, res), plot_reward_hacking(res, res),
+                plot_advantage_quality({"critic": q})):
+        assert len(fig.axes) >= 1
+        plt.close(fig)

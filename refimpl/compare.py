@@ -1,0 +1,476 @@
+"""The head-to-head study: one SFT base, one budget, DPO vs GRPO vs REINFORCE vs PPO.
+
+Every method starts from the same cached SFT base (``load_base(preset)``), is judged on the
+same held-out problems (greedy accuracy), and gets the same budget, either
+
+* equal **wall time** (``budget_s``): seconds on the training clock of each trainer
+  (``refimpl.training.Clock``: sampling, scoring, reference passes and updates; held-out
+  evaluation excluded). DPO's clock also counts the generation of its preference pairs from
+  base samples, which is the price of its data. Fair for the question "what does this
+  machine give me in T seconds"; it depends on the hardware and on implementation details
+  (KV cache, batch sizes) and is noisy on a shared machine.
+* equal **generated samples** (``budget_samples``): completions drawn from a policy. The online
+  methods draw B*G per step; DPO draws all of them up front (``budget_samples // G`` prompts x
+  G samples from the base, paired correct vs wrong) and then trains ``dpo_epochs`` passes over
+  the pairs, which cost no new samples. Fair for sample efficiency, when generation or
+  verification is the bottleneck (unit tests to run, labels to buy); it ignores update cost.
+
+The number of steps that fits a wall-time budget is calibrated once per method: a short run
+of ``calib_steps`` steps measures seconds per step (first seed), and every seed then runs the
+same number of steps, so the seeds differ only in their randomness (DPO's step count under a
+sample budget likewise comes from the first seed's number of pairs). Under a sample budget
+the online methods run the fewest whole steps of B*G samples that reach it.
+
+Compute is also estimated in FLOPs with the usual rule of thumb (Kaplan et al. 2020, sec. 2.1):
+a forward pass costs 2 * N * tokens and a forward + backward pass 6 * N * tokens for a model
+with N parameters (attention's own FLOPs ignored: the context is 32 tokens). Per step:
+
+    DPO / RPO:  6 N * 2B L            (chosen and rejected, B pairs)
+                + once: 2 N * n_gen L (sampling the pairs) + 2 N * 2 n_pairs L (frozen reference)
+    GRPO:       2 N * BG L (sampling) + 2 N * BG L (reference) + mu * 6 N * BG L (mu inner updates)
+    REINFORCE:  2 N * BG L (sampling) + 6 N * BG L (one update)   [+ 2 N BG L with a KL term]
+    PPO:        2 N BG L (sampling) + 2 N BG L (reference) + 2 N_c BG L (critic values)
+                + mu * (6 N + 6 N_c) * BG L (policy and critic updates)
+
+with L = prompt + mean completion tokens, N_c the critic's parameters.
+
+Methods: ``dpo`` (pure DPO, Rafailov et al. 2023, eq. 7), ``rpo`` (DPO + NLL on the chosen
+completions, Pang et al. 2024), ``grpo`` (Shao et al. 2024), ``reinforce`` (REINFORCE with the
+RLOO baseline, Ahmadian et al. 2024) and ``ppo`` (with a learned critic, Ouyang et al. 2022).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from .dpo_trainer import DPOConfig, train_dpo
+from .grpo_trainer import GRPOConfig, train_grpo
+from .ppo_trainer import PPOConfig, train_ppo
+from .preferences import build_pairs
+from .reinforce_trainer import ReinforceTrainConfig, train_reinforce
+from .sft import load_base
+from .utils import PRESETS
+
+METHODS = ("dpo", "rpo", "grpo", "reinforce", "ppo")
+DEFAULT_METHODS = ("dpo", "grpo", "reinforce", "ppo")
+LABELS = {"dpo": "DPO", "rpo": "DPO+NLL (RPO)", "grpo": "GRPO", "reinforce": "REINFORCE (RLOO)",
+          "ppo": "PPO (critic)"}
+ONLINE = {"dpo": False, "rpo": False, "grpo": True, "reinforce": True, "ppo": True}
+SIGNAL = {"dpo": "implicit (pairs)", "rpo": "implicit (pairs) + NLL", "grpo": "verifier",
+          "reinforce": "verifier", "ppo": "verifier + critic"}
+
+# Per-preset defaults of the study (the methods' own hyper-parameters stay their trainers').
+PRESET_DEFAULTS = {
+    "cpu": dict(budget_s=15.0, eval_problems=256, prompts_per_step=16, group_size=8,
+                dpo_prompts=256),
+    "gpu": dict(budget_s=120.0, eval_problems=1024, prompts_per_step=64, group_size=8,
+                dpo_prompts=2048),
+    "tiny": dict(budget_samples=64, eval_problems=16, prompts_per_step=4, group_size=4,
+                 dpo_prompts=16, evals=1),
+}
+
+
+@dataclass
+class CompareConfig:
+    """One head-to-head study. Exactly one of budget_s / budget_samples is set."""
+
+    methods: tuple = DEFAULT_METHODS
+    seeds: tuple = (0, 1)
+    budget_s: float | None = 15.0       # equal training wall time per run (seconds)
+    budget_samples: int | None = None   # or: equal generated completions per run
+    preset: str = "cpu"
+    eval_problems: int = 256            # held-out problems (the same for every run)
+    evals: int = 4                      # held-out evaluations per run after step 0
+    prompts_per_step: int = 16          # B of the online methods
+    group_size: int = 8                 # G: samples per prompt (online methods and DPO's data)
+    dpo_prompts: int = 256              # wall-time budget: DPO's data = dpo_prompts x G base samples
+    dpo_pairs_per_prompt: int = 2
+    dpo_epochs: float = 2.0             # sample budget: passes over DPO's pairs
+    rpo_nll_coef: float = 1.0           # weight of the NLL term for "rpo"
+    calib_steps: int = 2                # steps of the timing calibration (wall-time budget)
+    overrides: dict = field(default_factory=dict)   # {method: {config field: value}}
+
+    def validate(self) -> None:
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad or not self.methods:
+            raise ValueError(f"unknown method(s) {bad or '(none given)'}: choose from {', '.join(METHODS)}")
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}: choose one of {sorted(PRESETS)}")
+        if (self.budget_s is None) == (self.budget_samples is None):
+            raise ValueError("set exactly one of budget_s (wall time) and budget_samples")
+        if self.budget_s is not None and not (math.isfinite(self.budget_s) and self.budget_s > 0):
+            raise ValueError(f"budget_s must be a number of seconds > 0, got {self.budget_s}")
+        if self.budget_samples is not None and not self.budget_samples > 0:
+            raise ValueError(f"budget_samples must be > 0, got {self.budget_samples}")
+        if not self.seeds:
+            raise ValueError("give at least one seed")
+        for name in ("eval_problems", "evals", "prompts_per_step", "dpo_prompts", "calib_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.group_size < 2:
+            raise ValueError(f"group_size must be >= 2 (groups and pairs compare samples), got {self.group_size}")
+
+
+def config_for_preset(preset: str = "cpu", **kw) -> CompareConfig:
+    """A CompareConfig with the preset's defaults, then ``kw`` on top."""
+    if preset not in PRESET_DEFAULTS:
+        raise ValueError(f"unknown preset {preset!r}: choose one of {sorted(PRESET_DEFAULTS)}")
+    d = dict(budget_s=None, budget_samples=None, preset=preset)
+    d.update(PRESET_DEFAULTS[preset])
+    if "budget_s" in kw or "budget_samples" in kw:      # the caller picks the budget kind
+        d.update(budget_s=None, budget_samples=None)
+    d.update(kw)
+    return CompareConfig(**d)
+
+
+def method_config(method: str, cc: CompareConfig, seed: int, steps: int, eval_every: int):
+    """The trainer config of ``method`` for one run of the study."""
+    common = dict(steps=steps, eval_every=eval_every, eval_problems=cc.eval_problems, seed=seed)
+    if method in ("dpo", "rpo"):
+        cfg = DPOConfig(**common, group_size=cc.group_size, n_prompts=cc.dpo_prompts,
+                        pairs_per_prompt=cc.dpo_pairs_per_prompt,
+                        nll_coef=cc.rpo_nll_coef if method == "rpo" else 0.0)
+    elif method == "grpo":
+        cfg = GRPOConfig(**common, prompts_per_step=cc.prompts_per_step, group_size=cc.group_size)
+    elif method == "reinforce":
+        cfg = ReinforceTrainConfig(**common, prompts_per_step=cc.prompts_per_step,
+                                   group_size=cc.group_size, baseline="rloo")
+    elif method == "ppo":
+        cfg = PPOConfig(**common, prompts_per_step=cc.prompts_per_step, group_size=cc.group_size)
+    else:
+        raise ValueError(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
+    return replace(cfg, **cc.overrides.get(method, {}))
+
+
+def n_params(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def flops_per_step(method: str, cfg, N: int, L: float, N_critic: int = 0) -> float:
+    """Estimated FLOPs of one update step (module docstring). L: tokens per sequence."""
+    if method in ("dpo", "rpo"):
+        return 6 * N * 2 * cfg.batch_size * L
+    BG = cfg.prompts_per_step * cfg.group_size
+    if method == "grpo":
+        return (2 + 2 + 6 * cfg.inner_updates) * N * BG * L
+    if method == "reinforce":
+        return (2 + 6 + (2 if cfg.kl_beta > 0 else 0)) * N * BG * L
+    if method == "ppo":
+        return (2 * N + 2 * N + 2 * N_critic + cfg.inner_updates * 6 * (N + N_critic)) * BG * L
+    raise ValueError(f"unknown method {method!r}")
+
+
+def _train(method, base, cfg, heldout, pairs=None, progress=False):
+    if method in ("dpo", "rpo"):
+        return train_dpo(base, cfg, pairs, progress=progress, heldout=heldout)
+    fn = {"grpo": train_grpo, "reinforce": train_reinforce, "ppo": train_ppo}[method]
+    return fn(base, cfg, progress=progress, heldout=heldout)
+
+
+def _make_pairs(base, cc, seed, n_prompts):
+    """Preference pairs from base samples; returns (pairs or None, seconds, samples generated)."""
+    if n_prompts < 1:           # a sample budget below one group buys DPO no data at all
+        return None, 0.0, 0
+    t0 = time.perf_counter()
+    try:
+        pairs = build_pairs(base.model, base.tokenizer, base.task,
+                            base.train_problems(n_prompts, seed=seed), cc.group_size,
+                            cc.dpo_pairs_per_prompt, 1.0, seed)
+    except ValueError:          # no group had both a correct and a wrong sample
+        pairs = None
+    return pairs, time.perf_counter() - t0, n_prompts * cc.group_size
+
+
+def _steps_for_budget(method, base, cc, heldout, calib):
+    """Steps per run for ``method`` under the budget; ``calib`` caches (pairs, gen_s) of seed 0."""
+    seed = cc.seeds[0]
+    if cc.budget_samples is not None:
+        if ONLINE[method]:
+            return max(1, math.ceil(cc.budget_samples / (cc.prompts_per_step * cc.group_size)))
+        pairs = calib.get("pairs")
+        n = len(pairs) if pairs is not None else 0
+        bs = method_config(method, cc, seed, 1, 1).batch_size
+        return max(1, math.ceil(cc.dpo_epochs * n / bs)) if n else 0
+    k = cc.calib_steps
+    if ONLINE[method]:
+        cfg = replace(method_config(method, cc, seed, k, 1), eval_every=0)
+        hist = _train(method, base, cfg, heldout).history
+        return max(1, int(cc.budget_s / (hist[-1]["time_s"] / k)))
+    if calib.get("pairs") is None:
+        return 0
+    cfg = method_config(method, cc, seed, k, k)
+    hist = _train(method, base, cfg, heldout[:1], calib["pairs"]).history
+    return max(1, int((cc.budget_s - calib["gen_s"]) / (hist[-1]["time_s"] / k)))
+
+
+def run_one(method, base, cc, seed, steps, heldout, pairs_info=None, progress=False):
+    """Train one (method, seed) for ``steps`` steps; return (record dict, policy)."""
+    eval_every = max(1, steps // cc.evals) if steps else 1
+    cfg = method_config(method, cc, seed, steps, eval_every)
+    N = n_params(base.model)
+    P = base.tokenizer.encode_prompts([heldout[0].prompt])[0].shape[1]
+    rec = {"method": method, "seed": seed, "steps": steps, "params": N}
+    if ONLINE[method]:
+        res = _train(method, base, cfg, heldout, progress=progress)
+        lens = [r["completion_length"] for r in res.history if "completion_length" in r]
+        L = P + (sum(lens) / len(lens) if lens else 0.0)
+        Nc = n_params(res.critic) if method == "ppo" else 0
+        fps = flops_per_step(method, cfg, N, L, Nc)
+        curve = [{"time_s": r["time_s"], "samples": r["samples"], "flops": r["step"] * fps,
+                  "heldout_acc": r["heldout_acc"]} for r in res.history if "heldout_acc" in r]
+        rec.update(data_s=0.0, pairs=0, pairs_consumed=0, flops_data=0.0)
+    else:
+        pairs, gen_s, n_gen = pairs_info
+        if pairs is None or steps == 0:     # DPO has nothing to learn from
+            from .training import heldout_accuracy
+            acc = heldout_accuracy(base.model, base, heldout)
+            curve = [{"time_s": 0.0, "samples": 0, "flops": 0.0, "heldout_acc": acc},
+                     {"time_s": gen_s, "samples": n_gen, "flops": 0.0, "heldout_acc": acc}]
+            rec.update(data_s=gen_s, pairs=0, pairs_consumed=0, flops_data=0.0, flops_per_step=0.0,
+                       s_per_step=float("nan"), note="no preference pairs could be formed")
+            return _finish(rec, curve), base.policy()
+        res = _train(method, base, cfg, heldout, pairs, progress=progress)
+        T = (pairs.chosen_mask.sum() + pairs.rejected_mask.sum()).item() / (2 * len(pairs))
+        L = P + T
+        fps = flops_per_step(method, cfg, N, L)
+        data_flops = 2 * N * n_gen * L + 2 * N * 2 * len(pairs) * L
+        curve = [{"time_s": 0.0, "samples": 0, "flops": 0.0,
+                  "heldout_acc": res.history[0]["heldout_acc"]}]
+        curve += [{"time_s": gen_s + r["time_s"], "samples": n_gen,
+                   "flops": data_flops + r["step"] * fps, "heldout_acc": r["heldout_acc"]}
+                  for r in res.history if "heldout_acc" in r]
+        rec.update(data_s=gen_s, pairs=len(pairs), pairs_consumed=res.history[-1]["samples"],
+                   flops_data=data_flops)
+    train_s = res.history[-1]["time_s"]
+    rec.update(flops_per_step=fps, tokens_per_seq=L,
+               s_per_step=train_s / steps if steps else float("nan"))
+    return _finish(rec, curve), res.policy
+
+
+def _finish(rec, curve):
+    rec.update(base_acc=curve[0]["heldout_acc"], final_acc=curve[-1]["heldout_acc"],
+               wall_s=curve[-1]["time_s"], samples=curve[-1]["samples"],
+               flops=curve[-1]["flops"], curve=curve)
+    return rec
+
+
+@dataclass
+class CompareResult:
+    config: CompareConfig
+    runs: list                                    # one record per (method, seed), see run_one
+    policies: dict = field(default_factory=dict)  # {(method, seed): trained GPT} if kept
+    meta: dict = field(default_factory=dict)
+
+    def by_method(self) -> dict:
+        out = {}
+        for r in self.runs:
+            out.setdefault(r["method"], []).append(r)
+        return out
+
+
+def run_compare(cc: CompareConfig | None = None, base=None, progress: bool = True,
+                keep_policies: bool = False) -> CompareResult:
+    """Run every method of ``cc.methods`` for every seed from the same base and budget.
+
+    base: a loaded Base (default ``load_base(cc.preset)``). Runs go seed by seed, each seed
+    through every method, so that slow phases of a shared machine hit all methods alike.
+    """
+    from tqdm.auto import tqdm
+
+    cc = cc or CompareConfig()
+    cc.validate()
+    base = base if base is not None else load_base(cc.preset, progress=progress)
+    heldout = base.heldout(cc.eval_problems)            # one held-out set for every run
+    t_start = time.perf_counter()
+    offline = [m for m in cc.methods if not ONLINE[m]]
+    n_data = (cc.budget_samples // cc.group_size if cc.budget_samples is not None
+              else cc.dpo_prompts)
+    pairs_by_seed = {}
+    if offline:                                  # the same pairs serve dpo and rpo of a seed
+        pairs_by_seed[cc.seeds[0]] = _make_pairs(base, cc, cc.seeds[0], n_data)
+    calib = ({"pairs": pairs_by_seed[cc.seeds[0]][0], "gen_s": pairs_by_seed[cc.seeds[0]][1]}
+             if offline else {})
+    steps = {m: _steps_for_budget(m, base, cc, heldout, calib) for m in cc.methods}
+    runs, policies = [], {}
+    bar = tqdm(total=len(cc.methods) * len(cc.seeds), desc="head-to-head", disable=not progress)
+    for seed in cc.seeds:
+        for m in cc.methods:
+            bar.set_postfix(method=m, seed=seed)
+            info = None
+            if not ONLINE[m]:
+                if seed not in pairs_by_seed:
+                    pairs_by_seed[seed] = _make_pairs(base, cc, seed, n_data)
+                info = pairs_by_seed[seed]
+            rec, policy = run_one(m, base, cc, seed, steps[m], heldout, info, progress=False)
+            runs.append(rec)
+            if keep_policies:
+                policies[(m, seed)] = policy
+            bar.update(1)
+    bar.close()
+    meta = {"device": str(base.device), "threads": torch.get_num_threads(),
+            "params": n_params(base.model), "total_s": time.perf_counter() - t_start,
+            "budget": (f"{cc.budget_s:g} s" if cc.budget_s is not None
+                       else f"{cc.budget_samples} samples")}
+    return CompareResult(cc, runs, policies, meta)
+
+
+def _stats(values) -> dict:
+    v = [x for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    if not v:
+        return {"mean": float("nan"), "std": float("nan"), "min": float("nan"), "max": float("nan")}
+    return {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0,
+            "min": min(v), "max": max(v)}
+
+
+SUMMARY_KEYS = ("final_acc", "base_acc", "wall_s", "samples", "steps", "s_per_step",
+                "flops_per_step", "flops", "data_s")
+
+
+def summarize(result: CompareResult) -> dict:
+    """{method: {key: {mean, std, min, max} over seeds}} for SUMMARY_KEYS, plus "n" seeds."""
+    out = {}
+    for m, rs in result.by_method().items():
+        out[m] = {k: _stats([r.get(k) for r in rs]) for k in SUMMARY_KEYS}
+        out[m]["n"] = len(rs)
+    return out
+
+
+def format_table(result: CompareResult) -> str:
+    """A plain-text table of the summary: one row per method (mean +- std over seeds)."""
+    s = summarize(result)
+    head = (f"{'method':<18}{'held-out acc':>16}{'base':>7}{'wall s':>8}{'samples':>9}"
+            f"{'steps':>7}{'s/step':>8}{'GFLOP/step':>11}{'GFLOP total':>12}")
+    lines = [f"budget: {result.meta.get('budget')}, seeds: {list(result.config.seeds)}, "
+             f"{result.config.eval_problems} held-out problems", head, "-" * len(head)]
+    for m in result.config.methods:
+        if m not in s:
+            continue
+        r = s[m]
+        acc = f"{r['final_acc']['mean']:.3f} +- {r['final_acc']['std']:.3f}"
+        lines.append(f"{LABELS[m]:<18}{acc:>16}{r['base_acc']['mean']:>7.3f}"
+                     f"{r['wall_s']['mean']:>8.1f}{r['samples']['mean']:>9.0f}"
+                     f"{r['steps']['mean']:>7.0f}{r['s_per_step']['mean']:>8.3f}"
+                     f"{r['flops_per_step']['mean'] / 1e9:>11.3f}{r['flops']['mean'] / 1e9:>12.2f}")
+    return "\n".join(lines)
+
+
+CSV_FIELDS = ("method", "seed", "final_acc", "base_acc", "wall_s", "data_s", "samples", "pairs",
+              "pairs_consumed", "steps", "s_per_step", "flops_per_step", "flops", "flops_data",
+              "tokens_per_seq", "params")
+
+
+def save_results(result: CompareResult, out) -> dict:
+    """Write results.csv, results.json and the three figures to the folder ``out``.
+    Returns {name: path}."""
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": out / "results.csv", "json": out / "results.json"}
+    with open(paths["csv"], "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        for r in result.runs:
+            w.writerow({k: r.get(k, "") for k in CSV_FIELDS})
+    payload = {"config": asdict(result.config), "meta": result.meta, "runs": result.runs,
+               "summary": summarize(result)}
+    paths["json"].write_text(json.dumps(payload, indent=1, default=str))
+    for x in ("time_s", "samples", "flops"):
+        fig = plot_compare(result, x)
+        paths[f"fig_{x}"] = out / f"acc_vs_{x.replace('_s', '')}.png"
+        fig.savefig(paths[f"fig_{x}"], dpi=110)
+        plt.close(fig)
+    return {k: str(v) for k, v in paths.items()}
+
+
+X_LABELS = {"time_s": "training wall time (s)", "samples": "completions generated",
+            "flops": "estimated training FLOPs"}
+
+
+def plot_compare(result: CompareResult, x: str = "time_s", ax=None):
+    """Held-out accuracy against ``x`` ("time_s", "samples" or "flops"): for each method the
+    mean over seeds (line, on the x range every seed reached), the min-max band, and each
+    seed's final point. Offline methods make all their samples first: on the samples axis
+    their curve is a step. Returns the Figure."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if x not in X_LABELS:
+        raise ValueError(f"unknown x {x!r}: use one of {sorted(X_LABELS)}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.2, 3.4))
+    for i, (m, rs) in enumerate(result.by_method().items()):
+        color = f"C{i}"
+        curves = []
+        for r in rs:
+            xs = np.array([p[x] for p in r["curve"]], dtype=float)
+            ys = np.array([p["heldout_acc"] for p in r["curve"]], dtype=float)
+            curves.append((xs, ys))
+            ax.plot(xs[-1], ys[-1], "o", color=color, ms=4, alpha=0.7)
+        hi = min(c[0][-1] for c in curves)
+        grid = np.unique(np.concatenate([c[0][c[0] <= hi] for c in curves]))
+        step = x == "samples" and not ONLINE[m]
+        interp = []
+        for xs, ys in curves:
+            if step:      # value of the last point at or before each grid x
+                interp.append(ys[np.searchsorted(xs, grid, side="right") - 1])
+            else:
+                interp.append(np.interp(grid, xs, ys))
+        Y = np.stack(interp)
+        kw = {"drawstyle": "steps-post"} if step else {}
+        ax.plot(grid, Y.mean(0), "-", color=color, label=f"{LABELS[m]} (n={len(rs)})", **kw)
+        ax.fill_between(grid, Y.min(0), Y.max(0), color=color, alpha=0.18,
+                        step="post" if step else None)
+    ax.set(xlabel=X_LABELS[x], ylabel="held-out greedy accuracy",
+           title=f"Same base, same budget ({result.meta.get('budget', '')})")
+    ax.legend(fontsize=7)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def method_table(result: CompareResult) -> dict:
+    """The measured side of the article's "When to use each method" table, per method:
+    data ("offline" if no completion was sampled while training), sampled_in_training and
+    generated_before (completions, mean over seeds), signal (what the loss consumes),
+    exploration (share of training completions drawn from the policy being trained),
+    s_per_step, gflops_per_step, final_acc, delta_acc (final - base, mean over seeds)."""
+    out = {}
+    for m, rs in result.by_method().items():
+        during = []
+        for r in rs:
+            c = r["curve"]
+            start = c[1]["samples"] if not ONLINE[m] and len(c) > 1 else 0
+            during.append(c[-1]["samples"] - start)
+        sampled = statistics.fmean(during)
+        out[m] = {"data": "online" if sampled > 0 else "offline",
+                  "sampled_in_training": sampled,
+                  "generated_before": statistics.fmean(r["samples"] for r in rs) - sampled,
+                  "signal": SIGNAL[m], "exploration": 1.0 if sampled > 0 else 0.0,
+                  "s_per_step": _stats([r["s_per_step"] for r in rs])["mean"],
+                  "gflops_per_step": _stats([r["flops_per_step"] for r in rs])["mean"] / 1e9,
+                  "final_acc": _stats([r["final_acc"] for r in rs])["mean"],
+                  "delta_acc": _stats([r["final_acc"] - r["base_acc"] for r in rs])["mean"]}
+    return out
+
+
+def plot_compare_panels(result: CompareResult):
+    """plot_compare against wall time, samples and FLOPs side by side. Returns the Figure."""
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6), sharey=True)
+    for ax, x in zip(axes, ("time_s", "samples", "flops")):
+        plot_compare(result, x, ax=ax)
+        ax.set_title(f"vs {X_LABELS[x].split(' (')[0]}")
+    for ax in axes[1:]:
+        ax.set_ylabel("")
+        ax.get_legend().remove()
+    fig.suptitle(f"Same base, same budget ({result.meta.get('budget', '')}), "
+                 f"mean and min-max over seeds {list(result.config.seeds)}", fontsize=10)
+    fig.tight_layout()
+    return fig

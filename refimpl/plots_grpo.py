@@ -1,0 +1,236 @@
+"""Measurements and figures for notebook 03 (GRPO).
+
+- the share of uniform groups, p^K + (1-p)^K (DAPO, Yu et al. 2025, sec. 3.2), predicted from
+  per-prompt pass counts with the unbiased estimator C(c, K) / C(n, K) of p^K;
+- the noise of the GRPO gradient as a function of the group size K (claim C9), from
+  per-sample gradients and their Gram matrix;
+- the expected advantage mass per prompt with and without std scaling (Liu et al. 2025,
+  Dr. GRPO, sec. 3.1: the "question-level difficulty bias", claim C11);
+- plots of these and of a GRPO training history, and the ipywidgets control for K.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import matplotlib.pyplot as plt
+import torch
+
+from .grpo import group_advantages, prob_uniform_group
+
+
+# ------------------------------------------------------------------ uniform groups (C8)
+
+def uniform_share_from_counts(correct: torch.Tensor, n: int, K: int) -> float:
+    """Unbiased estimate of E_prompts[p^K + (1-p)^K] from c correct out of n samples per prompt.
+
+    C(c, K) / C(n, K) is the chance that K of the n samples drawn without replacement are all
+    correct; its expectation over the n samples is exactly p^K. Plugging c / n into p^K instead
+    would be biased upwards for K >= 2.
+
+    Args:
+        correct: (M,) number of correct samples for each of M prompts.
+        n: samples per prompt (n >= K).
+        K: group size.
+    """
+    if K > n:
+        raise ValueError(f"need n >= K to estimate p^K without bias, got n={n}, K={K}")
+    total = math.comb(n, K)
+    vals = [(math.comb(int(c), K) + math.comb(n - int(c), K)) / total for c in correct.tolist()]
+    return sum(vals) / len(vals)
+
+
+def plot_uniform_share(pass_rates: torch.Tensor, Ks=(2, 4, 8, 16), per_prompt=None, ax=None):
+    """Left: p^K + (1-p)^K against p, with the base's per-prompt pass rates as a rug.
+    Right (if per_prompt, a dict K -> estimate, is given): the share predicted from the mean
+    pass rate and from the per-prompt pass rates, against K."""
+    axes = [ax] if ax is not None else plt.subplots(1, 2 if per_prompt else 1,
+                                                      figsize=(10 if per_prompt else 5, 3.4))[1]
+    axes = list(axes) if hasattr(axes, "__len__") else [axes]
+    p = torch.linspace(0, 1, 201)
+    for K in Ks:
+        axes[0].plot(p, prob_uniform_group(p, K), label=f"K = {K}")
+    axes[0].plot(pass_rates, torch.zeros_like(pass_rates), "|", color="k", ms=12, alpha=0.5)
+    axes[0].set(xlabel="pass rate p of a prompt", ylabel="P(group is uniform)",
+                title=r"$p^K + (1-p)^K$ (ticks: the base's prompts)")
+    axes[0].legend(fontsize=8)
+    if per_prompt:
+        Kx = sorted(per_prompt)
+        pbar = pass_rates.mean().item()
+        axes[1].plot(Kx, [per_prompt[k] for k in Kx], "o-", label="per-prompt p: E[p^K + (1-p)^K]")
+        axes[1].plot(Kx, [prob_uniform_group(pbar, k) for k in Kx], "s--",
+                     label=f"mean p = {pbar:.2f}: " + r"$\bar p^K + (1-\bar p)^K$")
+        axes[1].set(xscale="log", xlabel="group size K", ylabel="share of uniform groups",
+                    title="predicted share of zero-gradient groups")
+        axes[1].set_xticks(Kx, [str(k) for k in Kx])
+        axes[1].legend(fontsize=8)
+    plt.tight_layout()
+    return axes
+
+
+def uniform_share_widget(pass_rates: torch.Tensor):
+    """An ipywidgets slider for K that redraws p^K + (1-p)^K and both predictions."""
+    import ipywidgets as widgets
+
+    def show(K):
+        ax = plot_uniform_share(pass_rates, Ks=(K,))[0]
+        pbar = pass_rates.mean().item()
+        per = prob_uniform_group(pass_rates.double(), K).mean().item()  # plug-in, for display
+        ax.set_title(f"K = {K}: mean-p prediction {prob_uniform_group(pbar, K):.3f}, "
+                     f"per-prompt {per:.3f}", fontsize=9)
+        plt.show()
+    return widgets.interactive(show, K=widgets.IntSlider(value=8, min=2, max=32, step=1))
+
+
+# ------------------------------------------------------------- gradient noise vs K (C9)
+
+def per_sample_grads(model, prompt_ids, prompt_mask, completion_ids, completion_mask):
+    """Gradient of each completion's sequence log-prob w.r.t. all parameters.
+
+    Args: the (N, P) prompt and (N, T) completion tensors of a rollout.
+    Returns: (N, D) float tensor, D = number of parameters, row i = grad log pi(o_i | q_i).
+    """
+    from torch.func import functional_call, grad, vmap
+
+    from .logprobs import sequence_logprobs
+
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def logp(p, pi, pm, ci, cm):  # one sequence: (P,), (P,), (T,), (T,)
+        fwd = lambda i, m: functional_call(model, p, (i, m))  # noqa: E731
+        return sequence_logprobs(fwd, pi[None], pm[None], ci[None], cm[None]).sum()
+
+    with warnings.catch_warnings():  # vmap has no batching rule for CPU flash attention
+        warnings.simplefilter("ignore", UserWarning)
+        g = vmap(grad(logp), in_dims=(None, 0, 0, 0, 0))(
+            params, prompt_ids, prompt_mask, completion_ids, completion_mask)
+    return torch.cat([v.flatten(1) for v in g.values()], dim=1)  # (N, D)
+
+
+def gradient_noise_vs_k(scores, rewards, lengths, pools, Ks, n_resamples=4000, generator=None,
+                        scale="group", eps=1e-4) -> list[dict]:
+    """Mean and noise of the GRPO policy gradient when each prompt gets K samples.
+
+    At ratio 1 with beta = 0 and the "grpo" aggregation, the gradient of grpo_loss over B
+    prompts with K samples each is g = sum_i c_i s_i with c_i = -A_i / (B K |o_i|) and
+    s_i = grad log pi(o_i). Groups are redrawn with replacement from each prompt's pool
+    of samples (so the pool is the population), and everything is computed from the Gram
+    matrix S S^T, so no (resamples x D) tensor is ever formed.
+
+    Args:
+        scores: (M, D) per-sample gradients s_i of all pooled samples.
+        rewards: (M,) their rewards; lengths: (M,) their completion lengths |o_i|.
+        pools: list of B index tensors into 0..M-1, one per prompt.
+        Ks: group sizes to try; n_resamples: R redraws per K.
+
+    Returns: one dict per K with "K", "mean_norm" (||E g||), "var" (E||g - E g||^2, the trace
+    of the covariance), "rel_noise" (sqrt(var) / ||E g||), "frac_zero" (share of redrawn
+    groups that were uniform) and "var_x_K" (var * K, the noise per sample budget).
+    """
+    gram = scores.double() @ scores.double().T  # (M, M)
+    M, B = scores.shape[0], len(pools)
+    out = []
+    for K in Ks:
+        coef = torch.zeros(n_resamples, M, dtype=torch.float64)  # (R, M)
+        zero = 0.0
+        for pool in pools:
+            pick = torch.randint(len(pool), (n_resamples, K), generator=generator)  # (R, K)
+            idx = pool[pick]  # (R, K)
+            adv = group_advantages(rewards[idx].reshape(-1).double(), K, scale=scale, eps=eps)
+            adv = adv.view(n_resamples, K)  # (R, K)
+            zero += (adv == 0).all(dim=1).double().mean().item() / B
+            coef.scatter_add_(1, idx, -adv / (B * K * lengths[idx].double()))  # (R, M)
+        mean_coef = coef.mean(0)  # (M,)
+        second = ((coef @ gram) * coef).sum(1).mean()  # E ||g||^2
+        mean_sq = mean_coef @ gram @ mean_coef  # ||E g||^2
+        var = (second - mean_sq).item()
+        norm = math.sqrt(max(mean_sq.item(), 0.0))
+        out.append({"K": K, "mean_norm": norm, "var": var, "rel_noise": math.sqrt(max(var, 0)) / norm,
+                    "frac_zero": zero, "var_x_K": var * K})
+    return out
+
+
+def plot_gradient_noise(rows: list[dict], ax=None):
+    """Relative noise sqrt(Var g) / ||E g|| of the GRPO gradient against K, with the
+    1/sqrt(K) slope through the first point for reference."""
+    ax = ax or plt.subplots(figsize=(5, 3.4))[1]
+    K = [r["K"] for r in rows]
+    rel = [r["rel_noise"] for r in rows]
+    ax.plot(K, rel, "o-", label="measured")
+    ax.plot(K, [rel[0] * math.sqrt(K[0] / k) for k in K], "k:", label=r"$\propto 1/\sqrt{K}$")
+    ax.set(xscale="log", yscale="log", xlabel="group size K",
+           ylabel=r"$\sqrt{\mathrm{Var}\,g}\;/\;\|\mathbb{E}\,g\|$",
+           title="noise of the GRPO gradient")
+    ax.set_xticks(K, [str(k) for k in K])
+    ax.legend(fontsize=8)
+    return ax
+
+
+# ------------------------------------------------- std scaling and difficulty bias (C11)
+
+def expected_abs_advantage(p: float, G: int, scale: str = "group", eps: float = 1e-4) -> float:
+    """E[sum_i |A_i|] over one group of G binary rewards with pass rate p (exact enumeration).
+
+    With scale="none" this is 2 G p (1-p) (1 - 1/G)-like and vanishes at p = 0 or 1 as the
+    group variance does; with "group" the division by the std lifts prompts whose groups
+    rarely disagree (Dr. GRPO's difficulty bias).
+    """
+    total = 0.0
+    for c in range(G + 1):
+        r = torch.tensor([1.0] * c + [0.0] * (G - c), dtype=torch.float64)  # (G,)
+        a = group_advantages(r, G, scale=scale, eps=eps).abs().sum().item()
+        total += math.comb(G, c) * p**c * (1 - p) ** (G - c) * a
+    return total
+
+
+def plot_advantage_vs_std(stds, abs_scaled, abs_none, ax=None):
+    """Mean |A| per group against the group's reward std, with and without std scaling."""
+    ax = ax or plt.subplots(figsize=(5, 3.4))[1]
+    ax.plot(stds, abs_scaled, "o", ms=4, label="scale='group': (r - mean) / (std + eps)")
+    ax.plot(stds, abs_none, "s", ms=4, label="scale='none': r - mean (Dr. GRPO)")
+    ax.set(xscale="log", yscale="log", xlabel="group reward std",
+           ylabel="mean |advantage| in the group", title="std scaling vs group variance")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_difficulty_bias(G: int = 8, eps: float = 1e-4, ax=None):
+    """Expected advantage mass per prompt against its pass rate, normalised at p = 0.5."""
+    ax = ax or plt.subplots(figsize=(5, 3.4))[1]
+    ps = [i / 100 for i in range(1, 100)]
+    for scale, style in (("group", "-"), ("none", "--")):
+        w = [expected_abs_advantage(p, G, scale, eps) for p in ps]
+        mid = expected_abs_advantage(0.5, G, scale, eps)
+        ax.plot(ps, [x / mid for x in w], style, label=f"scale='{scale}'")
+    ax.set(xlabel="pass rate p of the prompt", ylabel="E sum|A| (relative to p = 0.5)",
+           title=f"weight of a prompt in the update (G = {G})")
+    ax.legend(fontsize=8)
+    return ax
+
+
+# --------------------------------------------------------------------- training curves
+
+def plot_grpo_history(history: list[dict], predicted_share: float | None = None, axes=None):
+    """Three panels: held-out accuracy and mean reward; shares of all-wrong, all-correct and
+    uniform groups (with an optional predicted share at the start); KL to the reference."""
+    axes = axes if axes is not None else plt.subplots(1, 3, figsize=(13, 3.4))[1]
+    rows = [r for r in history if "reward" in r]
+    steps = [r["step"] for r in rows]
+    ev = [r for r in history if "heldout_acc" in r]
+    axes[0].plot([r["step"] for r in ev], [r["heldout_acc"] for r in ev], "o-", label="held-out greedy acc")
+    axes[0].plot(steps, [r["reward"] for r in rows], alpha=0.6, label="mean reward (samples, T=1)")
+    axes[0].set(xlabel="step", ylabel="accuracy", title="GRPO on the verifier")
+    axes[0].legend(fontsize=8)
+    for key, lab in (("frac_all_wrong", "all wrong"), ("frac_all_correct", "all correct"),
+                     ("frac_reward_zero_std", "uniform (either)")):
+        axes[1].plot(steps, [r[key] for r in rows], label=lab)
+    if predicted_share is not None:
+        axes[1].axhline(predicted_share, color="grey", ls=":", label="predicted at the base")
+    axes[1].set(xlabel="step", ylabel="share of groups", title="zero-gradient groups")
+    axes[1].legend(fontsize=8)
+    axes[2].plot(steps, [r.get("kl", float("nan")) for r in rows], label="kl (k3)")
+    axes[2].plot(steps, [r.get("clip_ratio", float("nan")) for r in rows], label="clip_ratio")
+    axes[2].set(xlabel="step", title="KL to the reference, clipped share")
+    axes[2].legend(fontsize=8)
+    plt.tight_layout()
+    return axes

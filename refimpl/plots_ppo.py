@@ -1,0 +1,72 @@
+"""Figures for the PPO-vs-GRPO and reward-hacking notebook. Each returns the Figure."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+
+
+def _rows(result, key):
+    rows = [r for r in result.history if key in r]
+    return [r["step"] for r in rows], [r[key] for r in rows]
+
+
+def plot_ppo_vs_grpo(ppo, grpo, x: str = "samples"):
+    """Three panels: held-out accuracy of both runs against ``x`` (completions generated),
+    PPO's critic diagnostics (value loss, explained variance) per step, and the baselines'
+    error |b(x) - p(x)| at the Monte-Carlo checks (critic V(x) vs GRPO's group mean)."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    for label, res in (("PPO (critic)", ppo), ("GRPO (group)", grpo)):
+        rows = [r for r in res.history if "heldout_acc" in r]
+        axes[0].plot([r[x] for r in rows], [r["heldout_acc"] for r in rows], "o-", ms=3, label=label)
+    axes[0].set(xlabel=f"{x} (completions generated)", ylabel="held-out greedy accuracy",
+                title="Same completion budget", ylim=(0, 1))
+    axes[0].legend(fontsize=8)
+    ax = axes[1]
+    ax.plot(*_rows(ppo, "value_loss"), label="value loss")
+    ax.plot(*_rows(ppo, "explained_variance"), label="explained variance")
+    ax.axhline(0, c="grey", lw=0.8)
+    ax.set(xlabel="PPO step", title="PPO's critic", ylim=(-0.5, 1))
+    ax.legend(fontsize=8)
+    ax = axes[2]
+    ax.plot(*_rows(ppo, "value_mae_mc"), "o-", label="critic V(x)")
+    ax.plot(*_rows(ppo, "baseline_mae_mc/group"), "s-", label="group mean (G samples)")
+    ax.set(xlabel="PPO step", ylabel="mean |b(x) - p(x)|", title="Baseline error vs Monte Carlo")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_advantage_quality(snapshot: dict, keys=("adv_corr_mc", "value_corr_mc")):
+    """Bars of the correlations in an ``advantage_snapshot`` result: for each critic its
+    advantage-vs-(r - p) and V(x)-vs-p(x) correlations, and GRPO's on the same samples."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    first = next(iter(snapshot.values()))
+    labels = [f"PPO, {k}" for k in snapshot] + ["GRPO, group"]
+    adv = [q["adv_corr_mc"] for q in snapshot.values()] + [first["adv_corr_mc/group"]]
+    base = [q["value_corr_mc"] for q in snapshot.values()] + [first["baseline_corr_mc/group"]]
+    xs = range(len(labels))
+    ax.bar([i - 0.2 for i in xs], adv, width=0.4, label="corr(advantage, r - p(x))")
+    ax.bar([i + 0.2 for i in xs], [0 if b != b else b for b in base], width=0.4,
+           label="corr(baseline, p(x))")
+    ax.set_xticks(list(xs), labels, fontsize=8)
+    ax.axhline(0, c="grey", lw=0.8)
+    ax.set(ylim=(-0.5, 1), title="Advantage and baseline quality (fresh samples)")
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_reward_hacking(hacked, honest, rm_label="reward model score", x: str = "step"):
+    """Two panels: the learned reward the RM-trained run optimises (its mean training
+    reward), and the verified held-out accuracy of the RM-trained and verifier-trained runs."""
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.4))
+    a1.plot(*_rows(hacked, "reward"), c="C3")
+    a1.set(xlabel="GRPO step", ylabel=rm_label, title="What GRPO optimises: the RM's score")
+    for label, res, c in (("GRPO on the reward model", hacked, "C3"),
+                          ("GRPO on the verifier", honest, "C0")):
+        rows = [r for r in res.history if "heldout_acc" in r]
+        a2.plot([r[x] for r in rows], [r["heldout_acc"] for r in rows], "o-", ms=3, c=c, label=label)
+    a2.set(xlabel=f"GRPO {x}", ylabel="verified held-out accuracy", ylim=(0, 1),
+           title="What we wanted: verified accuracy")
+    a2.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
