@@ -41,7 +41,7 @@ class GRPOConfig:
     prompts_per_step: int = 16        # B prompts (groups) per update batch
     group_size: int = 8               # G completions per prompt
     temperature: float = 1.0          # sampling temperature (log-probs use the same one)
-    lr: float = 1e-4                  # 3e-4 can collapse the cpu base; 1e-4..2e-4 is stable
+    lr: float = 1e-4                  # cpu base: 2e-4 can stall or collapse; 5e-5 is steadier
     max_grad_norm: float = 1.0        # gradient clipping (TRL's default)
     clip_eps: float = 0.2             # eps_low of the ratio clip
     clip_eps_high: float | None = None  # DAPO clip-higher; None = clip_eps
@@ -133,6 +133,15 @@ def _cat(parts: list, pad_id: int):
 def collect_batch(policy, base, cfg: GRPOConfig, sample_prompts, reward_fn, generator):
     """Sample and score groups until the update batch is ready.
 
+    Args:
+        policy: the GPT to sample from (it becomes pi_old for this batch).
+        base: the Base (tokenizer and task).
+        cfg: prompts_per_step B, group_size G, temperature, dynamic_sampling and
+            max_sampling_rounds are used.
+        sample_prompts: callable n -> list of n problems (a fresh draw each call).
+        reward_fn: reward_fn(problem, text) -> float.
+        generator: torch.Generator for the sampler.
+
     Returns (batch, stats): the rollout to train on (B' <= prompts_per_step groups; all of
     them mixed when cfg.dynamic_sampling) and a dict with the rewards of *every* sampled
     group ("all_rewards", (N, G)), "samples" generated, "samples_wasted" (in uniform groups),
@@ -166,7 +175,20 @@ def collect_batch(policy, base, cfg: GRPOConfig, sample_prompts, reward_fn, gene
 
 
 def grpo_update(policy, ref_model, opt, batch, cfg: GRPOConfig) -> list[dict]:
-    """``cfg.inner_updates`` clipped GRPO steps on one batch; one metrics dict per step."""
+    """``cfg.inner_updates`` clipped GRPO steps on one batch; one metrics dict per step.
+
+    Args:
+        policy: the GPT being trained (its weights at call time are pi_old of ``batch``).
+        ref_model: the frozen reference pi_ref.
+        opt: the optimizer over policy's parameters.
+        batch: a Rollout with B*G completions, old_logps (B*G, T) from the sampler and
+            rewards (B*G,) grouped G at a time.
+        cfg: loss settings (clip_eps, beta, kl_estimator, loss_agg, scale, eps, ...).
+
+    Returns:
+        list of cfg.inner_updates dicts: grpo_loss's metrics plus "loss" and "grad_norm"
+        (before clipping). The first has ratio 1 up to float error, hence clip_ratio 0.
+    """
     args = (batch.prompt_ids, batch.prompt_mask, batch.completion_ids, batch.completion_mask)
     with torch.no_grad():
         ref_logps = token_logprobs(ref_model, *args, temperature=cfg.temperature)  # (B*G, T)

@@ -217,6 +217,8 @@ def step_error_rates(model, tok, task, problems) -> dict:
     1 - mean_x pi(region tokens of the target | x, target prefix). Keys: MODES."""
     if getattr(task, "name", None) != "add":
         raise ValueError("step_error_rates needs the 'add' task (its working has fixed columns)")
+    if not problems:
+        raise ValueError("step_error_rates got no problems")
     device = next(model.parameters()).device
     was = model.training
     model.eval()

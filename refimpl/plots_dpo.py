@@ -66,11 +66,11 @@ def plot_mass(reports: dict):
     a.legend(fontsize=8)
     segs = ("prefix", "diverge", "suffix")
     w = 0.8 / len(names)
-    for i, n in enumerate(names):
-        b.bar(np.arange(3) + i * w, [reports[n][f"chosen_{s}"] for s in segs], w,
-              label=f"{n}: chosen", color=f"C{i}")
+    for i, n in enumerate(names):     # rejected (light, hatched) behind chosen (solid)
         b.bar(np.arange(3) + i * w, [reports[n][f"rejected_{s}"] for s in segs], w,
               color=f"C{i}", alpha=0.3, hatch="//")
+        b.bar(np.arange(3) + i * w, [reports[n][f"chosen_{s}"] for s in segs], w,
+              label=f"{n}: chosen", color=f"C{i}")
     b.set(xticks=np.arange(3) + 0.4 - w / 2, xticklabels=segs,
           title="log pi per segment (solid: chosen, hatched: rejected)")
     b.legend(fontsize=8)

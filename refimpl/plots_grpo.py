@@ -21,8 +21,9 @@ from .grpo import group_advantages, prob_uniform_group
 
 # ------------------------------------------------------------------ uniform groups (C8)
 
-def uniform_share_from_counts(correct: torch.Tensor, n: int, K: int) -> float:
-    """Unbiased estimate of E_prompts[p^K + (1-p)^K] from c correct out of n samples per prompt.
+def uniform_shares_from_counts(correct: torch.Tensor, n: int, K: int) -> dict[str, float]:
+    """Unbiased estimates of E_prompts[p^K] (all correct) and E_prompts[(1-p)^K] (all wrong)
+    from c correct out of n samples per prompt.
 
     C(c, K) / C(n, K) is the chance that K of the n samples drawn without replacement are all
     correct; its expectation over the n samples is exactly p^K. Plugging c / n into p^K instead
@@ -32,12 +33,29 @@ def uniform_share_from_counts(correct: torch.Tensor, n: int, K: int) -> float:
         correct: (M,) number of correct samples for each of M prompts.
         n: samples per prompt (n >= K).
         K: group size.
+
+    Returns:
+        {"all_correct": ..., "all_wrong": ..., "uniform": their sum}.
     """
     if K > n:
         raise ValueError(f"need n >= K to estimate p^K without bias, got n={n}, K={K}")
-    total = math.comb(n, K)
-    vals = [(math.comb(int(c), K) + math.comb(n - int(c), K)) / total for c in correct.tolist()]
-    return sum(vals) / len(vals)
+    total, counts = math.comb(n, K), [int(c) for c in correct.tolist()]
+    right = sum(math.comb(c, K) for c in counts) / total / len(counts)
+    wrong = sum(math.comb(n - c, K) for c in counts) / total / len(counts)
+    return {"all_correct": right, "all_wrong": wrong, "uniform": right + wrong}
+
+
+def uniform_share_from_counts(correct: torch.Tensor, n: int, K: int) -> float:
+    """Unbiased estimate of E_prompts[p^K + (1-p)^K] (see uniform_shares_from_counts)."""
+    return uniform_shares_from_counts(correct, n, K)["uniform"]
+
+
+def _log2_axis(ax, ticks):
+    """Log-scaled x axis labelled only at ``ticks``."""
+    from matplotlib.ticker import NullFormatter
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def plot_uniform_share(pass_rates: torch.Tensor, Ks=(2, 4, 8, 16), per_prompt=None, ax=None):
@@ -60,9 +78,9 @@ def plot_uniform_share(pass_rates: torch.Tensor, Ks=(2, 4, 8, 16), per_prompt=No
         axes[1].plot(Kx, [per_prompt[k] for k in Kx], "o-", label="per-prompt p: E[p^K + (1-p)^K]")
         axes[1].plot(Kx, [prob_uniform_group(pbar, k) for k in Kx], "s--",
                      label=f"mean p = {pbar:.2f}: " + r"$\bar p^K + (1-\bar p)^K$")
-        axes[1].set(xscale="log", xlabel="group size K", ylabel="share of uniform groups",
+        axes[1].set(xlabel="group size K", ylabel="share of uniform groups",
                     title="predicted share of zero-gradient groups")
-        axes[1].set_xticks(Kx, [str(k) for k in Kx])
+        _log2_axis(axes[1], Kx)
         axes[1].legend(fontsize=8)
     plt.tight_layout()
     return axes
@@ -158,10 +176,10 @@ def plot_gradient_noise(rows: list[dict], ax=None):
     rel = [r["rel_noise"] for r in rows]
     ax.plot(K, rel, "o-", label="measured")
     ax.plot(K, [rel[0] * math.sqrt(K[0] / k) for k in K], "k:", label=r"$\propto 1/\sqrt{K}$")
-    ax.set(xscale="log", yscale="log", xlabel="group size K",
+    ax.set(yscale="log", xlabel="group size K",
            ylabel=r"$\sqrt{\mathrm{Var}\,g}\;/\;\|\mathbb{E}\,g\|$",
            title="noise of the GRPO gradient")
-    ax.set_xticks(K, [str(k) for k in K])
+    _log2_axis(ax, K)
     ax.legend(fontsize=8)
     return ax
 
@@ -210,9 +228,11 @@ def plot_difficulty_bias(G: int = 8, eps: float = 1e-4, ax=None):
 
 # --------------------------------------------------------------------- training curves
 
-def plot_grpo_history(history: list[dict], predicted_share: float | None = None, axes=None):
+def plot_grpo_history(history: list[dict], predicted_share: float | None = None, axes=None,
+                      window: int = 5):
     """Three panels: held-out accuracy and mean reward; shares of all-wrong, all-correct and
-    uniform groups (with an optional predicted share at the start); KL to the reference."""
+    uniform groups per step (faint) and their ``window``-step running means, with an optional
+    predicted share at the start; KL to the reference and the clipped share."""
     axes = axes if axes is not None else plt.subplots(1, 3, figsize=(13, 3.4))[1]
     rows = [r for r in history if "reward" in r]
     steps = [r["step"] for r in rows]
@@ -221,9 +241,13 @@ def plot_grpo_history(history: list[dict], predicted_share: float | None = None,
     axes[0].plot(steps, [r["reward"] for r in rows], alpha=0.6, label="mean reward (samples, T=1)")
     axes[0].set(xlabel="step", ylabel="accuracy", title="GRPO on the verifier")
     axes[0].legend(fontsize=8)
-    for key, lab in (("frac_all_wrong", "all wrong"), ("frac_all_correct", "all correct"),
-                     ("frac_reward_zero_std", "uniform (either)")):
-        axes[1].plot(steps, [r[key] for r in rows], label=lab)
+    for key, lab, ls in (("frac_all_wrong", "all wrong", "-"), ("frac_all_correct", "all correct", "-"),
+                         ("frac_reward_zero_std", "uniform (either)", "--")):
+        vals = [r[key] for r in rows]
+        smooth = [sum(vals[max(0, i - window + 1):i + 1]) / len(vals[max(0, i - window + 1):i + 1])
+                  for i in range(len(vals))]
+        line, = axes[1].plot(steps, smooth, ls, lw=2, label=f"{lab} ({window}-step mean)")
+        axes[1].plot(steps, vals, lw=0.8, alpha=0.35, color=line.get_color())
     if predicted_share is not None:
         axes[1].axhline(predicted_share, color="grey", ls=":", label="predicted at the base")
     axes[1].set(xlabel="step", ylabel="share of groups", title="zero-gradient groups")

@@ -78,6 +78,7 @@ class ProcessRewardModel(nn.Module):
         C = self.trunk.config.n_embd * window
         self.head = (nn.Sequential(nn.Linear(C, hidden), nn.GELU(), nn.Linear(hidden, 1))
                      if hidden > 0 else nn.Linear(C, 1))
+        self.head.to(next(self.trunk.parameters()).device)
         self.n_steps = len(task.verify_steps(task.problems("train", 1)[0], ""))
 
     @torch.no_grad()
@@ -166,9 +167,9 @@ def train_prm(base, problems, texts, cfg: PRMConfig | None = None):
     prompts = sorted({p.prompt for p in problems})
     random.Random(cfg.seed).shuffle(prompts)
     held = set(prompts[:max(1, int(len(prompts) * cfg.heldout_frac))])
-    is_held = torch.tensor([p.prompt in held for p in problems])  # (N,)
     h, present = prm.features([p.prompt for p in problems], list(texts))  # (N, K+1, W*C), (N, K+1)
-    y = step_labels(base.task, problems, texts)  # (N, K+1)
+    is_held = torch.tensor([p.prompt in held for p in problems], device=h.device)  # (N,)
+    y = step_labels(base.task, problems, texts).to(h.device)  # (N, K+1)
     train = present & ~is_held[:, None]  # (N, K+1)
     test = present & is_held[:, None]  # (N, K+1)
     opt = torch.optim.AdamW(prm.head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -18,7 +18,7 @@ scored completions (claim C12).
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 from tqdm.auto import tqdm
@@ -39,8 +39,8 @@ RUNNING_KEYS = ("prompt", "level", "global")
 @dataclass
 class ReinforceTrainConfig(ReinforceConfig):
     """REINFORCE loop settings on top of the loss settings of ReinforceConfig (group_size,
-    baseline, running_momentum, running_init, kl_beta, kl_estimator). The defaults train
-    the cpu base in about 10 s."""
+    baseline, running_momentum, running_init, kl_beta, kl_estimator). The defaults (30 steps
+    of 16 prompts x 8 samples) take about 10-15 s on the cpu base."""
 
     steps: int = 30
     prompts_per_step: int = 16        # B prompts per update batch
@@ -121,6 +121,11 @@ def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, re
     task, tok = task_for(base, cfg), base.tokenizer
     verify = task.verify
     reward_fn = reward_fn or verify
+    if pool is None:
+        pool = task.problems("train", cfg.train_pool, level=cfg.level, seed=cfg.seed)
+    if len(pool) < cfg.prompts_per_step:
+        raise ValueError(f"the pool has {len(pool)} problems, fewer than prompts_per_step="
+                         f"{cfg.prompts_per_step}; pass a larger pool or lower prompts_per_step")
     gen = seed_everything(cfg.seed)
     policy = base.policy() if policy is None else policy
     policy.train()
@@ -134,11 +139,6 @@ def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, re
     do_eval = cfg.eval_every > 0
     if heldout is None and do_eval:
         heldout = task.problems("heldout", cfg.eval_problems, seed=0)
-    if pool is None:
-        pool = task.problems("train", cfg.train_pool, level=cfg.level, seed=cfg.seed)
-    if len(pool) < cfg.prompts_per_step:
-        raise ValueError(f"the pool has {len(pool)} problems, fewer than prompts_per_step="
-                         f"{cfg.prompts_per_step}; pass a larger pool or lower prompts_per_step")
     rng = random.Random(cfg.seed)
     B, G = cfg.prompts_per_step, cfg.group_size
 
@@ -176,7 +176,7 @@ def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, re
         grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm).item()
         opt.step()
 
-        grouped = ro.rewards.view(B, G)  # (B, G)
+        grouped = ro.rewards.detach().cpu().view(B, G)  # (B, G)
         passed = torch.tensor([verify(problems[i // G], t) for i, t in enumerate(ro.texts)])  # (B*G,)
         row = {"step": step, "time_s": clock(), "samples": samples, "loss": loss.item(),
                **metrics, "grad_norm": grad_norm, "verified": passed.mean().item(),

@@ -22,7 +22,8 @@ class Completions:
 @torch.no_grad()
 def generate(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max_new_tokens: int,
              eos_id: int, pad_id: int, temperature: float = 1.0, greedy: bool = False,
-             generator: torch.Generator | None = None, use_cache: bool = True) -> Completions:
+             generator: torch.Generator | None = None, use_cache: bool = True,
+             num_samples: int = 1) -> Completions:
     """Sample up to ``max_new_tokens`` tokens per prompt, stopping each row at EOS.
 
     prompt_ids: (B, P) left-padded prompt ids (BOS first); prompt_mask: (B, P) bool.
@@ -30,6 +31,9 @@ def generate(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max_new
     greedy: take the argmax instead of sampling (log-probs then use temperature 1).
     generator: a torch.Generator on the model's device, for reproducible sampling.
     use_cache: reuse keys/values (fast); False recomputes the full prefix each step.
+    num_samples: G completions per prompt, returned group-major ((B*G, T), rows b*G .. b*G+G-1
+        for prompt b). With the cache, each prompt is encoded once and its keys/values are
+        copied G times, instead of running the same prompt G times.
     """
     if prompt_ids.shape != prompt_mask.shape:
         raise ValueError(f"prompt_ids {tuple(prompt_ids.shape)} and prompt_mask "
@@ -38,6 +42,9 @@ def generate(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max_new
         raise ValueError(f"temperature must be > 0 (got {temperature}); use greedy=True for argmax")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1 (got {max_new_tokens})")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1 (got {num_samples})")
+    G = num_samples
     B, P = prompt_ids.shape
     block = model.config.block_size
     if P + max_new_tokens > block:
@@ -46,8 +53,14 @@ def generate(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max_new
     tau = 1.0 if greedy else temperature
     cache = model.new_cache(B, P + max_new_tokens) if use_cache else None
     mask = prompt_mask.bool()                                            # (B, P)
-    seq = prompt_ids                                                     # (B, P)
-    logits = model(prompt_ids, mask, cache)[:, -1]                       # (B, V)
+    if not use_cache and G > 1:                                          # no cache: plain repeats
+        prompt_ids, mask = prompt_ids.repeat_interleave(G, 0), mask.repeat_interleave(G, 0)
+    seq = prompt_ids                                                     # (B*G, P)
+    logits = model(prompt_ids, mask, cache)[:, -1]                       # (B or B*G, V)
+    if use_cache and G > 1:                                              # share the prompt pass
+        cache.k, cache.v = (t.repeat_interleave(G, 1) for t in (cache.k, cache.v))
+        logits, mask = logits.repeat_interleave(G, 0), mask.repeat_interleave(G, 0)  # (B*G, .)
+    B = B * G
     finished = torch.zeros(B, dtype=torch.bool, device=prompt_ids.device)
     toks, alive_cols, logp_cols = [], [], []
     for _ in range(max_new_tokens):

@@ -31,6 +31,7 @@ import dataclasses
 import importlib.metadata
 import importlib.util
 import os
+import shutil
 import tempfile
 import warnings
 from typing import NamedTuple
@@ -447,6 +448,7 @@ def make_grpo_trainer(model, tok, prompts: list[str], reward_funcs, **grpo_kwarg
         trainer = GRPOTrainer(model=path, reward_funcs=reward_funcs, args=cfg,
                               train_dataset=Dataset.from_list([{"prompt": p} for p in prompts]),
                               processing_class=hf_tokenizer(tok))
+    shutil.rmtree(path, ignore_errors=True)      # policy and reference are loaded in memory now
     return silence(trainer)
 
 
@@ -472,8 +474,9 @@ def compare_grpo(trainer, batch: dict, rewards: torch.Tensor, logratio_noise: fl
     rewards: (B*G,) the rewards TRL's reward function returned for ``batch``.
     logratio_noise: std of noise added to log pi_old (detached policy log-probs), so that the
         ratio moves away from 1 and the clip acts (0 = on-policy, TRL's own default path).
-    loss_type: TRL's loss_type ("grpo", "dapo", "dr_grpo" = refimpl's loss_agg) for this
-        comparison; None keeps the trainer's.
+    loss_type: sets the trainer's loss_type ("grpo", "dapo", "dr_grpo" = refimpl's loss_agg;
+        it stays set); None keeps the trainer's.
+    TRL's metric lists of the trainer (``trainer._metrics["train"]``) are cleared first.
     Returns {"advantages/trl", "advantages/refimpl" (B*G,), "loss/trl", "loss/refimpl",
     "clip_ratio/trl", "clip_ratio/refimpl", "kl/trl", "kl/refimpl"}.
     """

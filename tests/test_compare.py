@@ -158,3 +158,10 @@ def test_same_seed_same_numbers():
     assert [[r[k] for k in keys] for r in a.runs] == [[r[k] for k in keys] for r in b.runs]
     assert [[p["heldout_acc"] for p in r["curve"]] for r in a.runs] == \
         [[p["heldout_acc"] for p in r["curve"]] for r in b.runs]
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_gpu_preset_without_cuda_is_a_clear_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["compare", "--preset", "gpu"])
+    assert e.value.code == 2 and "needs a CUDA GPU" in capsys.readouterr().err

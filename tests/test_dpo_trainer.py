@@ -10,6 +10,14 @@ from refimpl.preferences import (build_pairs, comparison_counts, flip_labels,
                                  pairs_from_rollout)
 from refimpl.rollouts import Rollout
 
+torch.set_num_threads(1)   # tiny models: on a shared 2-core machine one thread is faster
+
+
+@pytest.fixture(scope="module")
+def few(pairs):
+    """64 pairs: enough for the mechanics tests, cheap to evaluate."""
+    return pairs[:64]
+
 
 @pytest.fixture(scope="module")
 def pairs(cpu_base):
@@ -141,7 +149,7 @@ class _Counting(torch.nn.Module):
         return self.model(*args, **kw)
 
 
-def test_reference_logps_are_computed_once(cpu_base, pairs, monkeypatch):
+def test_reference_logps_are_computed_once(cpu_base, few, monkeypatch):
     counters = []
 
     def reference():
@@ -151,7 +159,7 @@ def test_reference_logps_are_computed_once(cpu_base, pairs, monkeypatch):
     monkeypatch.setattr(cpu_base, "reference", reference)
     for steps in (2, 7):
         cfg = DPOConfig(steps=steps, eval_every=100, eval_problems=8, batch_size=16)
-        res = train_dpo(cpu_base, cfg, pairs, progress=False)
+        res = train_dpo(cpu_base, cfg, few, progress=False)
         # One chunk of pairs (< 512), one concatenated chosen+rejected forward, whatever steps.
         assert counters[-1].calls == 1
         # At step 0 the policy is the reference: every implicit reward is exactly zero.
@@ -159,22 +167,22 @@ def test_reference_logps_are_computed_once(cpu_base, pairs, monkeypatch):
         assert [r["samples"] for r in res.history] == [16 * s for s in range(steps + 1)]
 
 
-def test_first_step_loss_closed_form(cpu_base, pairs):
+def test_first_step_loss_closed_form(cpu_base, few):
     # Before the first update pi_theta = pi_ref, so each pair's DPO loss is -log sigmoid(0) =
     # log 2 (also with label smoothing), IPO's is (0 - 1/(2 beta))^2, plus nll_coef * NLL.
     for kw, dpo0 in ((dict(), math.log(2)), (dict(label_smoothing=0.3), math.log(2)),
                      (dict(loss_type="ipo", beta=0.1), 25.0)):
         cfg = DPOConfig(steps=1, eval_every=100, eval_problems=8, nll_coef=0.5, **kw)
-        row = train_dpo(cpu_base, cfg, pairs, progress=False).history[1]
+        row = train_dpo(cpu_base, cfg, few, progress=False).history[1]
         assert row["loss"] == pytest.approx(dpo0 + 0.5 * row["nll"], rel=1e-5)
         assert row["nll"] > 0
 
 
-def test_same_seed_same_numbers(cpu_base, pairs):
+def test_same_seed_same_numbers(cpu_base, few):
     def run(seed):
-        cfg = DPOConfig(steps=4, eval_every=4, eval_problems=16, seed=seed, nll_coef=1.0)
-        return [(r.get("loss"), r.get("heldout_acc")) for r in
-                train_dpo(cpu_base, cfg, pairs, progress=False).history]
+        cfg = DPOConfig(steps=3, eval_every=3, eval_problems=16, seed=seed, nll_coef=1.0)
+        return [(r.get("loss"), r.get("heldout_acc"), r.get("pairs/rewards/margins")) for r in
+                train_dpo(cpu_base, cfg, few, progress=False).history]
 
     a, b, c = run(0), run(0), run(1)
     assert a == b
@@ -185,9 +193,9 @@ def test_same_seed_same_numbers(cpu_base, pairs):
                                  dict(label_smoothing=0.5), dict(loss_type="hinge"),
                                  dict(nll_coef=-1.0), dict(batch_size=0), dict(steps=-1),
                                  dict(eval_every=0), dict(group_size=1)])
-def test_bad_config_raises(cpu_base, pairs, bad):
+def test_bad_config_raises(cpu_base, few, bad):
     with pytest.raises(ValueError):
-        train_dpo(cpu_base, DPOConfig(**bad), pairs, progress=False)
+        train_dpo(cpu_base, DPOConfig(**bad), few, progress=False)
 
 
 def test_bad_data_raises(cpu_base):
@@ -205,7 +213,8 @@ def _correct(policy, base, problems):
 
 def test_stable_dpo_raises_heldout_accuracy(cpu_base, pairs):
     # DPO + NLL on the chosen answers (RPO), a fixed seed and a small budget.
-    cfg = DPOConfig(lr=1e-4, nll_coef=1.0, steps=30, eval_every=100, eval_problems=8, seed=0)
+    cfg = DPOConfig(lr=1e-4, nll_coef=1.0, batch_size=16, steps=30, eval_every=100,
+                    eval_problems=8, seed=0)
     res = train_dpo(cpu_base, cfg, pairs, progress=False)
     problems = cpu_base.heldout(400, seed=11)
     before, after = _correct(cpu_base.model, cpu_base, problems), _correct(res.policy, cpu_base, problems)
@@ -219,9 +228,24 @@ def test_stable_dpo_raises_heldout_accuracy(cpu_base, pairs):
 def test_pure_dpo_lowers_the_chosen_logprob(cpu_base, pairs):
     # Likelihood displacement (C4): the margin grows, yet log pi(y_w) ends below where it began,
     # so the chosen answers' implicit reward beta * log pi/pi_ref is negative too.
-    cfg = DPOConfig(lr=3e-5, steps=40, eval_every=40, eval_problems=8, seed=0)
+    cfg = DPOConfig(lr=3e-5, batch_size=16, steps=60, eval_every=60, eval_problems=8, seed=0)
     h = train_dpo(cpu_base, cfg, pairs, progress=False).history
     first, last = h[0], h[-1]
     assert last["pairs/rewards/margins"] > 0.05
     assert last["pairs/logps/chosen"] < first["pairs/logps/chosen"]
     assert last["pairs/rewards/chosen"] < 0 and last["pairs/rewards/rejected"] < last["pairs/rewards/chosen"]
+
+
+def test_where_mass_goes_is_consistent(cpu_base, pairs):
+    from refimpl.dpo_trainer import where_mass_goes
+    m = where_mass_goes(cpu_base.model, pairs)
+    assert m["p_chosen"] + m["p_rejected"] + m["p_other"] == pytest.approx(1.0, abs=1e-6)
+    assert min(m["p_chosen"], m["p_rejected"], m["p_other"]) >= 0
+    # The three segments add up to the sequence log-probs; the prefix is shared by both.
+    with torch.no_grad():
+        lp_c, lp_r = pair_logps(cpu_base.model, pairs)
+    assert m["chosen_prefix"] + m["chosen_diverge"] + m["chosen_suffix"] == pytest.approx(
+        lp_c.sum(-1).mean().item(), abs=1e-4)
+    assert m["rejected_prefix"] + m["rejected_diverge"] + m["rejected_suffix"] == pytest.approx(
+        lp_r.sum(-1).mean().item(), abs=1e-4)
+    assert m["chosen_prefix"] == pytest.approx(m["rejected_prefix"], abs=1e-5)

@@ -110,3 +110,20 @@ def test_tokenizer_round_trip():
     assert mask.sum(1).tolist() == [13, 4]           # characters + EOS
     p_ids, p_mask = TOK.encode_prompts(["1+2=", "10+20="])
     assert p_ids[0, 0] == TOK.pad_id and p_ids[0, 2] == TOK.bos_id and p_mask[0].sum() == 5
+
+
+def test_shared_prompt_sampling_equals_repeated_prompts():
+    """num_samples=G encodes each prompt once; it must sample exactly what G copies would."""
+    model = _model(5)
+    ids, mask = _prompts()
+    kw = dict(max_new_tokens=8, eos_id=TOK.eos_id, pad_id=TOK.pad_id)
+    shared = generate(model, ids, mask, num_samples=4, generator=torch.Generator().manual_seed(7), **kw)
+    repeated = generate(model, ids.repeat_interleave(4, 0), mask.repeat_interleave(4, 0),
+                        generator=torch.Generator().manual_seed(7), **kw)
+    assert torch.equal(shared.ids, repeated.ids) and torch.equal(shared.mask, repeated.mask)
+    torch.testing.assert_close(shared.logps, repeated.logps, atol=1e-5, rtol=0)
+    no_cache = generate(model, ids, mask, num_samples=4, use_cache=False,
+                        generator=torch.Generator().manual_seed(7), **kw)
+    assert torch.equal(shared.ids, no_cache.ids)
+    with pytest.raises(ValueError, match="num_samples"):
+        generate(model, ids, mask, num_samples=0, **kw)

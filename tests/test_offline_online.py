@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from refimpl.offline_online import (MODES, classify, dpo_logit_gradient, gradient_mass_outside,
-                                    policy_gradient_logits, step_error_rates, tabular_run,
-                                    two_step_run)
+                                    policy_gradient_logits, sample_mode_counts, step_error_rates,
+                                    tabular_run, two_step_run)
 from refimpl.tasks import Problem, get_task
 
 
@@ -113,3 +113,13 @@ def test_step_error_rates_match_a_slow_token_by_token_reference(tiny_base):
                 ref[m] += (1 - torch.tensor(probs[a:e]).prod().item()) / len(problems)
     for m in MODES:
         assert rates[m] == pytest.approx(ref[m], abs=1e-5)
+
+
+def test_sample_mode_counts_are_shares_of_the_verdicts(tiny_base):
+    b = tiny_base
+    problems = b.heldout(6, seed=4)
+    shares = sample_mode_counts(b.model, b.tokenizer, b.task, problems, n_samples=3, seed=0)
+    assert set(shares) == {"correct", *MODES}
+    assert sum(shares.values()) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no problems"):
+        step_error_rates(b.model, b.tokenizer, b.task, [])

@@ -18,7 +18,7 @@ P = Problem(prompt="347+285=", answer=632, level=2, operands=(347, 285))
 
 @pytest.fixture(scope="module")
 def samples(cpu_base):
-    problems = cpu_base.train_problems(96, seed=4)
+    problems = cpu_base.train_problems(80, seed=4)
     ro = sample_groups(cpu_base.model, cpu_base.tokenizer, cpu_base.task, problems, 8,
                        generator=torch.Generator().manual_seed(0))
     return [problems[i // 8] for i in range(ro.num_samples)], ro.texts
@@ -26,7 +26,7 @@ def samples(cpu_base):
 
 @pytest.fixture(scope="module")
 def trained(cpu_base, samples):
-    return train_prm(cpu_base, *samples, PRMConfig(steps=150))
+    return train_prm(cpu_base, *samples, PRMConfig(steps=100))
 
 
 # ---------------------------------------------------------------- step positions -----
@@ -55,7 +55,7 @@ def test_heldout_step_accuracy_beats_majority_class(trained):
     _, m = trained
     n = m["n_heldout"]
     se = math.sqrt(m["majority_rate"] * (1 - m["majority_rate"]) / n)
-    assert n > 300
+    assert n > 250
     assert m["step_accuracy"] > m["majority_rate"] + 2 * se, m
     assert 0.0 <= m["false_positive_rate"] <= 1.0 and 0.0 <= m["false_negative_rate"] <= 1.0
 
@@ -64,7 +64,7 @@ def test_metrics_are_consistent_with_predictions(cpu_base, samples, trained):
     """step_accuracy recomputed from step_probs on the held-out prompts' steps."""
     prm, m = trained
     problems, texts = samples
-    probs = prm.step_probs([q.prompt for q in problems], texts)  # (N, 4)
+    probs = prm.step_probs([q.prompt for q in problems], texts).cpu()  # (N, 4)
     labels = step_labels(cpu_base.task, problems, texts)  # (N, 4)
     present = torch.tensor([[q is not None for q in step_positions(t, 3)] for t in texts])
     right = ((probs > 0.5) == labels.bool()) & present  # (N, 4)
@@ -77,7 +77,7 @@ def test_metrics_are_consistent_with_predictions(cpu_base, samples, trained):
 
 def test_absent_steps_score_zero_and_rewards_are_in_unit_interval(trained):
     prm, _ = trained
-    probs = prm.step_probs([P.prompt] * 3, ["12,13", "", "12,13,06|632"])  # (3, 4)
+    probs = prm.step_probs([P.prompt] * 3, ["12,13", "", "12,13,06|632"]).cpu()  # (3, 4)
     assert probs[0, 2] == 0 and (probs[1, :3] == 0).all()
     assert ((probs >= 0) & (probs <= 1)).all()
     score = prm.score([P.prompt] * 3, ["12,13", "", "12,13,06|632"], reduce="min")

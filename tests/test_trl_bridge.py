@@ -82,7 +82,8 @@ def test_benchmark_runs_tiny(capsys):
             phases = sum(v for k, v in med.items() if k != "step")
             assert math.isclose(phases, med["step"], rel_tol=1e-9)        # phases partition the step
             assert res["per_s"][n] == pytest.approx(per_step / (med["step"] / 1e3))
-            assert res["mflop_per_step"][n] > 0 and res["floor_ms"][n] > 0
+            assert 0 < res["floor_reached"][n] == pytest.approx(res["floor_ms"] / med["step"])
+        assert res["mflop_per_step"] > 0
     assert "ratio refimpl / TRL" in capsys.readouterr().out or impls == {"refimpl"}
 
 
