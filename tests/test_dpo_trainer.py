@@ -10,9 +10,6 @@ from refimpl.preferences import (build_pairs, comparison_counts, flip_labels,
                                  pairs_from_rollout)
 from refimpl.rollouts import Rollout
 
-torch.set_num_threads(1)   # tiny models: on a shared 2-core machine one thread is faster
-
-
 @pytest.fixture(scope="module")
 def few(pairs):
     """64 pairs: enough for the mechanics tests, cheap to evaluate."""

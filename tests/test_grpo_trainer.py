@@ -17,13 +17,6 @@ from refimpl.sft import load_base
 TIMING = {"time_s", "sample_s", "score_s", "update_s"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread (no synchronisation); restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -14,14 +14,6 @@ from refimpl.ppo_trainer import PPOConfig, advantage_quality, train_ppo, validat
 DT = torch.float64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny: one intra-op thread avoids thread synchronisation, which on a
-    busy 2-core machine costs far more than it saves."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def lengths_mask(lengths, T):

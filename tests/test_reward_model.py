@@ -8,9 +8,6 @@ from refimpl.preferences import PreferencePairs, build_pairs
 from refimpl.reward_model import (RewardModel, RMConfig, bradley_terry_loss,
                                   train_reward_model)
 
-torch.set_num_threads(1)   # tiny models: on a shared 2-core machine one thread is faster
-
-
 def _log_sigmoid(x: float) -> float:
     return -math.log1p(math.exp(-x)) if x > 0 else x - math.log1p(math.exp(x))
 
