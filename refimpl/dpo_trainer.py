@@ -10,9 +10,10 @@ Preference Optimization", eq. 1 there; TRL's ``rpo_alpha``):
 
     L = L_DPO + nll_coef * ( - sum_{i,t} log pi_theta(y_w,i,t | x_i, y_w,i,<t) / sum_i |y_w,i| ),
 
-the negative log-likelihood per token of the batch's chosen completions (as TRL computes it). The DPO loss only sees the
-*difference* of two log-ratios, so it is free to lower log pi(y_w) as long as log pi(y_l)
-falls faster ("likelihood displacement"); the NLL term pins log pi(y_w) up.
+the negative log-likelihood per token of the batch's chosen completions (as TRL computes it).
+The DPO loss only sees the *difference* of two log-ratios, so it is free to lower log pi(y_w)
+as long as log pi(y_l) falls faster ("likelihood displacement"); the NLL term pins log pi(y_w)
+up.
 
 History rows: ``step``, ``time_s`` (training wall clock, evaluation excluded), ``samples``
 (pairs consumed), ``loss``, ``nll``, the TRL metrics of ``dpo_loss`` for the batch and, at step

@@ -176,7 +176,8 @@ def train_reward_model(base, pairs: PreferencePairs | None = None, cfg: RMConfig
     seed_everything(cfg.seed)
     tok, task = base.tokenizer, base.task
     if pairs is None:
-        pairs = build_pairs(base.model, tok, task, base.train_problems(cfg.n_prompts, seed=cfg.seed),
+        pairs = build_pairs(base.model, tok, task,
+                            base.train_problems(cfg.n_prompts, seed=cfg.seed),
                             cfg.group_size, cfg.pairs_per_prompt, seed=cfg.seed)
     if heldout_pairs is None:
         heldout_pairs = build_pairs(base.model, tok, task,

@@ -38,7 +38,8 @@ def test_pairs_are_correct_vs_wrong_by_the_verifier(cpu_base, pairs):
         assert tok.decode(pairs.rejected_ids[i]) == pairs.rejected_texts[i]
         assert tok.decode(pairs.prompt_ids[i]) == p.prompt
     # Masks cover the tokens up to EOS and nothing after it.
-    for ids, mask in ((pairs.chosen_ids, pairs.chosen_mask), (pairs.rejected_ids, pairs.rejected_mask)):
+    for ids, mask in ((pairs.chosen_ids, pairs.chosen_mask),
+                      (pairs.rejected_ids, pairs.rejected_mask)):
         assert torch.equal(mask, mask.cummin(1).values)                  # a prefix of each row
         assert not (ids[~mask] != cpu_base.tokenizer.pad_id).any()
     assert pairs.stats["pairs"] == len(pairs) == pairs.stats["dpo_comparisons"]
@@ -214,7 +215,8 @@ def test_stable_dpo_raises_heldout_accuracy(cpu_base, pairs):
                     eval_problems=8, seed=0)
     res = train_dpo(cpu_base, cfg, pairs, progress=False)
     problems = cpu_base.heldout(400, seed=11)
-    before, after = _correct(cpu_base.model, cpu_base, problems), _correct(res.policy, cpu_base, problems)
+    before = _correct(cpu_base.model, cpu_base, problems)
+    after = _correct(res.policy, cpu_base, problems)
     gained = sum(a and not b for a, b in zip(after, before))
     lost = sum(b and not a for a, b in zip(after, before))
     # Paired sign test on the same 400 problems: under "no change" gained - lost has mean 0 and
@@ -230,7 +232,7 @@ def test_pure_dpo_lowers_the_chosen_logprob(cpu_base, pairs):
     first, last = h[0], h[-1]
     assert last["pairs/rewards/margins"] > 0.05
     assert last["pairs/logps/chosen"] < first["pairs/logps/chosen"]
-    assert last["pairs/rewards/chosen"] < 0 and last["pairs/rewards/rejected"] < last["pairs/rewards/chosen"]
+    assert last["pairs/rewards/rejected"] < last["pairs/rewards/chosen"] < 0
 
 
 def test_where_mass_goes_is_consistent(cpu_base, pairs):

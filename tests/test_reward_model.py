@@ -34,7 +34,8 @@ def test_bradley_terry_loss_closed_form():
     expected = [-_log_sigmoid(w - l) for w, l in zip(r_w.tolist(), r_l.tolist())]
     assert losses.tolist() == pytest.approx(expected, rel=1e-12)
     assert losses[2].item() == pytest.approx(math.log(2))             # a tie costs log 2
-    assert m["rewards/accuracies"] == 0.5 and m["rewards/margins"] == pytest.approx((1 - 2 + 0 + 30) / 4)
+    assert m["rewards/accuracies"] == 0.5
+    assert m["rewards/margins"] == pytest.approx((1 - 2 + 0 + 30) / 4)
 
 
 def test_reward_is_read_at_eos_and_ignores_padding(cpu_base, small_pairs):
@@ -63,7 +64,8 @@ def test_loss_on_a_hand_built_case(cpu_base, small_pairs):
     with torch.no_grad():
         r_w, r_l = rm.pair_rewards(p)                                                # (6,) each
         losses, m = bradley_terry_loss(r_w, r_l)
-        singles = [(rm.score(cpu_base.tokenizer, [q], [w]).item(), rm.score(cpu_base.tokenizer, [q], [l]).item())
+        one = lambda q, y: rm.score(cpu_base.tokenizer, [q], [y]).item()   # noqa: E731
+        singles = [(one(q, w), one(q, l))
                    for q, w, l in zip(p.problems, p.chosen_texts, p.rejected_texts)]
     expected = [-_log_sigmoid(w - l) for w, l in singles]
     assert losses.tolist() == pytest.approx(expected, abs=1e-4)
@@ -120,7 +122,8 @@ def test_reward_model_learns_and_generalises(cpu_base):
 def test_same_seed_same_numbers(cpu_base, small_pairs):
     def run(seed):
         cfg = RMConfig(steps=3, eval_every=3, seed=seed)
-        _, h = train_reward_model(cpu_base, small_pairs, cfg, heldout_pairs=small_pairs, progress=False)
+        _, h = train_reward_model(cpu_base, small_pairs, cfg, heldout_pairs=small_pairs,
+                                  progress=False)
         return [(r.get("loss"), r["heldout_pairwise_acc"] if "heldout_pairwise_acc" in r else None)
                 for r in h]
 
