@@ -17,6 +17,7 @@ from refimpl.model import GPT, GPTConfig
 from refimpl.sampling import generate
 from refimpl.sft import build_model, sft_batch, sft_loss
 from refimpl.tokenizer import CharTokenizer
+from refimpl.training import adamw
 from refimpl.utils import get_device, get_preset, make_task
 
 
@@ -55,7 +56,7 @@ def bench_sft(device, repeats, steps=20):
     task = make_task(preset)
     tok = CharTokenizer(task.alphabet)
     model = build_model(preset, tok).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=preset.sft_lr)
+    opt = adamw(model.parameters(), preset.sft_lr)
     batch = sft_batch(tok, task, task.problems("train", preset.sft_batch_size), device)
 
     def run():

@@ -6,10 +6,12 @@
 
 GRPO: 2-digit addition prompts, 8 prompts x 8 completions per step, at most 4 new tokens,
 beta 0.04, loss_type "grpo", one optimiser update per rollout. refimpl: a tight loop over
-``sample_groups``, ``token_logprobs``, ``group_advantages``, ``grpo_loss``, AdamW. TRL:
+``sample_groups``, ``token_logprobs(group_size=G)``, ``group_advantages``, ``grpo_loss``,
+fused AdamW (``training.adamw``), as ``grpo_trainer.grpo_update`` runs them. TRL:
 ``GRPOTrainer`` (transformers ``generate``, reference model forward, fused log-prob head).
 DPO: 64 pairs per step, beta 0.1, reference log-probs precomputed in both (``--dpo-ref live``:
-recomputed every step in both). Model: refimpl's GPT 4 layers x 128 wide x 4 heads (about
+recomputed every step in both); refimpl runs ``dpo_trainer.pair_logps`` (each pair's prompt
+encoded once). Model: refimpl's GPT 4 layers x 128 wide x 4 heads (about
 0.8M parameters); TRL trains ``trl_bridge.tiny_llama`` of the same size and FLOPs per token.
 
 The two alternate step by step (TRL, refimpl, TRL, refimpl, ...; ``--repeats`` steps each,
@@ -19,8 +21,9 @@ alike. A step is timed from TRL's ``on_step_begin`` to ``on_step_end`` (sampling
 reference, loss, backward, clipping, optimiser); the DPO collator runs before it, as does
 refimpl's indexing of pre-tokenised tensors. Printed: per-phase
 medians in ms, throughput, refimpl / TRL ratio, and the compute floor: matmul FLOPs per step
-divided by this machine's measured matmul rate at the same shapes, and the fraction of that
-floor each implementation reaches (floor time / step time). ``--clock cpu`` (one thread)
+divided by this machine's measured matmul rate at the same shapes, once with every sequence
+running its own prompt (what TRL computes) and once with each prompt run once per group (what
+refimpl computes), and the fraction of its own floor each implementation reaches. ``--clock cpu`` (one thread)
 counts this process's CPU time instead of wall time, so that time spent waiting for a core
 on a busy machine is not counted. Figures, not assertions.
 """
@@ -39,12 +42,15 @@ import torch.nn.functional as F
 
 from refimpl import trl_bridge
 from refimpl.dpo import dpo_loss
+from refimpl.dpo_trainer import pair_logps
 from refimpl.grpo import group_advantages, grpo_loss
 from refimpl.logprobs import token_logprobs
 from refimpl.model import GPT, GPTConfig
+from refimpl.preferences import PreferencePairs
 from refimpl.rollouts import sample_groups
 from refimpl.tasks import get_task
 from refimpl.tokenizer import CharTokenizer
+from refimpl.training import adamw
 
 now = time.perf_counter          # --clock cpu: time.process_time (this process's CPU seconds)
 
@@ -114,7 +120,7 @@ class RefimplGRPO:
         self.task, self.tok, self.problems, self.a = task, tok, problems, args
         self.policy = refimpl_model(tok, size).train()
         self.ref = copy.deepcopy(self.policy).eval().requires_grad_(False)
-        self.opt = torch.optim.AdamW(self.policy.parameters(), lr=1e-4, weight_decay=0.0)
+        self.opt = adamw(self.policy.parameters(), 1e-4)
         self.gen, self.i = torch.Generator().manual_seed(0), 0
 
     def step(self) -> dict:
@@ -127,9 +133,9 @@ class RefimplGRPO:
                                max_new_tokens=a.max_new, generator=self.gen)
         args = (ro.prompt_ids, ro.prompt_mask, ro.completion_ids, ro.completion_mask)
         with tm("reference"), torch.no_grad():
-            ref_logps = token_logprobs(self.ref, *args)                         # (B*G, T)
+            ref_logps = token_logprobs(self.ref, *args, group_size=a.group)      # (B*G, T)
         with tm("policy_fwd"):
-            logps = token_logprobs(self.policy, *args)                          # (B*G, T)
+            logps = token_logprobs(self.policy, *args, group_size=a.group)       # (B*G, T)
             adv = group_advantages(ro.rewards, a.group)                         # (B*G,)
             loss, _ = grpo_loss(logps, ro.old_logps, adv, ro.completion_mask,
                                 ref_logps=ref_logps, beta=0.04, loss_agg="grpo")
@@ -146,39 +152,37 @@ class RefimplDPO:
     def __init__(self, task, tok, problems, size, args):
         self.a = args
         rows = preference_rows(task, problems, args.pairs * 4)
-        self.p_ids, self.p_mask = tok.encode_prompts([r["prompt"] for r in rows])          # (N, P)
+        p_ids, p_mask = tok.encode_prompts([r["prompt"] for r in rows])                    # (N, P)
         ids, mask = tok.encode_completions([r["chosen"] for r in rows] + [r["rejected"] for r in rows])
         N = len(rows)
-        self.c_ids, self.c_mask, self.r_ids, self.r_mask = ids[:N], mask[:N], ids[N:], mask[N:]
+        self.pairs = PreferencePairs(
+            problems=problems[:N], prompt_ids=p_ids, prompt_mask=p_mask, chosen_ids=ids[:N],
+            chosen_mask=mask[:N], rejected_ids=ids[N:], rejected_mask=mask[N:],
+            chosen_texts=[r["chosen"] for r in rows], rejected_texts=[r["rejected"] for r in rows],
+            flipped=torch.zeros(N, dtype=torch.bool))
         self.policy = refimpl_model(tok, size).train()
         self.ref = copy.deepcopy(self.policy).eval().requires_grad_(False)
-        self.opt = torch.optim.AdamW(self.policy.parameters(), lr=1e-4, weight_decay=0.0)
+        self.opt = adamw(self.policy.parameters(), 1e-4)
         self.live = args.dpo_ref == "live"
         if not self.live:                                  # precomputed once, as TRL's option
             with torch.no_grad():
-                self.ref_c, self.ref_r = self.seq_logps(self.ref, torch.arange(N))
+                self.ref_c, self.ref_r = (t.sum(-1) for t in pair_logps(self.ref, self.pairs))
         self.i = 0
-        self.shape = (self.p_ids.shape[1], self.c_ids.shape[1])
-
-    def seq_logps(self, model, idx):
-        n = len(idx)
-        lp = token_logprobs(model, self.p_ids[idx].repeat(2, 1), self.p_mask[idx].repeat(2, 1),
-                            torch.cat([self.c_ids[idx], self.r_ids[idx]]),
-                            torch.cat([self.c_mask[idx], self.r_mask[idx]])).sum(-1)  # (2n,)
-        return lp[:n], lp[n:]
+        self.shape = (p_ids.shape[1], ids.shape[1])
 
     def step(self) -> dict:
         tm, B = Timer(), self.a.pairs
         t0 = now()
-        idx = (torch.arange(B) + self.i) % self.p_ids.shape[0]                   # (B,)
+        idx = (torch.arange(B) + self.i) % len(self.pairs)                       # (B,)
         self.i += B
+        batch = self.pairs[idx]
         if self.live:
             with tm("reference"), torch.no_grad():
-                ref_c, ref_r = self.seq_logps(self.ref, idx)
+                ref_c, ref_r = (t.sum(-1) for t in pair_logps(self.ref, batch))  # (B,) each
         else:
             ref_c, ref_r = self.ref_c[idx], self.ref_r[idx]
         with tm("policy_fwd"):
-            pc, pr = self.seq_logps(self.policy, idx)
+            pc, pr = (t.sum(-1) for t in pair_logps(self.policy, batch))        # (B,) each
             losses, _ = dpo_loss(pc, pr, ref_c, ref_r, beta=0.1)
         with tm("backward"):
             self.opt.zero_grad(set_to_none=True)
@@ -186,8 +190,6 @@ class RefimplDPO:
         torch.nn.utils.clip_grad_norm_(self.policy.parameters(), 1.0)
         self.opt.step()
         return finish(now() - t0, tm.cur, "dpo")
-
-
 
 
 # ---------------------------------------------------------------- TRL trainers ----------
@@ -299,26 +301,44 @@ def matmul_rate(shapes, rows, repeats=30):
     return flops / min(times[1:])
 
 
-def floor_seconds(model, method, rows, P, T, live_ref=False):
-    """Matmul FLOPs of one step / the measured rate at the same shapes (attention included
-    as 4 * C * context FLOPs per token per layer, run at the body's rate)."""
+def floor_seconds(model, method, rows, groups, P, T, live_ref=False) -> dict:
+    """The compute floor of one step: {"plain": (flops, s), "shared": (flops, s)}.
+
+    Matmul FLOPs (body, LM head at the predicting positions, attention as 4 C x context per
+    query and layer) at this machine's best measured rate for the same shapes. "plain": every
+    one of the ``rows`` sequences runs its own prompt (TRL). "shared": each of the ``groups``
+    distinct prompts runs once per forward and once in sampling (refimpl's ``group_size``).
+    Backward counts as twice the forward; GRPO adds the reference forward and sampling (a
+    prompt pass and T-1 one-token steps), DPO the reference only with ``live_ref``.
+    """
     body, head = linear_shapes(model)
-    C = head[0]
-    per_tok = 2 * sum(i * o for i, o in body)                    # body FLOPs per token
-    n_layer = model.config.n_layer if hasattr(model.config, "n_layer") else model.config.num_hidden_layers
-    S = P + T - 1                                                # positions in one forward
-    attn = 4 * C * n_layer * S * (S + 1) / 2                     # QK^T and AV over a sequence
-    seq_fwd = rows * (S * per_tok + attn + T * 2 * C * head[1])  # one full forward pass
-    r_full = matmul_rate(body + [head], rows * S)
-    floor = (1 + 2 + (1 if (method == "grpo" or live_ref) else 0)) * seq_fwd / r_full
-    flops = (3 + (1 if (method == "grpo" or live_ref) else 0)) * seq_fwd
-    if method == "grpo":                                         # prompt pass + T-1 decode steps
-        prompt = rows * (P * per_tok + 4 * C * n_layer * P * (P + 1) / 2 + 2 * C * head[1])
-        decode = rows * (T - 1) * (per_tok + 2 * C * head[1]) + rows * 4 * C * n_layer * sum(
-            P + t for t in range(1, T))
-        floor += prompt / matmul_rate(body + [head], rows * P) + decode / matmul_rate(body + [head], rows)
-        flops += prompt + decode
-    return flops, floor
+    C, V = head
+    per_tok = 2 * sum(i * o for i, o in body)                    # body FLOPs per position
+    n_layer = model.config.n_layer
+    rates = {}
+
+    def run(n_rows, n_new, past, n_head):
+        """(flops, seconds) of n_rows sequences computing n_new positions after ``past``."""
+        flops = n_rows * (n_new * per_tok + 2 * C * V * n_head
+                          + 4 * C * n_layer * sum(past + i for i in range(1, n_new + 1)))
+        m = max(1, n_rows * n_new)
+        if m not in rates:
+            rates[m] = matmul_rate(body + [head], m)
+        return flops, flops / rates[m]
+
+    def total(parts):
+        return tuple(sum(x) for x in zip(*parts))
+
+    n_fwd = 3 + (1 if (method == "grpo" or live_ref) else 0)     # fwd + 2x bwd (+ reference)
+    out = {}
+    for kind, n_prompts in (("plain", rows), ("shared", groups)):
+        fwd = [run(rows, P + T - 1, 0, T)] if kind == "plain" else \
+            [run(groups, P, 0, 1), run(rows, T - 1, P, T - 1)]
+        parts = [tuple(n_fwd * x for x in total(fwd))]
+        if method == "grpo":                                     # prompt pass + decode steps
+            parts += [run(n_prompts, P, 0, 1)] + [run(rows, 1, P + t - 1, 1) for t in range(1, T)]
+        out[kind] = total(parts)
+    return out
 
 
 # ---------------------------------------------------------------- report ----------------
@@ -328,6 +348,7 @@ def median_row(rows):
 
 
 def report(method, unit, per_step, res, floor):
+    """Print the phase medians, the throughputs, the ratio and the floors; return them."""
     print(f"\n== {method.upper()}: {per_step} {unit} per step ==")
     names = list(res)
     print(f"{'phase (ms, median)':<20}" + "".join(f"{n:>12}" for n in names))
@@ -336,14 +357,19 @@ def report(method, unit, per_step, res, floor):
         print(f"{p:<20}" + "".join(f"{med[n][p] * 1e3:>12.1f}" for n in names))
     rate = {n: per_step / med[n]["step"] for n in names}
     print(f"{unit + '/s':<20}" + "".join(f"{rate[n]:>12.0f}" for n in names))
-    flops, floor_s = floor
-    reach = {n: floor_s / med[n]["step"] for n in names}
-    print(f"floor: {flops / 1e6:.0f} MFLOP/step at the measured matmul rate = {floor_s * 1e3:.1f} ms; "
-          + ", ".join(f"{n} reaches {reach[n]:.0%} of it" for n in names))
+    (flops, floor_s), (flops_sh, floor_sh) = floor["plain"], floor["shared"]
+    own = {"trl": floor_s, "refimpl": floor_sh}                  # the work each one does
+    reach = {n: own[n] / med[n]["step"] for n in names}
+    print(f"floor, every row runs its prompt: {flops / 1e6:.0f} MFLOP/step = {floor_s * 1e3:.1f} ms "
+          f"at the measured matmul rate; prompt shared per group: {flops_sh / 1e6:.0f} MFLOP = "
+          f"{floor_sh * 1e3:.1f} ms")
+    print("share of its own floor reached: " + ", ".join(
+        f"{n} {reach[n]:.0%} (of the {'plain' if n == 'trl' else 'shared'} floor)" for n in names))
     if "trl" in rate:
         print(f"ratio refimpl / TRL: {rate['refimpl'] / rate['trl']:.2f}x")
     return {"per_step": per_step, "unit": unit, "median_ms": {n: {k: v * 1e3 for k, v in med[n].items()}
             for n in names}, "per_s": rate, "floor_ms": floor_s * 1e3, "mflop_per_step": flops / 1e6,
+            "floor_shared_ms": floor_sh * 1e3, "mflop_shared": flops_sh / 1e6,
             "floor_reached": reach}
 
 
@@ -390,8 +416,9 @@ def main(argv=None):
         rows = args.prompts * args.group if method == "grpo" else 2 * args.pairs
         P, T = ours.shape
         live = args.dpo_ref == "live"
-        # One floor for both: refimpl's GPT shapes (TRL's Llama has the same FLOPs within 1 %).
-        floor = floor_seconds(ours.policy, method, rows, P, T, live)
+        # refimpl's GPT shapes for both (TRL's Llama has the same FLOPs within 1 %).
+        groups = args.prompts if method == "grpo" else args.pairs
+        floor = floor_seconds(ours.policy, method, rows, groups, P, T, live)
         per_step, unit = (rows, "completions") if method == "grpo" else (args.pairs, "pairs")
         out[method] = report(method, unit, per_step, res, floor)
     if args.json:

@@ -34,7 +34,9 @@ with N parameters (attention's own FLOPs ignored: the context is 32 tokens). Per
     PPO:        2 N BG L (sampling) + 2 N BG L (reference) + 2 N_c BG L (critic values)
                 + mu * (6 N + 6 N_c) * BG L (policy and critic updates)
 
-with L = prompt + mean completion tokens, N_c the critic's parameters.
+with L = prompt + mean completion tokens, N_c the critic's parameters. This is the textbook
+count, in which every sequence runs its own prompt; refimpl's trainers encode a prompt once per
+group (``token_logprobs(group_size=...)``), which does less work, most for GRPO-style groups.
 
 Methods: ``dpo`` (pure DPO, Rafailov et al. 2023, eq. 7), ``rpo`` (DPO + NLL on the chosen
 completions, Pang et al. 2024), ``grpo`` (Shao et al. 2024), ``reinforce`` (REINFORCE with the

@@ -32,7 +32,7 @@ from .dpo import LOSS_TYPES, dpo_loss, implicit_reward
 from .evaluation import completions_for
 from .logprobs import completion_logits, gather_token_logprobs, sequence_logprobs, token_logprobs
 from .preferences import PreferencePairs, build_pairs
-from .training import Clock, TrainResult, heldout_accuracy
+from .training import Clock, TrainResult, adamw, heldout_accuracy
 from .utils import seed_everything
 
 EVAL_PAIRS = 256   # pairs (a fixed random subset) behind the ``pairs/...`` metrics
@@ -87,19 +87,22 @@ class DPOConfig:
 def pair_logps(model, pairs: PreferencePairs, chunk: int = 512):
     """Per-token log-probs of chosen and rejected completions in ONE forward pass per chunk.
 
-    Chosen and rejected rows are concatenated into a (2N, .) batch, as TRL's
-    ``concatenated_forward`` does. Returns (chosen, rejected) token log-probs, each (N, T),
-    0 where masked. Gradients flow unless called under ``torch.no_grad``.
+    Chosen and rejected rows go into one (2N, .) batch, as TRL's ``concatenated_forward``
+    does, but interleaved (chosen_i, rejected_i) so that each pair is a group of 2 sharing its
+    prompt: the prompt is encoded once per pair (``token_logprobs(group_size=2)``). Returns
+    (chosen, rejected) token log-probs, each (N, T), 0 where masked. Gradients flow unless
+    called under ``torch.no_grad``.
     """
     outs_c, outs_r = [], []
     for i in range(0, len(pairs), chunk):
         p = pairs[i:i + chunk] if len(pairs) > chunk else pairs
-        n = len(p)
-        logps = token_logprobs(model, p.prompt_ids.repeat(2, 1), p.prompt_mask.repeat(2, 1),
-                               torch.cat([p.chosen_ids, p.rejected_ids]),
-                               torch.cat([p.chosen_mask, p.rejected_mask]))     # (2n, T)
-        outs_c.append(logps[:n])                                                # (n, T)
-        outs_r.append(logps[n:])                                                # (n, T)
+        ids = torch.stack([p.chosen_ids, p.rejected_ids], dim=1).flatten(0, 1)    # (2n, T)
+        mask = torch.stack([p.chosen_mask, p.rejected_mask], dim=1).flatten(0, 1)  # (2n, T)
+        logps = token_logprobs(model, p.prompt_ids.repeat_interleave(2, 0),
+                               p.prompt_mask.repeat_interleave(2, 0), ids, mask,
+                               group_size=2).view(len(p), 2, -1)                 # (n, 2, T)
+        outs_c.append(logps[:, 0])                                              # (n, T)
+        outs_r.append(logps[:, 1])                                              # (n, T)
     return torch.cat(outs_c), torch.cat(outs_r)                                 # (N, T) each
 
 
@@ -229,7 +232,7 @@ def train_dpo(base, cfg: DPOConfig | None = None, pairs: PreferencePairs | None 
 
     sub = torch.randperm(N, generator=torch.Generator().manual_seed(0))[:EVAL_PAIRS]  # (n,)
     eval_pairs, sub = pairs[sub], sub.to(device)
-    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
+    opt = adamw(policy.parameters(), cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     order = torch.randperm(N, generator=gen)
     clock, history, pos, consumed = Clock(), [], 0, 0

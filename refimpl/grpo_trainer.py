@@ -29,7 +29,7 @@ from .grpo import LOSS_AGGS, SCALES, frac_reward_zero_std, group_advantages, grp
 from .kl import ESTIMATORS
 from .logprobs import token_logprobs
 from .rollouts import sample_groups
-from .training import Clock, TrainResult, heldout_accuracy
+from .training import Clock, TrainResult, adamw, heldout_accuracy
 from .utils import seed_everything
 
 
@@ -191,12 +191,14 @@ def grpo_update(policy, ref_model, opt, batch, cfg: GRPOConfig) -> list[dict]:
     """
     args = (batch.prompt_ids, batch.prompt_mask, batch.completion_ids, batch.completion_mask)
     with torch.no_grad():
-        ref_logps = token_logprobs(ref_model, *args, temperature=cfg.temperature)  # (B*G, T)
+        ref_logps = token_logprobs(ref_model, *args, temperature=cfg.temperature,
+                                   group_size=batch.group_size)  # (B*G, T)
     advantages = group_advantages(batch.rewards, cfg.group_size, scale=cfg.scale,
                                   eps=cfg.eps)  # (B*G,)
     out = []
     for _ in range(cfg.inner_updates):
-        logps = token_logprobs(policy, *args, temperature=cfg.temperature)  # (B*G, T)
+        logps = token_logprobs(policy, *args, temperature=cfg.temperature,
+                               group_size=batch.group_size)              # (B*G, T)
         loss, metrics = grpo_loss(logps, batch.old_logps, advantages, batch.completion_mask,
                                   clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high,
                                   ref_logps=ref_logps, beta=cfg.beta,
@@ -238,7 +240,7 @@ def train_grpo(base, cfg: GRPOConfig | None = None, *, policy=None, reward_fn=No
     if device.type != "cpu":
         gen = torch.Generator(device=device).manual_seed(cfg.seed)
     ref_model = base.reference().to(device)
-    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
+    opt = adamw(policy.parameters(), cfg.lr)
     do_eval = cfg.eval_every > 0
     if heldout is None and do_eval:
         heldout = base.heldout(cfg.eval_problems)

@@ -27,8 +27,7 @@ def gather_token_logprobs(logits: torch.Tensor, ids: torch.Tensor, mask: torch.T
     return torch.where(mask.bool(), tok, torch.zeros_like(tok))          # (B, T)
 
 
-def completion_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask) -> torch.Tensor:
-    """Logits (B, T, V) that predict each completion token, from one forward pass."""
+def _check_shapes(prompt_ids, prompt_mask, completion_ids, completion_mask):
     for name, t in (("prompt_mask", prompt_mask), ("completion_ids", completion_ids),
                     ("completion_mask", completion_mask)):
         ref = prompt_ids if name == "prompt_mask" else completion_ids
@@ -37,28 +36,71 @@ def completion_logits(model, prompt_ids, prompt_mask, completion_ids, completion
     if prompt_ids.shape[0] != completion_ids.shape[0]:
         raise ValueError(f"batch sizes differ: prompts {prompt_ids.shape[0]}, "
                          f"completions {completion_ids.shape[0]}")
+
+
+def shared_prompts(prompt_ids, prompt_mask, group_size: int):
+    """The B distinct prompts (B, P) of a group-major batch of B*G rows, checked: rows
+    b*G .. b*G+G-1 must all hold prompt b (as ``rollouts.sample_groups`` lays them out)."""
+    G, N = group_size, prompt_ids.shape[0]
+    if G < 1 or N % G:
+        raise ValueError(f"group_size={G} must be >= 1 and divide the batch of {N} rows")
+    ids, mask = prompt_ids[::G], prompt_mask[::G]                        # (B, P)
+    if not (torch.equal(prompt_ids, ids.repeat_interleave(G, 0))
+            and torch.equal(prompt_mask.bool(), mask.bool().repeat_interleave(G, 0))):
+        raise ValueError(f"group_size={G}: rows b*G .. b*G+G-1 must share one prompt "
+                         "(group-major layout); pass group_size=1 for unrelated rows")
+    return ids, mask
+
+
+def completion_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
+                      group_size: int = 1) -> torch.Tensor:
+    """Logits (B*G, T, V) that predict each completion token.
+
+    group_size=1: one forward pass over the concatenated rows (P+T-1 positions each).
+    group_size=G > 1: the rows come in groups of G that share a prompt (group-major). Each
+    prompt is run once, its keys/values are repeated for its G completions through the
+    ``KVCache``, and only the T-1 completion positions run per row; the gradient reaching the
+    prompt is the sum over its G completions, exactly as in the plain pass. Same logits up
+    to float rounding, (B*P + B*G*(T-1)) instead of B*G*(P+T-1) positions.
+    """
+    _check_shapes(prompt_ids, prompt_mask, completion_ids, completion_mask)
     P, T = prompt_ids.shape[1], completion_ids.shape[1]
-    idx = torch.cat([prompt_ids, completion_ids], dim=1)                 # (B, P+T)
-    mask = torch.cat([prompt_mask.bool(), completion_mask.bool()], dim=1)  # (B, P+T)
-    logits = model(idx[:, :-1], mask[:, :-1])                            # (B, P+T-1, V)
-    return logits[:, P - 1:]                                             # (B, T, V)
+    if group_size == 1:
+        idx = torch.cat([prompt_ids, completion_ids], dim=1)                 # (B, P+T)
+        mask = torch.cat([prompt_mask.bool(), completion_mask.bool()], dim=1)  # (B, P+T)
+        logits = model(idx[:, :-1], mask[:, :-1])                            # (B, P+T-1, V)
+        return logits[:, P - 1:]                                             # (B, T, V)
+    ids, mask = shared_prompts(prompt_ids, prompt_mask, group_size)          # (B, P) each
+    cache = model.new_cache()
+    first = model(ids, mask.bool(), cache)[:, -1:]                           # (B, 1, V)
+    first = first.repeat_interleave(group_size, 0)                           # (B*G, 1, V)
+    if T == 1:
+        return first
+    cache.repeat_interleave(group_size)
+    mask = torch.cat([prompt_mask.bool(), completion_mask[:, :-1].bool()], dim=1)  # (B*G, P+T-1)
+    rest = model(completion_ids[:, :-1], mask, cache)                        # (B*G, T-1, V)
+    return torch.cat([first, rest], dim=1)                                   # (B*G, T, V)
 
 
 def token_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
-                   temperature: float = 1.0) -> torch.Tensor:
+                   temperature: float = 1.0, group_size: int = 1) -> torch.Tensor:
     """Per-token log-probs (B, T) of the completions under ``model``, 0 where masked.
 
     prompt_ids, prompt_mask: (B, P) left-padded prompts; completion_ids, completion_mask: (B, T).
     temperature: the logits are divided by it (match the sampling temperature for PPO ratios).
+    group_size: G > 1 when rows come in group-major groups of G that share a prompt (GRPO's
+        samples, DPO's chosen/rejected pair): each prompt is then encoded once (see
+        ``completion_logits``). 1 treats every row on its own.
     """
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0 (got {temperature})")
-    logits = completion_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask)
+    logits = completion_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
+                               group_size)
     return gather_token_logprobs(logits / temperature, completion_ids, completion_mask)  # (B, T)
 
 
 def sequence_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
-                      temperature: float = 1.0) -> torch.Tensor:
+                      temperature: float = 1.0, group_size: int = 1) -> torch.Tensor:
     """Sequence log-probs log pi(y | x) (B,): the masked sum of ``token_logprobs``."""
     return token_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
-                          temperature).sum(-1)                           # (B,)
+                          temperature, group_size).sum(-1)                           # (B,)

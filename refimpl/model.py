@@ -9,7 +9,8 @@ Two details that matter for RL on batches of prompts:
   attended to, and positions count real tokens only (``cumsum(mask) - 1``), so a prompt gets
   the same positions whatever its padding.
 * ``KVCache`` stores each layer's keys and values, so sampling T new tokens costs T small
-  forward passes instead of T growing ones.
+  forward passes instead of T growing ones; the same cache lets a group of completions share
+  one pass over their common prompt during training.
 """
 from __future__ import annotations
 
@@ -30,22 +31,46 @@ class GPTConfig:
 
 
 class KVCache:
-    """Preallocated keys and values for every layer: (n_layer, B, H, max_len, D) each."""
+    """Keys and values of every position seen so far: per layer, (B, H, L, D) tensors.
 
-    def __init__(self, cfg: GPTConfig, batch_size: int, max_len: int, device, dtype):
-        D = cfg.n_embd // cfg.n_head
-        shape = (cfg.n_layer, batch_size, cfg.n_head, max_len, D)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
-        self.length = 0           # number of positions filled so far
+    ``update`` appends by concatenation, so a cache also works under autograd: a prompt's keys
+    and values can be computed once, handed to several completions (``repeat_interleave``),
+    and receive the gradient of all of them (``logprobs.token_logprobs(group_size=G)``).
+    """
+
+    def __init__(self, n_layer: int):
+        self.k: list = [None] * n_layer
+        self.v: list = [None] * n_layer
+        self.length = 0           # number of positions stored so far
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
         """Append k, v (B, H, S, D) for ``layer``; return all keys and values so far."""
-        S = k.shape[2]
-        self.k[layer, :, :, self.length:self.length + S] = k
-        self.v[layer, :, :, self.length:self.length + S] = v
-        end = self.length + S
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]   # (B, H, L, D)
+        if self.k[layer] is not None:
+            k = torch.cat([self.k[layer], k], dim=2)                    # (B, H, L, D)
+            v = torch.cat([self.v[layer], v], dim=2)                    # (B, H, L, D)
+        self.k[layer], self.v[layer] = k, v
+        return k, v
+
+    def repeat_interleave(self, G: int) -> "KVCache":
+        """Repeat every row G times (row b becomes rows b*G .. b*G+G-1), in place."""
+        self.k = [t.repeat_interleave(G, dim=0) for t in self.k]         # (B*G, H, L, D)
+        self.v = [t.repeat_interleave(G, dim=0) for t in self.v]         # (B*G, H, L, D)
+        return self
+
+
+def attention(q, k, v, allowed):
+    """softmax(q k^T / sqrt(D) masked to ``allowed``) v, for q (B, H, S, D), k and v (B, H, L, D),
+    allowed (B, 1, S, L) bool.
+
+    On a GPU this is PyTorch's fused kernel. On the CPU it is the plain formula: at these sizes
+    (a few dozen positions) the fused CPU kernel spends longer splitting work between threads
+    than computing, and is two to three times slower forward and backward.
+    """
+    if q.is_cuda:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+    att = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5                 # (B, H, S, L)
+    att = att.masked_fill(~allowed, float("-inf")).softmax(dim=-1)        # (B, H, S, L)
+    return att @ v                                                        # (B, H, S, D)
 
 
 class CausalSelfAttention(nn.Module):
@@ -64,7 +89,7 @@ class CausalSelfAttention(nn.Module):
                    for t in (q, k, v))                                   # (B, H, S, D)
         if cache is not None:
             k, v = cache.update(layer, k, v)                             # (B, H, L, D)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias)  # (B, H, S, D)
+        y = attention(q, k, v, attn_bias)                                  # (B, H, S, D)
         return self.c_proj(y.transpose(1, 2).reshape(B, S, C))           # (B, S, C)
 
 
@@ -106,9 +131,8 @@ class GPT(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def new_cache(self, batch_size: int, max_len: int) -> KVCache:
-        p = self.wte.weight
-        return KVCache(self.config, batch_size, max_len, p.device, p.dtype)
+    def new_cache(self) -> KVCache:
+        return KVCache(self.config.n_layer)
 
     def hidden(self, idx, attn_mask=None, cache: KVCache | None = None):
         """Final-layer states (B, S, C) for token ids ``idx`` (B, S).

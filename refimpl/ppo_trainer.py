@@ -33,7 +33,7 @@ from .logprobs import token_logprobs
 from .ppo import (ValueModel, explained_variance, gae_advantages, pearson, ppo_policy_loss,
                   rl_memory, token_rewards, value_loss, whiten)
 from .rollouts import sample_groups
-from .training import Clock, TrainResult, heldout_accuracy
+from .training import Clock, TrainResult, adamw, heldout_accuracy
 from .utils import seed_everything
 
 
@@ -151,7 +151,8 @@ def rollout_advantages(critic, ref_model, batch, cfg: PPOConfig) -> dict:
     """
     args = (batch.prompt_ids, batch.prompt_mask, batch.completion_ids, batch.completion_mask)
     mask = batch.completion_mask                                         # (B*G, T)
-    ref_logps = token_logprobs(ref_model, *args, temperature=cfg.temperature)  # (B*G, T)
+    ref_logps = token_logprobs(ref_model, *args, temperature=cfg.temperature,
+                               group_size=batch.group_size)              # (B*G, T)
     old_values = critic(*args)                                           # (B*G, T)
     kl = torch.where(mask, batch.old_logps - ref_logps, 0.0)            # (B*G, T)
     rewards = token_rewards(batch.rewards, mask, kl, cfg.kl_coef)        # (B*G, T)
@@ -207,7 +208,8 @@ def ppo_update(policy, critic, ref_model, opts, batch, cfg: PPOConfig, update_po
     for _ in range(cfg.inner_updates):
         m = {}
         if update_policy:
-            logps = token_logprobs(policy, *args, temperature=cfg.temperature)  # (B*G, T)
+            logps = token_logprobs(policy, *args, temperature=cfg.temperature,
+                                   group_size=batch.group_size)          # (B*G, T)
             pg_loss, m = ppo_policy_loss(logps, batch.old_logps, adv_used, mask, cfg.clip_eps,
                                          ref_logps)
             pol_opt.zero_grad(set_to_none=True)
@@ -256,8 +258,8 @@ def train_ppo(base, cfg: PPOConfig | None = None, *, policy=None, reward_fn=None
         gen = torch.Generator(device=device).manual_seed(cfg.seed)
     ref_model = base.reference().to(device)
     critic = ValueModel(base.model).to(device)
-    opts = (torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0),
-            torch.optim.AdamW(critic.parameters(), lr=cfg.critic_lr, weight_decay=0.0))
+    opts = (adamw(policy.parameters(), cfg.lr),
+            adamw(critic.parameters(), cfg.critic_lr))
     do_eval = cfg.eval_every > 0
     if heldout is None and do_eval:
         heldout = base.heldout(cfg.eval_problems)

@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .training import adamw
 from .utils import seed_everything
 
 REDUCTIONS = ("mean", "min")
@@ -172,7 +173,7 @@ def train_prm(base, problems, texts, cfg: PRMConfig | None = None):
     y = step_labels(base.task, problems, texts).to(h.device)  # (N, K+1)
     train = present & ~is_held[:, None]  # (N, K+1)
     test = present & is_held[:, None]  # (N, K+1)
-    opt = torch.optim.AdamW(prm.head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = adamw(prm.head.parameters(), cfg.lr, cfg.weight_decay)
     xs, ys = h[train], y[train]  # (M, W*C), (M,)
     for _ in range(cfg.steps):
         loss = F.binary_cross_entropy_with_logits(prm.head(xs).squeeze(-1), ys)  # ()

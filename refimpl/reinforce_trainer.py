@@ -30,7 +30,7 @@ from .reinforce import (BASELINE_KINDS, ReinforceConfig, RunningBaseline, baseli
                         gradient_variance, per_sample_grads, reinforce_loss)
 from .rollouts import sample_groups
 from .tasks import get_task
-from .training import Clock, TrainResult
+from .training import Clock, TrainResult, adamw
 from .utils import seed_everything
 
 RUNNING_KEYS = ("prompt", "level", "global")
@@ -133,7 +133,7 @@ def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, re
     if device.type != "cpu":
         gen = torch.Generator(device=device).manual_seed(cfg.seed)
     ref_model = base.reference().to(device) if cfg.kl_beta > 0 else None
-    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
+    opt = adamw(policy.parameters(), cfg.lr)
     running = (RunningBaseline(cfg.running_momentum, cfg.running_init)
                if cfg.baseline == "running" else None)
     do_eval = cfg.eval_every > 0
@@ -163,11 +163,12 @@ def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, re
         keys = {"prompt": [p.prompt for p in problems], "level": [p.level for p in problems],
                 "global": [0] * B}[cfg.running_key]
         baselines = baseline(ro.rewards, G, cfg.baseline, running=running, keys=keys)  # (B*G,)
-        logps = token_logprobs(policy, *args, temperature=cfg.temperature)  # (B*G, T)
+        logps = token_logprobs(policy, *args, temperature=cfg.temperature, group_size=G)  # (B*G, T)
         ref_logps = None
         if ref_model is not None:
             with torch.no_grad():
-                ref_logps = token_logprobs(ref_model, *args, temperature=cfg.temperature)  # (B*G, T)
+                ref_logps = token_logprobs(ref_model, *args, temperature=cfg.temperature,
+                                           group_size=G)                 # (B*G, T)
         loss, metrics = reinforce_loss(logps, ro.rewards, baselines, ref_logps, cfg.kl_beta,
                                        group_size=G, mask=ro.completion_mask,
                                        kl_estimator=cfg.kl_estimator)

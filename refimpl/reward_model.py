@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .preferences import PreferencePairs, build_pairs
-from .training import Clock
+from .training import Clock, adamw
 from .utils import seed_everything
 
 
@@ -186,7 +186,7 @@ def train_reward_model(base, pairs: PreferencePairs | None = None, cfg: RMConfig
     device = base.device
     pairs, heldout_pairs = pairs.to(device), heldout_pairs.to(device)
     rm = RewardModel(copy.deepcopy(base.model)).to(device).train().requires_grad_(True)
-    opt = torch.optim.AdamW(rm.parameters(), lr=cfg.lr, weight_decay=0.0)
+    opt = adamw(rm.parameters(), cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     N = len(pairs)
     order, pos, consumed = torch.randperm(N, generator=gen), 0, 0

@@ -51,14 +51,14 @@ def generate(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max_new
         raise ValueError(f"prompt of {P} tokens + {max_new_tokens} new tokens exceeds the model "
                          f"context block_size={block}; shorten the prompt or max_new_tokens")
     tau = 1.0 if greedy else temperature
-    cache = model.new_cache(B, P + max_new_tokens) if use_cache else None
+    cache = model.new_cache() if use_cache else None
     mask = prompt_mask.bool()                                            # (B, P)
     if not use_cache and G > 1:                                          # no cache: plain repeats
         prompt_ids, mask = prompt_ids.repeat_interleave(G, 0), mask.repeat_interleave(G, 0)
     seq = prompt_ids                                                     # (B*G, P)
     logits = model(prompt_ids, mask, cache)[:, -1]                       # (B or B*G, V)
     if use_cache and G > 1:                                              # share the prompt pass
-        cache.k, cache.v = (t.repeat_interleave(G, 1) for t in (cache.k, cache.v))
+        cache.repeat_interleave(G)
         logits, mask = logits.repeat_interleave(G, 0), mask.repeat_interleave(G, 0)  # (B*G, .)
     B = B * G
     finished = torch.zeros(B, dtype=torch.bool, device=prompt_ids.device)

@@ -24,6 +24,7 @@ from .evaluation import accuracy
 from .logprobs import token_logprobs
 from .model import GPT, GPTConfig
 from .tokenizer import CharTokenizer
+from .training import adamw
 from .utils import Preset, cache_dir, get_device, get_preset, make_task, seed_everything
 
 SFT_VERSION = 2   # bump when the training code changes, to invalidate cached bases
@@ -89,7 +90,7 @@ def train_sft(preset: Preset, seed: int = 0, device=None, progress: bool = True,
     task = make_task(preset)
     tok = CharTokenizer(task.alphabet)
     model = build_model(preset, tok).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=preset.sft_lr, weight_decay=0.0)
+    opt = adamw(model.parameters(), preset.sft_lr)
     pool = task.problems("train", 20_000, seed=seed)
     heldout = task.problems("heldout", preset.sft_eval_problems, seed=seed)
     rng = random.Random(seed)

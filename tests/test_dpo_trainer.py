@@ -146,6 +146,9 @@ class _Counting(torch.nn.Module):
         self.calls += 1
         return self.model(*args, **kw)
 
+    def new_cache(self):
+        return self.model.new_cache()
+
 
 def test_reference_logps_are_computed_once(cpu_base, few, monkeypatch):
     counters = []
@@ -158,8 +161,8 @@ def test_reference_logps_are_computed_once(cpu_base, few, monkeypatch):
     for steps in (2, 7):
         cfg = DPOConfig(steps=steps, eval_every=100, eval_problems=8, batch_size=16)
         res = train_dpo(cpu_base, cfg, few, progress=False)
-        # One chunk of pairs (< 512), one concatenated chosen+rejected forward, whatever steps.
-        assert counters[-1].calls == 1
+        # One chunk of pairs (< 512): one prompt pass, one chosen+rejected pass, whatever steps.
+        assert counters[-1].calls == 2
         # At step 0 the policy is the reference: every implicit reward is exactly zero.
         assert res.history[0]["pairs/rewards/margins"] == pytest.approx(0.0, abs=1e-6)
         assert [r["samples"] for r in res.history] == [16 * s for s in range(steps + 1)]

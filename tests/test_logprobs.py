@@ -65,3 +65,56 @@ def test_shape_errors():
                               torch.ones(1, 3, dtype=torch.bool))
     with pytest.raises(ValueError, match="temperature"):
         token_logprobs(model, p_ids, p_mask, c_ids, c_mask, temperature=-1)
+
+
+def _grouped_batch(G=3, T_max=5, seed=0):
+    """Three prompts of different lengths (so left-padded), G completions each, group-major."""
+    g = torch.Generator().manual_seed(seed)
+    prompts = ["12+3=", "7=", "111+222="]
+    texts = ["".join(str(int(d)) for d in torch.randint(0, 10, (int(n),), generator=g))
+             for n in torch.randint(0, T_max, (len(prompts) * G,), generator=g)]
+    p_ids, p_mask = TOK.encode_prompts([p for p in prompts for _ in range(G)])   # (3G, P)
+    c_ids, c_mask = TOK.encode_completions(texts)                               # (3G, T)
+    return p_ids, p_mask, c_ids, c_mask
+
+
+@pytest.mark.parametrize("G", [2, 3])
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_shared_prompt_pass_matches_plain_pass(G, temperature):
+    """group_size=G runs each prompt once: same log-probs and same gradients as G full rows."""
+    torch.manual_seed(2)
+    model = GPT(GPTConfig(vocab_size=TOK.vocab_size, n_layer=2, n_head=2, n_embd=16))
+    batch = _grouped_batch(G)
+    grads = []
+    for group_size in (1, G):
+        model.zero_grad()
+        lp = token_logprobs(model, *batch, temperature=temperature, group_size=group_size)
+        (lp * torch.linspace(-1, 1, lp.numel()).view_as(lp)).sum().backward()  # any weighting
+        grads.append([p.grad.clone() for p in model.parameters()])
+        if group_size == 1:
+            plain = lp.detach()
+    torch.testing.assert_close(lp.detach(), plain, atol=1e-5, rtol=0)
+    assert (lp[~batch[3]] == 0).all()
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_shared_prompt_pass_with_one_token_completions():
+    torch.manual_seed(3)
+    model = GPT(GPTConfig(vocab_size=TOK.vocab_size, n_layer=1, n_head=2, n_embd=16)).eval()
+    p_ids, p_mask = TOK.encode_prompts(["1+2=", "1+2=", "33="  , "33="])
+    c_ids = torch.tensor([[5], [6], [7], [TOK.eos_id]])
+    c_mask = torch.ones_like(c_ids, dtype=torch.bool)
+    torch.testing.assert_close(token_logprobs(model, p_ids, p_mask, c_ids, c_mask, group_size=2),
+                               token_logprobs(model, p_ids, p_mask, c_ids, c_mask), atol=1e-6, rtol=0)
+
+
+def test_shared_prompt_errors_name_the_problem():
+    model = GPT(GPTConfig(vocab_size=TOK.vocab_size, n_layer=1, n_head=2, n_embd=16))
+    p_ids, p_mask, c_ids, c_mask = _grouped_batch(G=2)
+    with pytest.raises(ValueError, match="share one prompt"):        # groups of 3 straddle prompts
+        token_logprobs(model, p_ids[:6], p_mask[:6], c_ids[:6], c_mask[:6], group_size=3)
+    with pytest.raises(ValueError, match="divide"):
+        token_logprobs(model, p_ids, p_mask, c_ids, c_mask, group_size=4)
+    with pytest.raises(ValueError, match="divide"):
+        token_logprobs(model, p_ids, p_mask, c_ids, c_mask, group_size=0)

@@ -28,7 +28,7 @@ def test_kv_cache_logits_match_full_forward():
     full_mask = torch.cat([mask, torch.ones_like(extra, dtype=torch.bool)], 1)
     with torch.no_grad():
         full = model(full_ids, full_mask)                       # (B, P+6, V)
-        cache = model.new_cache(B, P + 6)
+        cache = model.new_cache()
         steps = [model(ids, mask, cache)]
         for t in range(6):
             steps.append(model(extra[:, t:t + 1], full_mask[:, :P + t + 1], cache))
@@ -127,3 +127,38 @@ def test_shared_prompt_sampling_equals_repeated_prompts():
     assert torch.equal(shared.ids, no_cache.ids)
     with pytest.raises(ValueError, match="num_samples"):
         generate(model, ids, mask, num_samples=0, **kw)
+
+
+def test_cpu_attention_formula_matches_fused_kernel():
+    """refimpl's CPU attention (the plain formula) equals PyTorch's fused kernel, masks included."""
+    import torch.nn.functional as F
+    from refimpl.model import attention
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(3, 2, 4, 8, generator=g, requires_grad=True)
+    k, v = (torch.randn(3, 2, 6, 8, generator=g, requires_grad=True) for _ in range(2))
+    allowed = torch.rand(3, 1, 4, 6, generator=g) < 0.6
+    allowed[..., 0] = True                                         # every query sees some key
+    ours = attention(q, k, v, allowed)
+    fused = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+    torch.testing.assert_close(ours, fused, atol=1e-6, rtol=1e-5)
+    g_ours = torch.autograd.grad(ours.square().sum(), (q, k, v))
+    g_fused = torch.autograd.grad(fused.square().sum(), (q, k, v))
+    for a, b in zip(g_ours, g_fused):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_kv_cache_carries_gradients_to_the_prompt():
+    """A cached prompt pass stays in the autograd graph: the gradient through the cache equals
+    the gradient of the same logits computed in one full pass."""
+    model = _model().train()
+    ids, mask = _prompts()
+    extra = torch.randint(3, TOK.vocab_size, (ids.shape[0], 3), generator=torch.Generator().manual_seed(1))
+    full_mask = torch.cat([mask, torch.ones_like(extra, dtype=torch.bool)], 1)
+    full = model(torch.cat([ids, extra], 1), full_mask)[:, -3:]             # (B, 3, V)
+    g_full = torch.autograd.grad(full.logsumexp(-1).sum(), list(model.parameters()))
+    cache = model.new_cache()
+    model(ids, mask, cache)
+    cached = model(extra, full_mask, cache)                                   # (B, 3, V)
+    g_cached = torch.autograd.grad(cached.logsumexp(-1).sum(), list(model.parameters()))
+    for a, b in zip(g_full, g_cached):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
