@@ -63,8 +63,8 @@ def attention(q, k, v, allowed):
     allowed (B, 1, S, L) bool.
 
     On a GPU this is PyTorch's fused kernel. On the CPU it is the plain formula: at these sizes
-    (a few dozen positions) the fused CPU kernel spends longer splitting work between threads
-    than computing, and is two to three times slower forward and backward.
+    (a few dozen positions) the fused CPU kernel loses time splitting work between threads, and
+    a whole 2-thread training step runs about 15 % faster without it (docs/TRL.md).
     """
     if q.is_cuda:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)

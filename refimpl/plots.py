@@ -45,3 +45,38 @@ def plot_curves(results: dict, key: str = "heldout_acc", x: str = "step", ax=Non
     ax.figure.tight_layout()
     return ax.figure
 
+
+
+def plot_step_phases(bench: dict):
+    """Where one training step's time goes, per method and implementation.
+
+    bench: ``benchmarks/bench_vs_trl.py``'s result ({method: {"median_ms": {impl: {phase: ms}},
+    "floor_ms", "floor_shared_ms", "unit", "per_s"}}). One panel per method, one stacked
+    horizontal bar per implementation (median ms of each phase), and a dashed tick at the
+    compute floor of the work that implementation does (TRL: every row runs its prompt;
+    refimpl: each prompt runs once per group).
+    """
+    methods = list(bench)
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.6 * len(methods), 2.6), squeeze=False)
+    legend = {}                                             # label -> artist, once per figure
+    for ax, method in zip(axes[0], methods):
+        res = bench[method]
+        impls = list(res["median_ms"])
+        for y, impl in enumerate(impls):
+            left = 0.0
+            for phase, ms in res["median_ms"][impl].items():
+                if phase == "step" or ms <= 0:
+                    continue
+                color = f"C{list(legend).index(phase) if phase in legend else len(legend)}"
+                bar = ax.barh(y, ms, left=left, color=color)
+                legend.setdefault(phase, bar)
+                left += ms
+            floor = res["floor_ms"] if impl == "trl" else res["floor_shared_ms"]
+            line, = ax.plot([floor, floor], [y - 0.45, y + 0.45], "k--", lw=1.2)
+            legend.setdefault("compute floor", line)
+        ax.set_yticks(range(len(impls)), [f"{n}\n{res['per_s'][n]:.0f} {res['unit']}/s"
+                                          for n in impls])
+        ax.set(xlabel="ms per step (median)", title=method.upper())
+    fig.legend(legend.values(), legend.keys(), loc="center right", fontsize=8)
+    fig.tight_layout(rect=(0, 0, 0.86, 1))
+    return fig
