@@ -40,7 +40,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-from refimpl import trl_bridge
+from refimpl import trl_bridge, trl_compare
 from refimpl.dpo import dpo_loss
 from refimpl.dpo_trainer import pair_logps
 from refimpl.grpo import group_advantages, grpo_loss
@@ -231,7 +231,7 @@ def trl_grpo(task, tok, problems, size, args):
         return [task.verify(by_prompt[p], c) for p, c in zip(prompts, completions)]
 
     model = trl_bridge.tiny_llama(tok, **size, seed=0)
-    trainer = trl_bridge.make_grpo_trainer(
+    trainer = trl_compare.make_grpo_trainer(
         model, tok, [p.prompt for p in problems], add_reward,
         per_device_train_batch_size=args.prompts * args.group, num_generations=args.group,
         max_completion_length=args.max_new, beta=0.04, loss_type="grpo", num_iterations=1,

@@ -19,7 +19,8 @@ import torch as _torch
 
 __version__ = "0.1.0"
 
-# The models here are tiny: one CPU thread runs them as fast as two on an idle 2-core machine
-# and several times faster on a busy one (torch's worker threads spin-wait for each small op).
-# Set REFIMPL_NUM_THREADS to use more.
+# The models here are tiny: on an idle 2-core machine a second thread speeds the larger batches
+# up by at most 1.7x, but on a busy one it can make them several times slower (torch's worker
+# threads spin-wait for each small op), so one thread is the default. Set REFIMPL_NUM_THREADS
+# to use more.
 _torch.set_num_threads(int(_os.environ.get("REFIMPL_NUM_THREADS", "1")))

@@ -18,7 +18,6 @@ The pure pieces live in refimpl.grpo (group_advantages, grpo_loss) and refimpl.k
 """
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass, replace
 
@@ -29,8 +28,8 @@ from .grpo import LOSS_AGGS, SCALES, frac_reward_zero_std, group_advantages, grp
 from .kl import ESTIMATORS
 from .logprobs import token_logprobs
 from .rollouts import sample_groups
-from .training import Clock, TrainResult, adamw, heldout_accuracy
-from .utils import seed_everything
+from .training import (Clock, TrainResult, adamw, check_fields, heldout_accuracy, problem_sets,
+                       start_policy)
 
 
 @dataclass
@@ -62,22 +61,16 @@ class GRPOConfig:
 
 def validate_config(cfg: GRPOConfig) -> None:
     """Raise ValueError naming the first bad field of ``cfg``."""
-    ints = {"steps": 1, "prompts_per_step": 1, "group_size": 2, "inner_updates": 1,
-            "max_sampling_rounds": 1, "train_pool": 1, "eval_problems": 1}
-    for name, low in ints.items():
-        v = getattr(cfg, name)
-        if not isinstance(v, int) or isinstance(v, bool) or v < low:
-            why = " (a group needs two samples to compare)" if name == "group_size" else ""
-            raise ValueError(f"GRPOConfig.{name} must be an int >= {low}{why}, got {v!r}")
+    check_fields(cfg, {"steps": 1, "prompts_per_step": 1, "group_size": 2, "inner_updates": 1,
+                       "max_sampling_rounds": 1, "train_pool": 1, "eval_problems": 1},
+                 positive=("temperature", "lr", "max_grad_norm"),
+                 why={"group_size": " (a group needs two samples to compare)"})
     if cfg.loss_agg not in LOSS_AGGS:
         raise ValueError(f"unknown loss_agg {cfg.loss_agg!r}: use one of {LOSS_AGGS}")
     if cfg.scale not in SCALES:
         raise ValueError(f"unknown scale {cfg.scale!r}: use one of {SCALES}")
     if cfg.kl_estimator not in ESTIMATORS:
         raise ValueError(f"unknown kl_estimator {cfg.kl_estimator!r}: use one of {ESTIMATORS}")
-    for name in ("temperature", "lr", "max_grad_norm"):
-        if not getattr(cfg, name) > 0:
-            raise ValueError(f"GRPOConfig.{name} must be > 0, got {getattr(cfg, name)!r}")
     if not 0 < cfg.clip_eps < 1:
         raise ValueError(f"GRPOConfig.clip_eps must be in (0, 1), got {cfg.clip_eps!r}")
     if cfg.clip_eps_high is not None and not cfg.clip_eps_high > 0:
@@ -233,19 +226,11 @@ def train_grpo(base, cfg: GRPOConfig | None = None, *, policy=None, reward_fn=No
     cfg = cfg or GRPOConfig()
     validate_config(cfg)
     reward_fn = reward_fn or base.task.verify
-    gen = seed_everything(cfg.seed)
-    policy = base.policy() if policy is None else policy
-    policy.train()
-    device = next(policy.parameters()).device
-    if device.type != "cpu":
-        gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    policy, device, gen = start_policy(base, policy, cfg.seed)
     ref_model = base.reference().to(device)
     opt = adamw(policy.parameters(), cfg.lr)
     do_eval = cfg.eval_every > 0
-    if heldout is None and do_eval:
-        heldout = base.heldout(cfg.eval_problems)
-    pool = base.train_problems(cfg.train_pool, level=cfg.level, seed=cfg.seed)
-    rng = random.Random(cfg.seed)
+    heldout, pool, rng = problem_sets(base, cfg, heldout)
 
     clock, history, samples, wasted = Clock(), [], 0, 0
     row0 = {"step": 0, "time_s": 0.0, "samples": 0, "samples_wasted": 0}

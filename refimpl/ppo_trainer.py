@@ -21,7 +21,6 @@ advantage track it: the critic's V(x) (PPO) and the group mean (GRPO), on the sa
 """
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass
 
@@ -33,8 +32,8 @@ from .logprobs import token_logprobs
 from .ppo import (ValueModel, explained_variance, gae_advantages, pearson, ppo_policy_loss,
                   rl_memory, token_rewards, value_loss, whiten)
 from .rollouts import sample_groups
-from .training import Clock, TrainResult, adamw, heldout_accuracy
-from .utils import seed_everything
+from .training import (Clock, TrainResult, adamw, check_fields, heldout_accuracy, problem_sets,
+                       start_policy)
 
 
 @dataclass
@@ -68,16 +67,10 @@ class PPOConfig:
 
 def validate_config(cfg: PPOConfig) -> None:
     """Raise ValueError naming the first bad field of ``cfg``."""
-    ints = {"steps": 1, "prompts_per_step": 1, "group_size": 1, "inner_updates": 1,
-            "critic_warmup_steps": 0, "train_pool": 1, "eval_problems": 1, "mc_every": 0,
-            "mc_samples": 2}
-    for name, low in ints.items():
-        v = getattr(cfg, name)
-        if not isinstance(v, int) or isinstance(v, bool) or v < low:
-            raise ValueError(f"PPOConfig.{name} must be an int >= {low}, got {v!r}")
-    for name in ("temperature", "lr", "critic_lr", "max_grad_norm"):
-        if not getattr(cfg, name) > 0:
-            raise ValueError(f"PPOConfig.{name} must be > 0, got {getattr(cfg, name)!r}")
+    check_fields(cfg, {"steps": 1, "prompts_per_step": 1, "group_size": 1, "inner_updates": 1,
+                       "critic_warmup_steps": 0, "train_pool": 1, "eval_problems": 1,
+                       "mc_every": 0, "mc_samples": 2},
+                 positive=("temperature", "lr", "critic_lr", "max_grad_norm"))
     if not 0 < cfg.clip_eps < 1:
         raise ValueError(f"PPOConfig.clip_eps must be in (0, 1), got {cfg.clip_eps!r}")
     if cfg.clip_range_value is not None and not cfg.clip_range_value > 0:
@@ -249,22 +242,14 @@ def train_ppo(base, cfg: PPOConfig | None = None, *, policy=None, reward_fn=None
     cfg = cfg or PPOConfig()
     validate_config(cfg)
     reward_fn = reward_fn or base.task.verify
-    gen = seed_everything(cfg.seed)
-    policy = base.policy() if policy is None else policy
-    policy.train()
-    device = next(policy.parameters()).device
+    policy, device, gen = start_policy(base, policy, cfg.seed)
     mc_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)  # never perturbs training
-    if device.type != "cpu":
-        gen = torch.Generator(device=device).manual_seed(cfg.seed)
     ref_model = base.reference().to(device)
     critic = ValueModel(base.model).to(device)
     opts = (adamw(policy.parameters(), cfg.lr),
             adamw(critic.parameters(), cfg.critic_lr))
     do_eval = cfg.eval_every > 0
-    if heldout is None and do_eval:
-        heldout = base.heldout(cfg.eval_problems)
-    pool = base.train_problems(cfg.train_pool, level=cfg.level, seed=cfg.seed)
-    rng = random.Random(cfg.seed)
+    heldout, pool, rng = problem_sets(base, cfg, heldout)
 
     clock, history, samples = Clock(), [], 0
     row0 = {"step": 0, "time_s": 0.0, "samples": 0}

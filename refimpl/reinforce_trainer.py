@@ -30,8 +30,7 @@ from .reinforce import (BASELINE_KINDS, ReinforceConfig, RunningBaseline, baseli
                         gradient_variance, per_sample_grads, reinforce_loss)
 from .rollouts import sample_groups
 from .tasks import get_task
-from .training import Clock, TrainResult, adamw
-from .utils import seed_everything
+from .training import Clock, TrainResult, adamw, check_fields, start_policy
 
 RUNNING_KEYS = ("prompt", "level", "global")
 
@@ -58,11 +57,8 @@ class ReinforceTrainConfig(ReinforceConfig):
 
 def validate_config(cfg: ReinforceTrainConfig) -> None:
     """Raise ValueError naming the first bad field of ``cfg``."""
-    ints = {"steps": 1, "prompts_per_step": 1, "group_size": 1, "train_pool": 1, "eval_problems": 1}
-    for name, low in ints.items():
-        v = getattr(cfg, name)
-        if not isinstance(v, int) or isinstance(v, bool) or v < low:
-            raise ValueError(f"ReinforceTrainConfig.{name} must be an int >= {low}, got {v!r}")
+    check_fields(cfg, {"steps": 1, "prompts_per_step": 1, "group_size": 1, "train_pool": 1,
+                       "eval_problems": 1}, positive=("temperature", "lr", "max_grad_norm"))
     if cfg.baseline not in BASELINE_KINDS:
         raise ValueError(f"unknown baseline {cfg.baseline!r}: use one of {BASELINE_KINDS}")
     if cfg.baseline in ("rloo", "group_mean") and cfg.group_size < 2:
@@ -72,9 +68,6 @@ def validate_config(cfg: ReinforceTrainConfig) -> None:
         raise ValueError(f"unknown running_key {cfg.running_key!r}: use one of {RUNNING_KEYS}")
     if cfg.kl_estimator not in ESTIMATORS:
         raise ValueError(f"unknown kl_estimator {cfg.kl_estimator!r}: use one of {ESTIMATORS}")
-    for name in ("temperature", "lr", "max_grad_norm"):
-        if not getattr(cfg, name) > 0:
-            raise ValueError(f"ReinforceTrainConfig.{name} must be > 0, got {getattr(cfg, name)!r}")
     if not cfg.kl_beta >= 0:
         raise ValueError(f"ReinforceTrainConfig.kl_beta must be >= 0, got {cfg.kl_beta!r}")
     if cfg.running_momentum is not None and not 0 <= cfg.running_momentum < 1:
@@ -126,12 +119,7 @@ def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, re
     if len(pool) < cfg.prompts_per_step:
         raise ValueError(f"the pool has {len(pool)} problems, fewer than prompts_per_step="
                          f"{cfg.prompts_per_step}; pass a larger pool or lower prompts_per_step")
-    gen = seed_everything(cfg.seed)
-    policy = base.policy() if policy is None else policy
-    policy.train()
-    device = next(policy.parameters()).device
-    if device.type != "cpu":
-        gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    policy, device, gen = start_policy(base, policy, cfg.seed)
     ref_model = base.reference().to(device) if cfg.kl_beta > 0 else None
     opt = adamw(policy.parameters(), cfg.lr)
     running = (RunningBaseline(cfg.running_momentum, cfg.running_init)

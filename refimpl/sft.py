@@ -85,7 +85,7 @@ def train_sft(preset: Preset, seed: int = 0, device=None, progress: bool = True,
     """Train a fresh model on demonstrations; return (model, tokenizer, task, history)."""
     from tqdm.auto import tqdm
 
-    gen = seed_everything(seed)
+    seed_everything(seed)
     device = torch.device(device) if device is not None else get_device(preset.device)
     task = make_task(preset)
     tok = CharTokenizer(task.alphabet)

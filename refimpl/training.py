@@ -8,12 +8,14 @@ of dicts, one per step, with at least ``step``, ``time_s`` (wall clock since the
 """
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass, field
 
 import torch
 
 from .evaluation import accuracy
+from .utils import seed_everything
 
 
 @dataclass
@@ -61,6 +63,50 @@ def adamw(params, lr: float, weight_decay: float = 0.0) -> torch.optim.AdamW:
     """The optimiser of every trainer: AdamW with PyTorch's fused kernel (one pass over all
     parameters instead of a dozen small ops per tensor; about 5x faster at this model size)."""
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+
+
+def check_fields(cfg, ints: dict, positive=(), why: dict | None = None) -> None:
+    """Raise ValueError naming the first bad field of the config dataclass ``cfg``.
+
+    ints: {field: lowest allowed value} for fields that must be ints (bools refused);
+    positive: fields that must be > 0; why: {field: reason appended to its message}.
+    """
+    name_of = type(cfg).__name__
+    why = why or {}
+    for name, low in ints.items():
+        v = getattr(cfg, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            raise ValueError(f"{name_of}.{name} must be an int >= {low}{why.get(name, '')}, got {v!r}")
+    for name in positive:
+        if not getattr(cfg, name) > 0:
+            raise ValueError(f"{name_of}.{name} must be > 0, got {getattr(cfg, name)!r}")
+
+
+def start_policy(base, policy, seed: int):
+    """Seed every RNG and get the policy ready for an online trainer.
+
+    Returns (policy, device, gen): ``policy`` (``base.policy()``, a trainable copy of the base,
+    when None is given) in train mode, its device, and the sampling generator seeded with
+    ``seed`` on that device.
+    """
+    gen = seed_everything(seed)
+    policy = base.policy() if policy is None else policy
+    policy.train()
+    device = next(policy.parameters()).device
+    if device.type != "cpu":
+        gen = torch.Generator(device=device).manual_seed(seed)
+    return policy, device, gen
+
+
+def problem_sets(base, cfg, heldout=None):
+    """(heldout, pool, rng) of an online trainer whose config has eval_every, eval_problems,
+    train_pool, level and seed: the held-out problems (``base.heldout(cfg.eval_problems)``
+    unless given; None when eval_every <= 0), the fixed pool of training prompts, and the
+    ``random.Random(cfg.seed)`` that draws each step's prompts from it."""
+    if heldout is None and cfg.eval_every > 0:
+        heldout = base.heldout(cfg.eval_problems)
+    pool = base.train_problems(cfg.train_pool, level=cfg.level, seed=cfg.seed)
+    return heldout, pool, random.Random(cfg.seed)
 
 
 def heldout_accuracy(policy, base, problems) -> float:

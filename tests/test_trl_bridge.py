@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from refimpl import trl_bridge
+from refimpl import trl_bridge, trl_compare
 from refimpl.dpo_trainer import DPOConfig
 from refimpl.grpo_trainer import GRPOConfig
 from refimpl.tasks import get_task
@@ -61,7 +61,7 @@ def test_config_translation():
 
 
 def test_refimpl_imports_without_transformers():
-    code = ("import sys, refimpl.trl_bridge, refimpl.dpo, refimpl.grpo; "
+    code = ("import sys, refimpl.trl_bridge, refimpl.trl_compare, refimpl.dpo, refimpl.grpo; "
             "bad = [m for m in ('trl', 'transformers', 'datasets') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
@@ -152,14 +152,14 @@ def test_dpo_loss_and_metrics_equal_trl(setup):
     probs = task.problems("train", 12, seed=0)
     rows = [{"prompt": p.prompt, "chosen": task.target(p),
              "rejected": task.target(probs[(i + 1) % len(probs)])} for i, p in enumerate(probs)]
-    res = trl_bridge.compare_dpo(model, tok, rows, beta=0.1, steps=3, lr=3e-2)
+    res = trl_compare.compare_dpo(model, tok, rows, beta=0.1, steps=3, lr=3e-2)
     assert [r["step"] for r in res] == [1, 2, 3]
     first = res[0]
     assert first["loss/trl"] == pytest.approx(math.log(2), abs=1e-6)           # policy == reference
     assert first["rewards/margins/trl"] == 0.0 and first["rewards/accuracies/trl"] == 0.0
     for r in res:
         assert r["loss/refimpl"] == pytest.approx(r["loss/trl"], rel=1e-5, abs=1e-6)
-        for k in trl_bridge.DPO_METRICS:
+        for k in trl_compare.DPO_METRICS:
             assert r[f"{k}/refimpl"] == pytest.approx(r[f"{k}/trl"], rel=1e-5, abs=1e-5), (r["step"], k)
     # The model really moved, so later steps compare non-trivial numbers.
     assert res[-1]["rewards/margins/trl"] > 0.01 and res[-1]["loss/trl"] < math.log(2) - 1e-3
@@ -168,8 +168,8 @@ def test_dpo_loss_and_metrics_equal_trl(setup):
 def _grpo(tok, task, loss_type="grpo", scale="group", bias_kl=False, B=3, G=4):
     model = trl_bridge.tiny_llama(tok, n_layer=1, n_embd=32, n_head=2, seed=2)
     prompts = [p.prompt for p in task.problems("train", B, seed=3)]
-    reward = trl_bridge.ScriptedReward()
-    trainer = trl_bridge.make_grpo_trainer(
+    reward = trl_compare.ScriptedReward()
+    trainer = trl_compare.make_grpo_trainer(
         model, tok, prompts, reward, per_device_train_batch_size=B * G, num_generations=G,
         max_completion_length=6, beta=0.04, loss_type=loss_type, scale_rewards=scale,
         epsilon=0.2, epsilon_high=0.28, use_bias_correction_kl=bias_kl, max_steps=1)
@@ -177,7 +177,7 @@ def _grpo(tok, task, loss_type="grpo", scale="group", bias_kl=False, B=3, G=4):
     gen = torch.Generator().manual_seed(0)
     rewards = torch.cat([torch.ones(G), torch.tensor([1.0, 0.0, 0.0, 1.0])[:G], torch.rand(G, generator=gen)])
     reward.rewards = rewards
-    batch = trl_bridge.trl_grpo_batch(trainer, prompts)
+    batch = trl_compare.trl_grpo_batch(trainer, prompts)
     with torch.no_grad():                      # move the policy off the reference: KL > 0
         for p in trainer.model.parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=gen))
@@ -190,7 +190,7 @@ def test_grpo_advantages_and_loss_equal_trl(setup, scale):
     task, tok = setup
     trainer, batch, rewards = _grpo(tok, task, scale=scale)
     for loss_type in ("grpo", "dapo", "dr_grpo"):
-        res = trl_bridge.compare_grpo(trainer, batch, rewards, logratio_noise=0.3, loss_type=loss_type)
+        res = trl_compare.compare_grpo(trainer, batch, rewards, logratio_noise=0.3, loss_type=loss_type)
         torch.testing.assert_close(res["advantages/trl"], res["advantages/refimpl"], atol=1e-6, rtol=1e-6)
         assert res["loss/refimpl"] == pytest.approx(res["loss/trl"], rel=1e-5, abs=1e-7), loss_type
         assert res["clip_ratio/refimpl"] == pytest.approx(res["clip_ratio/trl"], abs=1e-7)
@@ -203,8 +203,8 @@ def test_grpo_advantages_and_loss_equal_trl(setup, scale):
 def test_trl_default_kl_correction_same_value_only_on_policy(setup):
     task, tok = setup
     trainer, batch, rewards = _grpo(tok, task, bias_kl=True)
-    on = trl_bridge.compare_grpo(trainer, batch, rewards, logratio_noise=0.0)
-    off = trl_bridge.compare_grpo(trainer, batch, rewards, logratio_noise=0.3)
+    on = trl_compare.compare_grpo(trainer, batch, rewards, logratio_noise=0.0)
+    off = trl_compare.compare_grpo(trainer, batch, rewards, logratio_noise=0.3)
     assert on["loss/refimpl"] == pytest.approx(on["loss/trl"], rel=1e-5, abs=1e-7)
     # Off-policy TRL weights k3 by pi/pi_old: a different number (by beta * mean((ratio-1) k3)).
     assert abs(off["loss/refimpl"] - off["loss/trl"]) > 1e-6
