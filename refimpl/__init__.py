@@ -6,8 +6,8 @@ Layers (each imports only the ones above it):
 2. ``logprobs``, ``rollouts``, ``sft``, ``evaluation``
 3. losses as pure tensor functions: ``dpo``, ``grpo``, ``kl``, ``reinforce``, ``ppo``
 4. trainers (one config dataclass each)
-5. experiments (``bandit``, the head-to-head study, the command-line main job)
-6. ``plots`` and ``widgets`` for the notebooks
+5. experiments (``bandit``, the head-to-head study, the command-line main job, the TRL bridge)
+6. ``plots*``: the notebooks' figures
 
 Dimension letters used in every shape comment: B batch, G group size, P prompt tokens,
 T completion tokens, V vocabulary, C model width.

@@ -6,6 +6,7 @@ import torch
 from matplotlib.figure import Figure
 
 from refimpl import bandit as bd
+from refimpl import plots_bandit
 
 BETA = 0.5
 
@@ -186,8 +187,8 @@ def test_uniform_sampler_and_bad_input(lab):
 def test_plots_return_figures(lab):
     rows = [{"n_pairs": n, "tv_dpo_opt": 1 / n, "tv_rlhf_opt": 1 / n, "tv_dpo_rlhf": 0.0,
              "tv_predicted": 1 / n, "reward_dev": 0.0} for n in (10, 100)]
-    assert isinstance(bd.plot_tv_vs_pairs(rows), Figure)
-    fig = bd.plot_optimal_policy(lab, [10.0, 1.0, 0.1])
+    assert isinstance(plots_bandit.plot_tv_vs_pairs(rows), Figure)
+    fig = plots_bandit.plot_optimal_policy(lab, [10.0, 1.0, 0.1])
     assert len(fig.axes) == 3
-    assert isinstance(bd.plot_reward_match(lab.reward, lab.reward, torch.ones_like(lab.reward)),
+    assert isinstance(plots_bandit.plot_reward_match(lab.reward, lab.reward, torch.ones_like(lab.reward)),
                       Figure)

@@ -14,7 +14,8 @@ import pytest
 
 from refimpl.__main__ import main
 from refimpl.compare import (METHODS, CompareConfig, config_for_preset, flops_per_step,
-                             method_config, plot_compare, run_compare, summarize)
+                             method_config, run_compare, summarize)
+from refimpl.plots_compare import plot_compare
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
