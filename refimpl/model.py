@@ -41,7 +41,11 @@ class KVCache:
     def __init__(self, n_layer: int):
         self.k: list = [None] * n_layer
         self.v: list = [None] * n_layer
-        self.length = 0           # number of positions stored so far
+
+    @property
+    def length(self) -> int:
+        """Number of positions stored so far."""
+        return 0 if self.k[0] is None else self.k[0].shape[2]
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
         """Append k, v (B, H, S, D) for ``layer``; return all keys and values so far."""
@@ -159,8 +163,6 @@ class GPT(nn.Module):
         x = self.wte(idx) + self.wpe(pos)                                  # (B, S, C)
         for layer, block in enumerate(self.blocks):
             x = block(x, attn_bias[:, None], layer, cache)                 # (B, S, C)
-        if cache is not None:
-            cache.length = L
         return self.ln_f(x)                                                # (B, S, C)
 
     def forward(self, idx, attn_mask=None, cache: KVCache | None = None):
