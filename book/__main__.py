@@ -1,0 +1,3 @@
+from book.build import main
+
+main()
