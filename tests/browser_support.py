@@ -26,6 +26,17 @@ def is_local(url: str) -> bool:
     return parsed.scheme in LOCAL_SCHEMES or parsed.hostname in ("127.0.0.1", "localhost", "::1")
 
 
+def require_chromium():
+    """Playwright's sync API; skips the calling test when it or the Chromium binary is missing."""
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="Playwright's Python package is not installed "
+                                          "(pip install -r requirements-site.txt)")
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"Chromium not found at {CHROMIUM} (Debian: apt-get install chromium; "
+                    "or set CHROMIUM=/path/to/chromium)")
+    return sync_api
+
+
 @contextmanager
 def chromium_page(viewport=(1280, 860)):
     """(page, problems): a fresh page whose off-machine requests are blocked and recorded.
@@ -33,12 +44,7 @@ def chromium_page(viewport=(1280, 860)):
     ``problems`` collects "console error: ...", "page error: ...", "network: URL" (every
     request that would leave the machine, aborted) and "failed: URL" (local loads that failed).
     """
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="Playwright's Python package is not installed "
-                                          "(pip install -r requirements-site.txt)")
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"Chromium not found at {CHROMIUM} (Debian: apt-get install chromium; "
-                    "or set CHROMIUM=/path/to/chromium)")
+    sync_api = require_chromium()
     problems: list[str] = []
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from browser_support import chromium_page
+from browser_support import chromium_page, require_chromium
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = "01_dpo_from_rlhf.ipynb"
@@ -70,6 +70,7 @@ def _redrawn(figure, before_src: str, limit_s: float = 120) -> str:
 @pytest.fixture
 def lab(tmp_path, cpu_base):
     """(url of a JupyterLab serving a copy of notebook 01, its log); stopped afterwards."""
+    require_chromium()
     if importlib.util.find_spec("jupyterlab") is None:
         pytest.skip("JupyterLab is not installed (pip install -r requirements.txt)")
     from refimpl.utils import cache_dir

@@ -54,6 +54,13 @@ MATH_JS = """async () => {
   return [true, document.querySelectorAll('mjx-container').length,
           document.querySelectorAll('[data-mjx-error], mjx-merror').length];
 }"""
+# Scroll so that the first interactive cell's stored figure and its note are in view.
+SHOW_INTERACTIVE_JS = """() => {
+  const note = Array.from(document.querySelectorAll('.admonition.note'))
+      .find(n => n.textContent.includes('Interactive cell'));
+  if (note) note.scrollIntoView({block: 'end'});
+  window.scrollBy(0, 40);
+}"""
 RAW_TEX = ("$", "\\(", "\\)", "\\[", "\\]", "\\begin{")
 
 
@@ -181,6 +188,7 @@ def test_every_page_renders_offline_in_chromium(site, tmp_path):
             if name in ("index.html", SHOT_PAGE):
                 shots.mkdir(parents=True, exist_ok=True)
                 out = shots / ("site-home.png" if name == "index.html" else "site-notebook.png")
+                page.evaluate(SHOW_INTERACTIVE_JS)
                 page.screenshot(path=str(out))
     problems += _broken_links(site, links, ids)
     print(f"\nsite check: {len(pages)} pages, {formulas} formulas typeset, "
