@@ -195,3 +195,23 @@ def test_every_page_renders_offline_in_chromium(site, tmp_path):
           f"{sum(map(len, links.values()))} links; screenshots in {shots}")
     assert not problems, "\n".join(problems[:50])
     assert formulas > 0 and (shots / "site-home.png").is_file()
+
+
+def test_checker_reports_network_raw_tex_broken_images_and_links(tmp_path):
+    """The page check itself fails on each kind of fault it is meant to catch."""
+    page_file = tmp_path / "bad.html"
+    page_file.write_text(
+        '<html><body><p>left raw: $x^2$</p><img src="missing.png">'
+        '<a href="gone.html">x</a><a href="#nowhere">y</a><span id="here"></span>'
+        '<script src="https://cdn.invalid/mathjax.js"></script>'
+        '<script>console.error("boom")</script></body></html>')
+    with chromium_page() as (page, browser_problems):
+        found, formulas, links, ids = _check_page(page, page_file.as_uri())
+    broken = _broken_links(tmp_path, {"bad.html": links}, {page_file: ids})
+    assert formulas == 0 and "here" in ids
+    assert any(p.startswith("raw TeX '$'") for p in found)
+    assert any(p.startswith("image not loaded") for p in found)
+    assert any("network: https://cdn.invalid/mathjax.js" == p for p in browser_problems)
+    assert any("console error: boom" in p for p in browser_problems)
+    assert sorted(b.split(" -> ")[1].rsplit("/", 1)[1] for b in broken) == \
+        ["bad.html#nowhere (no such anchor)", "gone.html"]
