@@ -120,16 +120,16 @@ def test_beta_slider_redraws_the_figure(lab):
         readout = slider.locator(".widget-readout")
         figure.wait_for()
         page.wait_for_function("el => el.textContent.trim() !== ''", arg=readout.element_handle())
-        before_src, before_value = figure.get_attribute("src"), readout.inner_text()
+        before_src, before_value = figure.get_attribute("src"), readout.text_content().strip()
 
         slider.locator(".noUi-handle").first.focus()
         for _ in range(3):
             page.keyboard.press("ArrowRight")
-        page.wait_for_function("([el, v]) => el.textContent !== v", timeout=20_000,
+        page.wait_for_function("([el, v]) => el.textContent.trim() !== v", timeout=20_000,
                                arg=[readout.element_handle(), before_value])  # the value moved
         after_src = _redrawn(figure, before_src)
         assert after_src.startswith("data:image/png") and after_src != before_src
-        print(f"\nbeta {before_value} -> {readout.inner_text()}: figure redrawn "
+        print(f"\nbeta {before_value} -> {readout.text_content().strip()}: figure redrawn "
               f"({len(before_src)} -> {len(after_src)} base64 characters)")
         if problems:
             print("browser notes:\n" + "\n".join(problems[:20]))
