@@ -5,7 +5,8 @@ Each helper raises ``TypeError`` when the argument is the wrong kind of object a
 shows the value and says what to pass instead. Every comparison is written so that NaN fails
 it (``not x > 0`` refuses NaN, ``x <= 0`` would let it through).
 
-    real / positive / interval / probability   finite python (or numpy) scalars
+    real / number / positive / interval /      python (or numpy) scalars: any, finite,
+    probability                                > 0, in an interval, in [0, 1]
     count / flag / at_least                    integers (bools refused) / bools / a >= b
     one_of                                     a value from a fixed set of names
     tensor / finite / logprobs / bool_mask     torch tensors: kind, dtype, shape, values
@@ -26,12 +27,24 @@ def _hint(hint: str) -> str:
     return f"; {hint}" if hint else ""
 
 
+def _like(like: str) -> str:
+    return f" (that of {like})" if like else ""
+
+
 def real(name: str, value, hint: str = "") -> float:
     """``value`` as a float; TypeError unless it is a real number (bool and str refused)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r} of type "
                         f"{type(value).__name__}{_hint(hint)}")
     return float(value)
+
+
+def number(name: str, value, hint: str = "") -> float:
+    """A finite real number, returned as a float."""
+    v = real(name, value, hint)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number, got {value!r}{_hint(hint)}")
+    return v
 
 
 def positive(name: str, value, hint: str = "", allow_zero: bool = False) -> float:
@@ -92,9 +105,9 @@ def one_of(name: str, value, options: tuple) -> None:
 
 
 def tensor(name: str, t, dims: tuple = (), shape: tuple | None = None,
-           floating: bool = True) -> torch.Tensor:
+           floating: bool = True, like: str = "") -> torch.Tensor:
     """A non-empty torch.Tensor with ``t.dim()`` in ``dims`` (any if empty), of ``shape`` if
-    given, and of a floating dtype if ``floating``."""
+    given (``like``: the argument that shape comes from), of a floating dtype if ``floating``."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}; "
                         "wrap the values with torch.tensor(...)")
@@ -104,21 +117,23 @@ def tensor(name: str, t, dims: tuple = (), shape: tuple | None = None,
         want = " or ".join(f"{d}-D" for d in dims)
         raise ValueError(f"{name} must be {want}, got shape {tuple(t.shape)}")
     if shape is not None and tuple(t.shape) != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(t.shape)}")
+        raise ValueError(f"{name} must have shape {tuple(shape)}{_like(like)}, got "
+                         f"{tuple(t.shape)}")
     if t.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(t.shape)}): pass at least one entry")
     return t
 
 
-def bool_mask(name: str, mask, shape: tuple) -> torch.Tensor:
-    """A torch.bool tensor of ``shape`` that selects at least one entry."""
+def bool_mask(name: str, mask, shape: tuple, like: str = "") -> torch.Tensor:
+    """A torch.bool tensor of ``shape`` (that of argument ``like``) selecting at least one entry."""
     if not isinstance(mask, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of dtype torch.bool, got "
                         f"{type(mask).__name__}")
     if mask.dtype != torch.bool:
         raise TypeError(f"{name} must be torch.bool, got {mask.dtype}: use {name}.bool()")
     if tuple(mask.shape) != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(mask.shape)}")
+        raise ValueError(f"{name} must have shape {tuple(shape)}{_like(like)}, got "
+                         f"{tuple(mask.shape)}")
     if not mask.any():
         raise ValueError(f"{name} selects no entries: there is nothing to compute on")
     return mask
@@ -135,10 +150,11 @@ def finite(name: str, t: torch.Tensor, mask: torch.Tensor | None = None,
 
 
 def logprobs(name: str, t, dims: tuple = (), shape: tuple | None = None,
-             mask: torch.Tensor | None = None, allow_zero_prob: bool = False) -> torch.Tensor:
+             mask: torch.Tensor | None = None, allow_zero_prob: bool = False,
+             like: str = "") -> torch.Tensor:
     """Log-probabilities: a floating tensor, finite and <= 0 (up to LOGP_TOL) wherever
     ``mask`` is True (everywhere if no mask); ``allow_zero_prob`` also lets -inf through."""
-    tensor(name, t, dims, shape)
+    tensor(name, t, dims, shape, like=like)
     vals = t if mask is None else t[mask]
     if allow_zero_prob:
         vals = vals[vals != -float("inf")]

@@ -159,13 +159,15 @@ def _check_loss_inputs(logps, old_logps, advantages, mask, ref_logps, clip_eps, 
         raise ValueError("beta > 0 needs ref_logps: pass the reference's token log-probs or set beta=0")
     checks.tensor("logps", logps, dims=(2,))
     B, T = logps.shape
-    checks.bool_mask("mask", mask, (B, T))
+    checks.bool_mask("mask", mask, (B, T), like="logps")
     checks.logprobs("logps", logps, mask=mask)
     # old_logps: finite only (its values are the sampler's; some callers perturb them)
-    checks.finite("old_logps", checks.tensor("old_logps", old_logps, shape=(B, T)), mask)
+    checks.finite("old_logps", checks.tensor("old_logps", old_logps, shape=(B, T), like="logps"),
+                  mask)
     if ref_logps is not None:
-        checks.logprobs("ref_logps", ref_logps, shape=(B, T), mask=mask)
-    checks.finite("advantages", checks.tensor("advantages", advantages, shape=(B,)))
+        checks.logprobs("ref_logps", ref_logps, shape=(B, T), mask=mask, like="logps")
+    checks.finite("advantages", checks.tensor("advantages", advantages, shape=(B,),
+                                              like="logps' rows"))
     max_tokens = T if max_tokens is None else checks.count("max_tokens", max_tokens, T,
                                                            "the token budget bounds T")
     return eps_low, eps_high, max_tokens

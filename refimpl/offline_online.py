@@ -88,7 +88,8 @@ def policy_gradient_logits(logits: torch.Tensor, rewards: torch.Tensor) -> torch
     response with pi(y) > 0 and r(y) != E_pi[r] gets a non-zero component.
     """
     N = _check_logits(logits)
-    checks.finite("rewards", checks.tensor("rewards", rewards, shape=(N,), floating=False))
+    checks.finite("rewards", checks.tensor("rewards", rewards, shape=(N,), floating=False,
+                                          like="logits"))
     pi = torch.softmax(logits, dim=0)                                     # (N,)
     r = rewards.to(pi.dtype)                                              # (N,)
     return -pi * (r - (pi * r).sum())                                     # (N,)

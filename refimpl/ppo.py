@@ -294,6 +294,10 @@ def ppo_loss(logps, old_logps, advantages, values, old_values, returns, mask,
     Returns (loss, metrics of both terms).
     """
     checks.positive("vf_coef", vf_coef, allow_zero=True)
+    checks.logprobs("logps", logps, dims=(2,))
+    for name, t in (("old_logps", old_logps), ("advantages", advantages), ("values", values),
+                    ("old_values", old_values), ("returns", returns)):
+        checks.tensor(name, t, shape=logps.shape, like="logps")
     pg_loss, metrics = ppo_policy_loss(logps, old_logps, advantages, mask, clip_eps, ref_logps)
     vf_loss, vf_metrics = value_loss(values, old_values, returns, mask, clip_range_value)
     metrics.update(vf_metrics)

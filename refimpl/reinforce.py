@@ -85,7 +85,7 @@ class RunningBaseline:
         if momentum is not None:
             checks.interval("momentum", momentum, 0.0, 1.0, "[)", "None keeps a count average")
         self.momentum = momentum
-        self.init = checks.interval("init", init, -float("inf"), float("inf"), "()")
+        self.init = checks.number("init", init)
         self.value: dict[Hashable, float] = {}
         self.count: dict[Hashable, int] = {}
 
@@ -155,18 +155,19 @@ def _check_loss_inputs(logps, rewards, baselines, ref_logps, kl_beta, group_size
         raise ValueError("per-token logps (B*G, T) need a bool mask of the same shape")
     if logps.dim() == 1 and mask is not None:
         raise ValueError("mask is only for per-token logps (B*G, T); sequence logps take none")
-    keep = (checks.bool_mask("mask", mask, logps.shape) if mask is not None
+    keep = (checks.bool_mask("mask", mask, logps.shape, like="logps") if mask is not None
             else torch.ones_like(logps, dtype=torch.bool))  # like logps
     checks.logprobs("logps", logps, mask=keep)
     for name, t in (("rewards", rewards), ("baselines", baselines)):
-        checks.finite(name, checks.tensor(name, t, shape=logps.shape[:1], floating=False).double())
+        checks.finite(name, checks.tensor(name, t, shape=logps.shape[:1], floating=False,
+                                          like="logps' rows").double())
     _check_rewards(rewards, group_size)
     checks.positive("kl_beta", kl_beta, "0 disables the KL penalty", allow_zero=True)
     checks.one_of("kl_estimator", kl_estimator, KL_ESTIMATORS)
     if kl_beta > 0 and ref_logps is None:
         raise ValueError("kl_beta > 0 needs ref_logps from the reference policy")
     if ref_logps is not None:
-        checks.logprobs("ref_logps", ref_logps, shape=logps.shape, mask=keep)
+        checks.logprobs("ref_logps", ref_logps, shape=logps.shape, mask=keep, like="logps")
     return keep
 
 

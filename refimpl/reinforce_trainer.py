@@ -70,7 +70,7 @@ def validate_config(cfg: ReinforceTrainConfig) -> None:
                  why={"kl_beta": "0 disables the KL penalty",
                       "running_momentum": "None keeps a count average",
                       "digits": "None trains on the base's task"})
-    checks.real("ReinforceTrainConfig.running_init", cfg.running_init)
+    checks.number("ReinforceTrainConfig.running_init", cfg.running_init)
     if cfg.baseline in ("rloo", "group_mean") and cfg.group_size < 2:
         raise ValueError(f"baseline {cfg.baseline!r} needs group_size >= 2 (the other samples "
                          f"of the prompt), got {cfg.group_size}")
