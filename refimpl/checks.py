@@ -11,7 +11,7 @@ it (``not x > 0`` refuses NaN, ``x <= 0`` would let it through).
     one_of                                     a value from a fixed set of names
     tensor / finite / logprobs / bool_mask     torch tensors: kind, dtype, shape, values
     same_shape                                 several tensors of one shape
-    pairs / config                             preference data / a config dataclass
+    pairs / function / config                  preference data / a callable / a config
 """
 from __future__ import annotations
 
@@ -185,6 +185,13 @@ def pairs(name: str, value) -> None:
     if len(value) == 0:
         raise ValueError(f"{name} is empty: give at least one preference pair, or None to "
                          "build them from base samples")
+
+
+def function(name: str, fn) -> None:
+    """None or a callable (a reward function, for instance)."""
+    if fn is not None and not callable(fn):
+        raise TypeError(f"{name} must be a function (or None for the default), got "
+                        f"{type(fn).__name__}")
 
 
 def config(name: str, cfg, cls: type | tuple):

@@ -201,6 +201,7 @@ def train_dpo(base, cfg: DPOConfig | None = None, pairs: PreferencePairs | None 
 
     cfg = checks.config("cfg", cfg, DPOConfig)
     cfg.validate()
+    checks.function("reward_fn", reward_fn)
     checks.pairs("pairs", pairs)
     seed_everything(cfg.seed)
     device = base.device

@@ -221,6 +221,7 @@ def train_grpo(base, cfg: GRPOConfig | None = None, *, policy=None, reward_fn=No
     """
     cfg = checks.config("cfg", cfg, GRPOConfig)
     validate_config(cfg)
+    checks.function("reward_fn", reward_fn)
     reward_fn = reward_fn or base.task.verify
     policy, device, gen = start_policy(base, policy, cfg.seed)
     ref_model = base.reference().to(device)

@@ -238,6 +238,7 @@ def train_ppo(base, cfg: PPOConfig | None = None, *, policy=None, reward_fn=None
     """
     cfg = checks.config("cfg", cfg, PPOConfig)
     validate_config(cfg)
+    checks.function("reward_fn", reward_fn)
     reward_fn = reward_fn or base.task.verify
     policy, device, gen = start_policy(base, policy, cfg.seed)
     mc_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)  # never perturbs training

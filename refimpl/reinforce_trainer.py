@@ -111,6 +111,7 @@ def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, re
     if type(cfg) is ReinforceConfig:
         cfg = ReinforceTrainConfig(**asdict(cfg))
     validate_config(cfg)
+    checks.function("reward_fn", reward_fn)
     task, tok = task_for(base, cfg), base.tokenizer
     verify = task.verify
     reward_fn = reward_fn or verify

@@ -28,6 +28,7 @@ from refimpl.prm import PRMConfig, train_prm
 from refimpl.reinforce import RunningBaseline, baseline, reinforce_loss
 from refimpl.reinforce_trainer import ReinforceTrainConfig, train_reinforce
 from refimpl.reward_model import RMConfig, bradley_terry_loss, train_reward_model
+from refimpl.utils import get_preset
 
 f64 = torch.float64
 NAN, INF = float("nan"), float("inf")
@@ -309,3 +310,21 @@ def test_log_probs_allow_float_error_but_not_more():
                         "lp")
     assert math.isinf(checks.logprobs("lp", torch.tensor([-INF, -1.0]),
                                       allow_zero_prob=True)[0].item())
+
+
+@pytest.mark.parametrize("train", [lambda b, f: train_grpo(b, reward_fn=f),
+                                   lambda b, f: train_ppo(b, reward_fn=f),
+                                   lambda b, f: train_reinforce(b, reward_fn=f),
+                                   lambda b, f: train_dpo(b, reward_fn=f)])
+def test_reward_fn_must_be_callable(train):
+    _assert_clear_error(lambda: train(_Untouchable(), "verify"), "reward_fn")
+
+
+@settings(max_examples=60, **SETTINGS)
+@given(st.sampled_from(["sft_lr", "sft_target_acc", "n_layer", "n_head", "block_size",
+                        "sft_batch_size", "digits"]),
+       st.sampled_from([0, -1, NAN, INF, 1.5, "2", None]))
+def test_presets_name_their_bad_field(name, bad):
+    if name.startswith("sft_") and name != "sft_batch_size" and bad == 1.5:
+        return                                                        # a valid float
+    _assert_clear_error(lambda: get_preset("cpu", **{name: bad}), f"Preset.{name}")
