@@ -40,7 +40,9 @@ LOSS_TYPES = ("sigmoid", "ipo")
 
 
 def _validate(logps: dict[str, torch.Tensor], beta: float, loss_type: str,
-              label_smoothing: float) -> None:
+              label_smoothing: float, log_probs: bool = True) -> None:
+    """Raise TypeError or ValueError naming the first bad argument; ``log_probs=False`` checks
+    the tensors as finite (B,) reals only, without the sign of a log-probability."""
     checks.positive("beta", beta, "it is the strength of the KL penalty (typical values "
                     "0.01-0.5)")
     checks.one_of("loss_type", loss_type, LOSS_TYPES)
@@ -50,7 +52,10 @@ def _validate(logps: dict[str, torch.Tensor], beta: float, loss_type: str,
         raise ValueError("label_smoothing applies to loss_type='sigmoid' (cDPO) only; "
                          "set it to 0 for loss_type='ipo'")
     for name, t in logps.items():
-        checks.logprobs(name, t, dims=(1,))
+        if log_probs:
+            checks.logprobs(name, t, dims=(1,))
+        else:
+            checks.finite(name, checks.tensor(name, t, dims=(1,)))
     checks.same_shape(**logps)
 
 
@@ -66,6 +71,10 @@ def implicit_reward(policy_logps: torch.Tensor, ref_logps: torch.Tensor,
     checks.logprobs("policy_logps", policy_logps, allow_zero_prob=True)
     checks.logprobs("ref_logps", ref_logps, allow_zero_prob=True)
     checks.same_shape(policy_logps=policy_logps, ref_logps=ref_logps)
+    return _implicit_reward(policy_logps, ref_logps, beta)  # (B,)
+
+
+def _implicit_reward(policy_logps, ref_logps, beta):
     return beta * (policy_logps - ref_logps)  # (B,)
 
 
@@ -152,6 +161,8 @@ def dpo_loss_grad(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torc
     dL/dlog pi(y_w) = beta * (-(1 - eps) sigmoid(-z) + eps sigmoid(z)) and
     dL/dlog pi(y_l) = -dL/dlog pi(y_w). For eps = 0 these are -beta sigmoid(r_l - r_w) and
     +beta sigmoid(r_l - r_w). Chain them with grad log pi(y) to get the parameter gradient.
+    The formula holds at any real inputs, so they are checked finite and of one (B,) shape,
+    not for the sign of a log-probability.
 
     Returns:
         grad_chosen: (B,) d losses[i] / d policy_chosen_logps[i].
@@ -160,9 +171,10 @@ def dpo_loss_grad(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torc
     _validate({"policy_chosen_logps": policy_chosen_logps,
                "policy_rejected_logps": policy_rejected_logps,
                "ref_chosen_logps": ref_chosen_logps,
-               "ref_rejected_logps": ref_rejected_logps}, beta, "sigmoid", label_smoothing)
-    chosen_rewards = implicit_reward(policy_chosen_logps, ref_chosen_logps, beta)        # (B,)
-    rejected_rewards = implicit_reward(policy_rejected_logps, ref_rejected_logps, beta)  # (B,)
+               "ref_rejected_logps": ref_rejected_logps}, beta, "sigmoid", label_smoothing,
+              log_probs=False)
+    chosen_rewards = _implicit_reward(policy_chosen_logps, ref_chosen_logps, beta)        # (B,)
+    rejected_rewards = _implicit_reward(policy_rejected_logps, ref_rejected_logps, beta)  # (B,)
     wrong = dpo_gradient_weight(chosen_rewards, rejected_rewards)   # (B,) sigmoid(r_l - r_w)
     right = dpo_gradient_weight(rejected_rewards, chosen_rewards)   # (B,) sigmoid(r_w - r_l)
     grad_chosen = beta * (label_smoothing * right - (1.0 - label_smoothing) * wrong)  # (B,)

@@ -27,11 +27,11 @@ from dataclasses import dataclass
 
 import torch
 
+from . import checks
 from .dpo import LOSS_TYPES, dpo_loss, implicit_reward
 from .evaluation import completions_for
 from .logprobs import completion_logits, gather_token_logprobs, sequence_logprobs, token_logprobs
 from .preferences import PreferencePairs, build_pairs
-from . import checks
 from .training import Clock, TrainResult, adamw, check_fields, heldout_accuracy
 from .utils import seed_everything
 

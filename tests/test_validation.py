@@ -102,7 +102,7 @@ LOSSES = {
     "dpo_loss": (dpo_loss, lambda: dict(_dpo_kwargs(), loss_type="sigmoid", label_smoothing=0.1),
                  dict(DPO_ARGS, beta="pos", loss_type="choice", label_smoothing="unit")),
     "dpo_loss_grad": (dpo_loss_grad, lambda: dict(_dpo_kwargs(), label_smoothing=0.1),
-                      dict(DPO_ARGS, beta="pos", label_smoothing="unit")),
+                      dict({k: "finite" for k in DPO_ARGS}, beta="pos", label_smoothing="unit")),
     "implicit_reward": (implicit_reward,
                         lambda: dict(policy_logps=_lp(B), ref_logps=_lp(B) - 1, beta=0.1),
                         dict(policy_logps="logp", ref_logps="logp", beta="pos")),
