@@ -31,42 +31,32 @@ wrong ordering.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
+
+from refimpl import checks
 
 LOSS_TYPES = ("sigmoid", "ipo")
 
 
 def _validate(logps: dict[str, torch.Tensor], beta: float, loss_type: str,
-              label_smoothing: float) -> None:
-    try:
-        beta = float(beta)
-    except (TypeError, ValueError):
-        raise ValueError(f"beta must be a number > 0, got {beta!r}") from None
-    if not (math.isfinite(beta) and beta > 0):
-        raise ValueError(f"beta must be a finite number > 0, got {beta!r}; it is the strength "
-                         "of the KL penalty (typical values 0.01-0.5)")
-    if loss_type not in LOSS_TYPES:
-        raise ValueError(f"unknown loss_type {loss_type!r}: expected one of {LOSS_TYPES}")
-    if not (0.0 <= label_smoothing < 0.5):
-        raise ValueError(f"label_smoothing must lie in [0, 0.5), got {label_smoothing!r}; "
-                         "it is the assumed probability that a preference label is flipped")
+              label_smoothing: float, log_probs: bool = True) -> None:
+    """Raise TypeError or ValueError naming the first bad argument; ``log_probs=False`` checks
+    the tensors as finite (B,) reals only, without the sign of a log-probability."""
+    checks.positive("beta", beta, "it is the strength of the KL penalty (typical values "
+                    "0.01-0.5)")
+    checks.one_of("loss_type", loss_type, LOSS_TYPES)
+    checks.interval("label_smoothing", label_smoothing, 0.0, 0.5, "[)",
+                    "it is the assumed probability that a preference label is flipped")
     if loss_type == "ipo" and label_smoothing != 0.0:
         raise ValueError("label_smoothing applies to loss_type='sigmoid' (cDPO) only; "
                          "set it to 0 for loss_type='ipo'")
-    shapes = {name: tuple(t.shape) for name, t in logps.items()}
-    if len(set(shapes.values())) != 1:
-        raise ValueError(f"log-prob tensors must all have the same shape (B,), got {shapes}")
-    shape = next(iter(shapes.values()))
-    if len(shape) != 1 or shape[0] == 0:
-        raise ValueError(f"log-probs must be 1-D of shape (B,) with B >= 1 (one sequence "
-                         f"log-prob per pair; sum token log-probs first), got shape {shape}")
     for name, t in logps.items():
-        if not torch.isfinite(t).all():
-            raise ValueError(f"{name} contains NaN or +/-inf; check the completion mask and "
-                             "that log-probs come from log_softmax, not from log(0)")
+        if log_probs:
+            checks.logprobs(name, t, dims=(1,))
+        else:
+            checks.finite(name, checks.tensor(name, t, dims=(1,)))
+    checks.same_shape(**logps)
 
 
 def implicit_reward(policy_logps: torch.Tensor, ref_logps: torch.Tensor,
@@ -74,8 +64,17 @@ def implicit_reward(policy_logps: torch.Tensor, ref_logps: torch.Tensor,
     """DPO's implicit reward beta * (log pi_theta(y|x) - log pi_ref(y|x)), shape (B,).
 
     It equals the reward of the KL-regularised problem whose optimum is pi_theta, up to the
-    per-prompt constant beta log Z(x) (Rafailov et al. 2023, eq. 5).
+    per-prompt constant beta log Z(x) (Rafailov et al. 2023, eq. 5). Both log-prob tensors
+    have one shape (any; -inf, a zero probability, is allowed); beta > 0.
     """
+    checks.positive("beta", beta, "it is the strength of the KL penalty")
+    checks.logprobs("policy_logps", policy_logps, allow_zero_prob=True)
+    checks.logprobs("ref_logps", ref_logps, allow_zero_prob=True)
+    checks.same_shape(policy_logps=policy_logps, ref_logps=ref_logps)
+    return _implicit_reward(policy_logps, ref_logps, beta)  # (B,)
+
+
+def _implicit_reward(policy_logps, ref_logps, beta):
     return beta * (policy_logps - ref_logps)  # (B,)
 
 
@@ -146,9 +145,9 @@ def dpo_gradient_weight(chosen_rewards: torch.Tensor,
         chosen_rewards: (B,) implicit rewards r_w = beta * log pi(y_w)/pi_ref(y_w).
         rejected_rewards: (B,) implicit rewards r_l.
     """
-    if chosen_rewards.shape != rejected_rewards.shape:
-        raise ValueError(f"chosen_rewards {tuple(chosen_rewards.shape)} and rejected_rewards "
-                         f"{tuple(rejected_rewards.shape)} must have the same shape")
+    for name, t in (("chosen_rewards", chosen_rewards), ("rejected_rewards", rejected_rewards)):
+        checks.finite(name, checks.tensor(name, t))
+    checks.same_shape(chosen_rewards=chosen_rewards, rejected_rewards=rejected_rewards)
     return torch.sigmoid(rejected_rewards - chosen_rewards)  # (B,)
 
 
@@ -162,6 +161,8 @@ def dpo_loss_grad(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torc
     dL/dlog pi(y_w) = beta * (-(1 - eps) sigmoid(-z) + eps sigmoid(z)) and
     dL/dlog pi(y_l) = -dL/dlog pi(y_w). For eps = 0 these are -beta sigmoid(r_l - r_w) and
     +beta sigmoid(r_l - r_w). Chain them with grad log pi(y) to get the parameter gradient.
+    The formula holds at any real inputs, so they are checked finite and of one (B,) shape,
+    not for the sign of a log-probability.
 
     Returns:
         grad_chosen: (B,) d losses[i] / d policy_chosen_logps[i].
@@ -170,9 +171,10 @@ def dpo_loss_grad(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torc
     _validate({"policy_chosen_logps": policy_chosen_logps,
                "policy_rejected_logps": policy_rejected_logps,
                "ref_chosen_logps": ref_chosen_logps,
-               "ref_rejected_logps": ref_rejected_logps}, beta, "sigmoid", label_smoothing)
-    chosen_rewards = implicit_reward(policy_chosen_logps, ref_chosen_logps, beta)        # (B,)
-    rejected_rewards = implicit_reward(policy_rejected_logps, ref_rejected_logps, beta)  # (B,)
+               "ref_rejected_logps": ref_rejected_logps}, beta, "sigmoid", label_smoothing,
+              log_probs=False)
+    chosen_rewards = _implicit_reward(policy_chosen_logps, ref_chosen_logps, beta)        # (B,)
+    rejected_rewards = _implicit_reward(policy_rejected_logps, ref_rejected_logps, beta)  # (B,)
     wrong = dpo_gradient_weight(chosen_rewards, rejected_rewards)   # (B,) sigmoid(r_l - r_w)
     right = dpo_gradient_weight(rejected_rewards, chosen_rewards)   # (B,) sigmoid(r_w - r_l)
     grad_chosen = beta * (label_smoothing * right - (1.0 - label_smoothing) * wrong)  # (B,)

@@ -23,16 +23,16 @@ History rows: ``step``, ``time_s`` (training wall clock, evaluation excluded), `
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
+from . import checks
 from .dpo import LOSS_TYPES, dpo_loss, implicit_reward
 from .evaluation import completions_for
 from .logprobs import completion_logits, gather_token_logprobs, sequence_logprobs, token_logprobs
 from .preferences import PreferencePairs, build_pairs
-from .training import Clock, TrainResult, adamw, heldout_accuracy
+from .training import Clock, TrainResult, adamw, check_fields, heldout_accuracy
 from .utils import seed_everything
 
 EVAL_PAIRS = 256   # pairs (a fixed random subset) behind the ``pairs/...`` metrics
@@ -63,25 +63,15 @@ class DPOConfig:
     temperature: float = 1.0
 
     def validate(self) -> None:
-        checks = [
-            (math.isfinite(self.beta) and self.beta > 0, "beta must be a finite number > 0"),
-            (math.isfinite(self.lr) and self.lr > 0, "lr must be a finite number > 0"),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
-            (self.steps >= 0, "steps must be >= 0"),
-            (0.0 <= self.label_smoothing < 0.5, "label_smoothing must lie in [0, 0.5)"),
-            (self.loss_type in LOSS_TYPES, f"loss_type must be one of {LOSS_TYPES}"),
-            (math.isfinite(self.nll_coef) and self.nll_coef >= 0, "nll_coef must be >= 0"),
-            (self.max_grad_norm > 0, "max_grad_norm must be > 0"),
-            (self.eval_every >= 1, "eval_every must be >= 1"),
-            (self.eval_problems >= 1, "eval_problems must be >= 1"),
-            (self.n_prompts >= 1, "n_prompts must be >= 1"),
-            (self.group_size >= 2, "group_size must be >= 2"),
-            (self.pairs_per_prompt >= 1, "pairs_per_prompt must be >= 1"),
-            (self.temperature > 0, "temperature must be > 0"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(f"DPOConfig: {msg} (got {self})")
+        """Raise TypeError or ValueError naming the first bad field."""
+        check_fields(self, {"batch_size": 1, "steps": 0, "eval_every": 1, "eval_problems": 1,
+                            "n_prompts": 1, "group_size": 2, "pairs_per_prompt": 1,
+                            "seed": None},
+                     positive=("beta", "lr", "max_grad_norm", "temperature"),
+                     nonnegative=("nll_coef",), intervals={"label_smoothing": (0, 0.5, "[)")},
+                     choices={"loss_type": LOSS_TYPES},
+                     why={"beta": "it is the KL strength of the implicit reward",
+                          "group_size": "a pair needs a correct and a wrong sample"})
 
 
 def pair_logps(model, pairs: PreferencePairs, chunk: int = 512):
@@ -209,8 +199,10 @@ def train_dpo(base, cfg: DPOConfig | None = None, pairs: PreferencePairs | None 
     """
     from tqdm.auto import tqdm
 
-    cfg = cfg or DPOConfig()
+    cfg = checks.config("cfg", cfg, DPOConfig)
     cfg.validate()
+    checks.function("reward_fn", reward_fn)
+    checks.pairs("pairs", pairs)
     seed_everything(cfg.seed)
     device = base.device
     policy = policy if policy is not None else base.policy()

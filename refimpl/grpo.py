@@ -39,44 +39,31 @@ kl, frac_reward_zero_std.
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 
+from refimpl import checks
 from refimpl.kl import ESTIMATORS, kl_estimate
 
 SCALES = ("group", "none", "batch")
 LOSS_AGGS = ("grpo", "dapo", "dr_grpo")
 
 
-def _is_int(x) -> bool:
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
-
-
 def _grouped_rewards(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     """Validate rewards and return them as a float (B, G) view."""
-    if not _is_int(group_size) or group_size < 2:
-        raise ValueError(
-            f"group_size must be an int >= 2 (a group needs two samples to compare), got {group_size!r}"
-        )
-    rewards = torch.as_tensor(rewards)
+    checks.count("group_size", group_size, 2, "a group needs two samples to compare")
+    rewards = checks.tensor("rewards", rewards, dims=(1, 2), floating=False)
     if not rewards.is_floating_point():
         rewards = rewards.to(torch.get_default_dtype())
     if rewards.dim() == 2 and rewards.shape[1] != group_size:
         raise ValueError(
             f"rewards of shape (B, G) = {tuple(rewards.shape)} disagree with group_size={group_size}"
         )
-    if rewards.dim() not in (1, 2) or rewards.numel() == 0:
-        raise ValueError(
-            f"rewards must be a non-empty (B*G,) or (B, G) tensor, got shape {tuple(rewards.shape)}"
-        )
     if rewards.numel() % group_size != 0:
         raise ValueError(
             f"{rewards.numel()} rewards are not a multiple of group_size={group_size}: "
             "pass G rewards per prompt, grouped contiguously"
         )
-    if not torch.isfinite(rewards).all():
-        raise ValueError("rewards contain NaN or inf: fix the reward function")
+    checks.finite("rewards", rewards, hint="fix the reward function")
     return rewards.reshape(-1, group_size)  # (B, G)
 
 
@@ -103,10 +90,8 @@ def group_advantages(
         equal gets advantages exactly 0 (set explicitly, because the float mean of equal
         numbers can differ from them in the last bit).
     """
-    if scale not in SCALES:
-        raise ValueError(f"unknown scale {scale!r}: use one of {SCALES}")
-    if eps < 0:
-        raise ValueError(f"eps must be >= 0, got {eps}")
+    checks.one_of("scale", scale, SCALES)
+    checks.positive("eps", eps, "it is added to the std before dividing", allow_zero=True)
     grouped = _grouped_rewards(rewards, group_size)  # (B, G)
     correction = 1 if unbiased else 0
     mean = grouped.mean(dim=1, keepdim=True)  # (B, 1)
@@ -152,39 +137,40 @@ def prob_uniform_group(p, G: int):
     Returns:
         float if p is a float, else a tensor of p's shape.
     """
-    if not _is_int(G) or G < 2:
-        raise ValueError(f"G must be an int >= 2, got {G!r}")
+    checks.count("G", G, 2)
     if isinstance(p, torch.Tensor):
-        if torch.isnan(p).any() or (p < 0).any() or (p > 1).any():
+        checks.tensor("p", p)
+        if not ((p >= 0) & (p <= 1)).all():  # NaN fails both
             raise ValueError("p must lie in [0, 1] (a success probability)")
         return p**G + (1 - p) ** G
-    p = float(p)
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"p must lie in [0, 1] (a success probability), got {p}")
+    p = checks.probability("p", p, "a success probability")
     return p**G + (1.0 - p) ** G
 
 
-def _check_loss_inputs(logps, old_logps, advantages, mask, ref_logps) -> None:
-    if logps.dim() != 2:
-        raise ValueError(f"logps must be (B, T), got shape {tuple(logps.shape)}")
+def _check_loss_inputs(logps, old_logps, advantages, mask, ref_logps, clip_eps, clip_eps_high,
+                       beta, kl_estimator, loss_agg, max_tokens) -> tuple[float, float, int]:
+    """Validate grpo_loss's arguments; return (eps_low, eps_high, max_tokens)."""
+    checks.one_of("loss_agg", loss_agg, LOSS_AGGS)
+    checks.one_of("kl_estimator", kl_estimator, ESTIMATORS)
+    eps_low = checks.interval("clip_eps", clip_eps, 0, 1, "()")
+    eps_high = eps_low if clip_eps_high is None else checks.positive("clip_eps_high", clip_eps_high)
+    checks.positive("beta", beta, "0 disables the KL penalty", allow_zero=True)
+    if beta > 0 and ref_logps is None:
+        raise ValueError("beta > 0 needs ref_logps: pass the reference's token log-probs or set beta=0")
+    checks.tensor("logps", logps, dims=(2,))
     B, T = logps.shape
-    for name, x in (("old_logps", old_logps), ("ref_logps", ref_logps)):
-        if x is not None and x.shape != logps.shape:
-            raise ValueError(f"{name} {tuple(x.shape)} must have the shape of logps {(B, T)}")
-    if advantages.shape != (B,):
-        raise ValueError(
-            f"advantages must be (B,) = {(B,)}, one per completion, got {tuple(advantages.shape)}"
-        )
-    if mask.dtype != torch.bool:
-        raise ValueError(f"mask must be torch.bool, got {mask.dtype}: use mask.bool()")
-    if mask.shape != (B, T):
-        raise ValueError(f"mask {tuple(mask.shape)} must have the shape of logps {(B, T)}")
-    if not mask.any():
-        raise ValueError("mask selects no tokens: there is nothing to train on")
-    named = {"logps": logps, "old_logps": old_logps, "ref_logps": ref_logps, "advantages": advantages}
-    for name, x in named.items():
-        if x is not None and not torch.isfinite(x).all():
-            raise ValueError(f"{name} contains NaN or inf: use 0 at masked positions, check the model")
+    checks.bool_mask("mask", mask, (B, T), like="logps")
+    checks.logprobs("logps", logps, mask=mask)
+    # old_logps: finite only (its values are the sampler's; some callers perturb them)
+    checks.finite("old_logps", checks.tensor("old_logps", old_logps, shape=(B, T), like="logps"),
+                  mask)
+    if ref_logps is not None:
+        checks.logprobs("ref_logps", ref_logps, shape=(B, T), mask=mask, like="logps")
+    checks.finite("advantages", checks.tensor("advantages", advantages, shape=(B,),
+                                              like="logps' rows"))
+    max_tokens = T if max_tokens is None else checks.count("max_tokens", max_tokens, T,
+                                                           "the token budget bounds T")
+    return eps_low, eps_high, max_tokens
 
 
 def grpo_loss(
@@ -216,7 +202,7 @@ def grpo_loss(
         beta: KL coefficient (>= 0; 0 disables the penalty, as in DAPO and Dr. GRPO).
         kl_estimator: "k1", "k2" or "k3" (refimpl.kl).
         loss_agg: "grpo", "dapo" or "dr_grpo"; see the module docstring for their length bias.
-        max_tokens: the constant of "dr_grpo" (the generation budget); defaults to T.
+        max_tokens: the constant of "dr_grpo" (the generation budget, >= T); defaults to T.
 
     Returns:
         (loss, metrics): a scalar to minimise, and floats "clip_ratio" (share of completion
@@ -225,27 +211,9 @@ def grpo_loss(
         "ratio_mean", "loss/policy", and, when ref_logps is given, "kl" (mean per-token
         estimate over completion tokens).
     """
-    if loss_agg not in LOSS_AGGS:
-        raise ValueError(f"unknown loss_agg {loss_agg!r}: use one of {LOSS_AGGS}")
-    if kl_estimator not in ESTIMATORS:
-        raise ValueError(f"unknown kl_estimator {kl_estimator!r}: use one of {ESTIMATORS}")
-    eps_low = clip_eps
-    eps_high = clip_eps if clip_eps_high is None else clip_eps_high
-    if not 0 < eps_low < 1:
-        raise ValueError(f"clip_eps must be in (0, 1), got {clip_eps}")
-    if not eps_high > 0:
-        raise ValueError(f"clip_eps_high must be > 0, got {clip_eps_high}")
-    if beta < 0:
-        raise ValueError(f"beta must be >= 0 (0 disables the KL penalty), got {beta}")
-    if beta > 0 and ref_logps is None:
-        raise ValueError("beta > 0 needs ref_logps: pass the reference's token log-probs or set beta=0")
-    _check_loss_inputs(logps, old_logps, advantages, mask, ref_logps)
-    B, T = logps.shape
-    if max_tokens is None:
-        max_tokens = T
-    if not _is_int(max_tokens) or max_tokens < 1:
-        raise ValueError(f"max_tokens must be a positive int (the token budget), got {max_tokens!r}")
-
+    eps_low, eps_high, max_tokens = _check_loss_inputs(
+        logps, old_logps, advantages, mask, ref_logps, clip_eps, clip_eps_high, beta,
+        kl_estimator, loss_agg, max_tokens)
     old_logps, advantages = old_logps.detach(), advantages.detach()
     maskf = mask.to(logps.dtype)  # (B, T)
     logratio = torch.where(mask, logps - old_logps, torch.zeros_like(logps))  # (B, T)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 import torch
 from tqdm.auto import tqdm
 
+from . import checks
 from .grpo import LOSS_AGGS, SCALES, frac_reward_zero_std, group_advantages, grpo_loss
 from .kl import ESTIMATORS
 from .logprobs import token_logprobs
@@ -60,23 +61,18 @@ class GRPOConfig:
 
 
 def validate_config(cfg: GRPOConfig) -> None:
-    """Raise ValueError naming the first bad field of ``cfg``."""
+    """Raise TypeError or ValueError naming the first bad field of ``cfg``."""
     check_fields(cfg, {"steps": 1, "prompts_per_step": 1, "group_size": 2, "inner_updates": 1,
-                       "max_sampling_rounds": 1, "train_pool": 1, "eval_problems": 1},
-                 positive=("temperature", "lr", "max_grad_norm"),
-                 why={"group_size": " (a group needs two samples to compare)"})
-    if cfg.loss_agg not in LOSS_AGGS:
-        raise ValueError(f"unknown loss_agg {cfg.loss_agg!r}: use one of {LOSS_AGGS}")
-    if cfg.scale not in SCALES:
-        raise ValueError(f"unknown scale {cfg.scale!r}: use one of {SCALES}")
-    if cfg.kl_estimator not in ESTIMATORS:
-        raise ValueError(f"unknown kl_estimator {cfg.kl_estimator!r}: use one of {ESTIMATORS}")
-    if not 0 < cfg.clip_eps < 1:
-        raise ValueError(f"GRPOConfig.clip_eps must be in (0, 1), got {cfg.clip_eps!r}")
-    if cfg.clip_eps_high is not None and not cfg.clip_eps_high > 0:
-        raise ValueError(f"GRPOConfig.clip_eps_high must be > 0 or None, got {cfg.clip_eps_high!r}")
-    if cfg.beta < 0 or cfg.eps < 0:
-        raise ValueError(f"GRPOConfig.beta and eps must be >= 0, got beta={cfg.beta}, eps={cfg.eps}")
+                       "max_sampling_rounds": 1, "train_pool": 1, "eval_problems": 1,
+                       "eval_every": None, "seed": None, "level": 0},
+                 positive=("temperature", "lr", "max_grad_norm", "clip_eps_high"),
+                 nonnegative=("beta", "eps"), intervals={"clip_eps": (0, 1, "()")},
+                 choices={"loss_agg": LOSS_AGGS, "scale": SCALES, "kl_estimator": ESTIMATORS},
+                 flags=("dynamic_sampling",), optional=("clip_eps_high", "level"),
+                 why={"group_size": "a group needs two samples to compare",
+                      "beta": "0 disables the KL penalty"})
+    checks.at_least("GRPOConfig.train_pool", cfg.train_pool, "prompts_per_step", cfg.prompts_per_step,
+                    "each step draws that many different prompts from the pool")
 
 
 def _timed(reward_fn, clock: list):
@@ -223,8 +219,9 @@ def train_grpo(base, cfg: GRPOConfig | None = None, *, policy=None, reward_fn=No
     score_s and update_s (this step's seconds), and heldout_acc at step 0 and every
     eval_every steps.
     """
-    cfg = cfg or GRPOConfig()
+    cfg = checks.config("cfg", cfg, GRPOConfig)
     validate_config(cfg)
+    checks.function("reward_fn", reward_fn)
     reward_fn = reward_fn or base.task.verify
     policy, device, gen = start_policy(base, policy, cfg.seed)
     ref_model = base.reference().to(device)

@@ -45,12 +45,13 @@ import math
 
 import torch
 
+from refimpl import checks
+
 ESTIMATORS = ("k1", "k2", "k3")
 
 
 def _check_estimator(estimator: str) -> None:
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"unknown KL estimator {estimator!r}: use one of {ESTIMATORS}")
+    checks.one_of("estimator", estimator, ESTIMATORS)
 
 
 def _estimate_from_logratio(logratio: torch.Tensor, estimator: str) -> torch.Tensor:
@@ -79,19 +80,17 @@ def kl_estimate(
         from a frozen model under no_grad).
     """
     _check_estimator(estimator)
-    if logps.shape != ref_logps.shape:
-        raise ValueError(
-            f"logps {tuple(logps.shape)} and ref_logps {tuple(ref_logps.shape)} must have the "
-            "same shape: compute both on the same completion tokens"
-        )
-    if not (torch.isfinite(logps).all() and torch.isfinite(ref_logps).all()):
-        raise ValueError("logps and ref_logps must be finite (no NaN/inf); use 0 at masked positions")
+    checks.logprobs("logps", logps)
+    checks.logprobs("ref_logps", ref_logps)
+    checks.same_shape(logps=logps, ref_logps=ref_logps)
     logratio = ref_logps - logps  # (B, T)
     return _estimate_from_logratio(logratio, estimator)  # (B, T)
 
 
 def _as_probs(x: torch.Tensor, from_logits: bool, name: str) -> torch.Tensor:
-    x = torch.as_tensor(x, dtype=torch.float64)
+    if isinstance(x, (list, tuple)):
+        x = torch.tensor(x, dtype=torch.float64)
+    x = checks.tensor(name, x, floating=False).to(torch.float64)
     if x.dim() == 0 or x.shape[-1] < 2:
         raise ValueError(f"{name} must have a last dimension V >= 2 (a categorical distribution)")
     if from_logits:
@@ -177,8 +176,7 @@ def estimator_bias_variance(
         reports).
     """
     _check_estimator(estimator)
-    if not isinstance(n_samples, int) or n_samples < 2:
-        raise ValueError(f"n_samples must be an int >= 2, got {n_samples!r}")
+    checks.count("n_samples", n_samples, 2)
     p, q = _as_probs(p, False, "p"), _as_probs(q, False, "q")  # (V,), (V,)
     if p.dim() != 1 or p.shape != q.shape:
         raise ValueError("p and q must both be 1-D of the same length V")

@@ -29,14 +29,15 @@ The verifier-driven online methods sample units errors themselves and get reward
 """
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from . import checks
 from .logprobs import token_logprobs
+from .training import check_fields
 
 MODES = ("units", "carry", "answer")
 
@@ -45,11 +46,9 @@ MODES = ("units", "carry", "answer")
 
 
 def _check_logits(logits: torch.Tensor, name: str = "logits") -> int:
-    if not isinstance(logits, torch.Tensor) or logits.dim() != 1 or logits.numel() < 2:
-        raise ValueError(f"{name} must be a 1-D tensor of N >= 2 response logits, got "
-                         f"{getattr(logits, 'shape', type(logits).__name__)}")
-    if not torch.isfinite(logits).all():
-        raise ValueError(f"{name} contain NaN or inf")
+    checks.finite(name, checks.tensor(name, logits, dims=(1,)))
+    if logits.numel() < 2:
+        raise ValueError(f"{name} must hold N >= 2 response logits, got shape {tuple(logits.shape)}")
     return logits.numel()
 
 
@@ -65,9 +64,8 @@ def dpo_logit_gradient(logits: torch.Tensor, pairs, beta: float,
     N = _check_logits(logits)
     if _check_logits(ref_logits, "ref_logits") != N:
         raise ValueError(f"logits ({N},) and ref_logits {tuple(ref_logits.shape)} differ in shape")
-    if not (math.isfinite(beta) and beta > 0):
-        raise ValueError(f"beta must be a finite number > 0, got {beta}")
-    pairs = [(int(w), int(l)) for w, l in pairs]
+    checks.positive("beta", beta)
+    pairs = [(checks.count("pair index", w), checks.count("pair index", l)) for w, l in pairs]
     if not pairs:
         raise ValueError("pairs is empty: give at least one (chosen, rejected) pair")
     for w, l in pairs:
@@ -90,9 +88,8 @@ def policy_gradient_logits(logits: torch.Tensor, rewards: torch.Tensor) -> torch
     response with pi(y) > 0 and r(y) != E_pi[r] gets a non-zero component.
     """
     N = _check_logits(logits)
-    if not isinstance(rewards, torch.Tensor) or rewards.shape != (N,):
-        raise ValueError(f"rewards must be a tensor of shape ({N},), got "
-                         f"{getattr(rewards, 'shape', type(rewards).__name__)}")
+    checks.finite("rewards", checks.tensor("rewards", rewards, shape=(N,), floating=False,
+                                          like="logits"))
     pi = torch.softmax(logits, dim=0)                                     # (N,)
     r = rewards.to(pi.dtype)                                              # (N,)
     return -pi * (r - (pi * r).sum())                                     # (N,)
@@ -276,6 +273,14 @@ class OfflineOnlineConfig:
     eval_problems: int = 512         # held-out problems for the exact rates
     seed: int = 0
 
+    def validate(self) -> None:
+        """Raise TypeError or ValueError naming the first bad field."""
+        check_fields(self, {"n_prompts": 1, "group_size": 2, "dpo_steps": 1, "online_steps": 1,
+                            "eval_problems": 1, "seed": None}, positive=("dpo_lr", "dpo_beta"))
+        for name, allowed in (("covered", MODES), ("online", ("reinforce", "grpo"))):
+            for v in getattr(self, name):
+                checks.one_of(f"OfflineOnlineConfig.{name} entry", v, allowed)
+
 
 def run_offline_online(base, cfg: OfflineOnlineConfig | None = None, *, online_policies=None,
                        progress: bool = False) -> dict:
@@ -287,7 +292,8 @@ def run_offline_online(base, cfg: OfflineOnlineConfig | None = None, *, online_p
     from .grpo_trainer import GRPOConfig, train_grpo
     from .reinforce_trainer import ReinforceTrainConfig, train_reinforce
 
-    cfg = cfg or OfflineOnlineConfig()
+    cfg = checks.config("cfg", cfg, OfflineOnlineConfig)
+    cfg.validate()
     heldout = base.heldout(cfg.eval_problems, seed=cfg.seed + 1)
     rate = lambda m: step_error_rates(m, base.tokenizer, base.task, heldout)  # noqa: E731
     pairs, counts = covered_pairs(base, cfg.n_prompts, cfg.group_size, cfg.covered, cfg.seed)

@@ -44,6 +44,7 @@ import copy
 import torch
 import torch.nn as nn
 
+from refimpl import checks
 from refimpl.grpo import grpo_loss
 
 
@@ -119,27 +120,25 @@ def token_rewards(scores: torch.Tensor, mask: torch.Tensor, kl: torch.Tensor | N
     token per row; kl: (B, T) per-token KL estimates log pi_old - log pi_ref (the k1
     estimator of refimpl.kl), needed when kl_coef > 0. Returns (B, T), 0 where masked.
     """
-    if scores.dim() != 1:
-        raise ValueError(f"scores must be (B,), got shape {tuple(scores.shape)}")
+    checks.tensor("scores", scores, dims=(1,))
+    checks.tensor("mask", mask, dims=(2,), floating=False)
     if mask.dim() != 2 or mask.shape[0] != scores.shape[0]:
         raise ValueError(f"mask {tuple(mask.shape)} must be (B, T) with B = len(scores) = "
                          f"{scores.shape[0]}")
     _check_mask(mask, mask.shape)
     if not mask[:, 0].all():
         raise ValueError("every completion needs at least one token (mask[:, 0] must be True)")
-    if kl_coef < 0:
-        raise ValueError(f"kl_coef must be >= 0 (0 disables the KL penalty), got {kl_coef}")
+    checks.positive("kl_coef", kl_coef, "0 disables the KL penalty", allow_zero=True)
     if kl_coef > 0 and kl is None:
         raise ValueError("kl_coef > 0 needs the per-token kl: pass kl=logps_old - ref_logps")
-    if not torch.isfinite(scores).all():
-        raise ValueError("scores contain NaN or inf: fix the reward function")
+    checks.finite("scores", scores, hint="fix the reward function")
+    if kl is not None:
+        checks.finite("kl", checks.tensor("kl", kl, shape=mask.shape), mask)
     B, T = mask.shape
     last = mask.sum(1) - 1                                                 # (B,)
     rewards = torch.zeros(B, T, dtype=scores.dtype, device=scores.device)  # (B, T)
     rewards[torch.arange(B, device=mask.device), last] = scores            # (B, T)
     if kl is not None and kl_coef > 0:
-        if kl.shape != mask.shape:
-            raise ValueError(f"kl {tuple(kl.shape)} must have the mask's shape {tuple(mask.shape)}")
         rewards = rewards - kl_coef * torch.where(mask, kl.to(scores.dtype), 0.0)  # (B, T)
     return rewards
 
@@ -294,8 +293,11 @@ def ppo_loss(logps, old_logps, advantages, values, old_values, returns, mask,
     the critic's gradient (and Adam undoes most of that); it matters for a shared trunk.
     Returns (loss, metrics of both terms).
     """
-    if not vf_coef >= 0:
-        raise ValueError(f"vf_coef must be >= 0, got {vf_coef}")
+    checks.positive("vf_coef", vf_coef, allow_zero=True)
+    checks.logprobs("logps", logps, dims=(2,))
+    for name, t in (("old_logps", old_logps), ("advantages", advantages), ("values", values),
+                    ("old_values", old_values), ("returns", returns)):
+        checks.tensor(name, t, shape=logps.shape, like="logps")
     pg_loss, metrics = ppo_policy_loss(logps, old_logps, advantages, mask, clip_eps, ref_logps)
     vf_loss, vf_metrics = value_loss(values, old_values, returns, mask, clip_range_value)
     metrics.update(vf_metrics)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from . import checks
 from .grpo import group_advantages
 from .logprobs import token_logprobs
 from .ppo import (ValueModel, explained_variance, gae_advantages, pearson, ppo_policy_loss,
@@ -66,22 +67,18 @@ class PPOConfig:
 
 
 def validate_config(cfg: PPOConfig) -> None:
-    """Raise ValueError naming the first bad field of ``cfg``."""
+    """Raise TypeError or ValueError naming the first bad field of ``cfg``."""
     check_fields(cfg, {"steps": 1, "prompts_per_step": 1, "group_size": 1, "inner_updates": 1,
                        "critic_warmup_steps": 0, "train_pool": 1, "eval_problems": 1,
-                       "mc_every": 0, "mc_samples": 2},
-                 positive=("temperature", "lr", "critic_lr", "max_grad_norm"))
-    if not 0 < cfg.clip_eps < 1:
-        raise ValueError(f"PPOConfig.clip_eps must be in (0, 1), got {cfg.clip_eps!r}")
-    if cfg.clip_range_value is not None and not cfg.clip_range_value > 0:
-        raise ValueError(f"PPOConfig.clip_range_value must be > 0 or None, "
-                         f"got {cfg.clip_range_value!r}")
-    for name in ("gamma", "lam"):
-        if not 0 <= getattr(cfg, name) <= 1:
-            raise ValueError(f"PPOConfig.{name} must be in [0, 1], got {getattr(cfg, name)!r}")
-    if cfg.kl_coef < 0 or cfg.vf_coef < 0:
-        raise ValueError(f"PPOConfig.kl_coef and vf_coef must be >= 0, "
-                         f"got {cfg.kl_coef}, {cfg.vf_coef}")
+                       "mc_every": 0, "mc_samples": 2, "eval_every": None, "seed": None,
+                       "level": 0},
+                 positive=("temperature", "lr", "critic_lr", "max_grad_norm", "clip_range_value"),
+                 nonnegative=("kl_coef", "vf_coef"),
+                 intervals={"clip_eps": (0, 1, "()"), "gamma": (0, 1, "[]"), "lam": (0, 1, "[]")},
+                 flags=("whiten_advantages",), optional=("clip_range_value", "level"),
+                 why={"kl_coef": "0 disables the KL penalty"})
+    checks.at_least("PPOConfig.train_pool", cfg.train_pool, "prompts_per_step", cfg.prompts_per_step,
+                    "each step draws that many different prompts from the pool")
 
 
 @dataclass
@@ -239,8 +236,9 @@ def train_ppo(base, cfg: PPOConfig | None = None, *, policy=None, reward_fn=None
     measured from the optimisers). The critic always starts from base.model (plus a zero
     head), even when ``policy`` is given.
     """
-    cfg = cfg or PPOConfig()
+    cfg = checks.config("cfg", cfg, PPOConfig)
     validate_config(cfg)
+    checks.function("reward_fn", reward_fn)
     reward_fn = reward_fn or base.task.verify
     policy, device, gen = start_policy(base, policy, cfg.seed)
     mc_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)  # never perturbs training

@@ -28,7 +28,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .training import adamw
+from . import checks
+from .training import adamw, check_fields
 from .utils import seed_everything
 
 REDUCTIONS = ("mean", "min")
@@ -45,6 +46,13 @@ class PRMConfig:
     weight_decay: float = 1e-3
     heldout_frac: float = 0.25    # share of PROMPTS whose steps are kept for evaluation
     seed: int = 0
+
+    def validate(self) -> None:
+        """Raise TypeError or ValueError naming the first bad field."""
+        check_fields(self, {"hidden": 0, "window": 1, "steps": 0, "seed": None},
+                     positive=("lr",), nonnegative=("weight_decay",),
+                     intervals={"heldout_frac": (0, 1, "()")},
+                     why={"hidden": "0 gives a linear head"})
 
 
 def step_positions(text: str, n_steps: int) -> list[int | None]:
@@ -72,8 +80,8 @@ class ProcessRewardModel(nn.Module):
 
     def __init__(self, base_model, tokenizer, task, hidden: int = 64, window: int = 3):
         super().__init__()
-        if window < 1 or hidden < 0:
-            raise ValueError(f"need window >= 1 and hidden >= 0, got window={window}, hidden={hidden}")
+        checks.count("window", window, 1)
+        checks.count("hidden", hidden, 0, "0 gives a linear head")
         self.trunk = copy.deepcopy(base_model).eval().requires_grad_(False)
         self.tok, self.task, self.window = tokenizer, task, window
         C = self.trunk.config.n_embd * window
@@ -158,11 +166,13 @@ def train_prm(base, problems, texts, cfg: PRMConfig | None = None):
     false_negative_rate, accuracy per step index ("acc/step_k", the last is the answer),
     and the train accuracy, plus n_train / n_heldout step counts.
     """
-    cfg = cfg or PRMConfig()
+    cfg = checks.config("cfg", cfg, PRMConfig)
+    cfg.validate()
+    for name, seq in (("problems", problems), ("texts", texts)):
+        if not isinstance(seq, (list, tuple)):
+            raise TypeError(f"{name} must be a list, got {type(seq).__name__}")
     if len(problems) != len(texts) or not texts:
         raise ValueError(f"need one problem per text, got {len(problems)} problems, {len(texts)} texts")
-    if not 0 < cfg.heldout_frac < 1:
-        raise ValueError(f"heldout_frac must be in (0, 1), got {cfg.heldout_frac}")
     seed_everything(cfg.seed)
     prm = ProcessRewardModel(base.model, base.tokenizer, base.task, cfg.hidden, cfg.window)
     prompts = sorted({p.prompt for p in problems})

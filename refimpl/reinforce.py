@@ -42,6 +42,7 @@ from typing import Hashable, Sequence
 
 import torch
 
+from refimpl import checks
 from refimpl.kl import ESTIMATORS as KL_ESTIMATORS, kl_estimate
 
 BASELINE_KINDS = ("none", "rloo", "group_mean", "running")
@@ -60,17 +61,14 @@ class ReinforceConfig:
 
 
 def _check_rewards(rewards: torch.Tensor, group_size: int, min_group: int = 1) -> None:
-    if not isinstance(rewards, torch.Tensor) or rewards.dim() != 1:
-        raise ValueError("rewards must be a 1-D tensor of shape (B*G,); flatten the groups first")
-    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < min_group:
-        raise ValueError(f"group size must be an integer >= {min_group}, got {group_size!r}")
-    if rewards.numel() == 0 or rewards.numel() % group_size != 0:
+    checks.tensor("rewards", rewards, dims=(1,), floating=False)
+    checks.count("group_size", group_size, min_group)
+    if rewards.numel() % group_size != 0:
         raise ValueError(
             f"got {rewards.numel()} rewards, not a positive multiple of the group size "
             f"{group_size}; lay out G samples per prompt"
         )
-    if not torch.isfinite(rewards).all():
-        raise ValueError("rewards contain NaN or inf; check the verifier output")
+    checks.finite("rewards", rewards.double(), hint="check the verifier output")
 
 
 class RunningBaseline:
@@ -84,9 +82,10 @@ class RunningBaseline:
     """
 
     def __init__(self, momentum: float | None = None, init: float = 0.0):
-        if momentum is not None and not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be None (count average) or in [0, 1), got {momentum}")
-        self.momentum, self.init = momentum, float(init)
+        if momentum is not None:
+            checks.interval("momentum", momentum, 0.0, 1.0, "[)", "None keeps a count average")
+        self.momentum = momentum
+        self.init = checks.number("init", init)
         self.value: dict[Hashable, float] = {}
         self.count: dict[Hashable, int] = {}
 
@@ -96,6 +95,11 @@ class RunningBaseline:
 
     def update(self, keys: Sequence[Hashable], rewards: torch.Tensor) -> None:
         """Fold rewards (B*G,), G consecutive per key, into the averages."""
+        if not len(keys) or rewards.dim() != 1 or rewards.numel() % len(keys):
+            raise ValueError(f"update got {len(keys)} keys for rewards of shape "
+                             f"{tuple(rewards.shape)}: pass one key per prompt, and (B*G,) "
+                             "rewards with G consecutive samples per key")
+        checks.finite("rewards", rewards.double())
         grouped = rewards.detach().double().reshape(len(keys), -1)  # (B, G)
         for key, group in zip(keys, grouped):
             n, mean = group.numel(), group.mean().item()
@@ -143,6 +147,30 @@ def baseline(rewards: torch.Tensor, group_size: int, kind: str = "none",
     return b.repeat_interleave(G)  # (B*G,)
 
 
+def _check_loss_inputs(logps, rewards, baselines, ref_logps, kl_beta, group_size, mask,
+                       kl_estimator) -> torch.Tensor:
+    """Validate reinforce_loss's arguments; return the bool tensor of the entries that count."""
+    checks.tensor("logps", logps, dims=(1, 2))
+    if logps.dim() == 2 and mask is None:
+        raise ValueError("per-token logps (B*G, T) need a bool mask of the same shape")
+    if logps.dim() == 1 and mask is not None:
+        raise ValueError("mask is only for per-token logps (B*G, T); sequence logps take none")
+    keep = (checks.bool_mask("mask", mask, logps.shape, like="logps") if mask is not None
+            else torch.ones_like(logps, dtype=torch.bool))  # like logps
+    checks.logprobs("logps", logps, mask=keep)
+    for name, t in (("rewards", rewards), ("baselines", baselines)):
+        checks.finite(name, checks.tensor(name, t, shape=logps.shape[:1], floating=False,
+                                          like="logps' rows").double())
+    _check_rewards(rewards, group_size)
+    checks.positive("kl_beta", kl_beta, "0 disables the KL penalty", allow_zero=True)
+    checks.one_of("kl_estimator", kl_estimator, KL_ESTIMATORS)
+    if kl_beta > 0 and ref_logps is None:
+        raise ValueError("kl_beta > 0 needs ref_logps from the reference policy")
+    if ref_logps is not None:
+        checks.logprobs("ref_logps", ref_logps, shape=logps.shape, mask=keep, like="logps")
+    return keep
+
+
 def reinforce_loss(logps: torch.Tensor, rewards: torch.Tensor, baselines: torch.Tensor,
                    ref_logps: torch.Tensor | None = None, kl_beta: float = 0.0, *,
                    group_size: int, mask: torch.Tensor | None = None,
@@ -170,30 +198,8 @@ def reinforce_loss(logps: torch.Tensor, rewards: torch.Tensor, baselines: torch.
     when ref_logps is given, kl (mean per completion token as in TRL, or per sequence for
     sequence inputs) and kl/sequence (the mean sequence KL that the penalty uses).
     """
-    if logps.dim() not in (1, 2):
-        raise ValueError(f"logps must be (B*G,) or (B*G, T), got shape {tuple(logps.shape)}")
-    if logps.dim() == 2 and (mask is None or mask.shape != logps.shape or mask.dtype != torch.bool):
-        raise ValueError("per-token logps (B*G, T) need a bool mask of the same shape")
-    if logps.dim() == 1 and mask is not None:
-        raise ValueError("mask is only for per-token logps (B*G, T); sequence logps take none")
-    for name, t in (("rewards", rewards), ("baselines", baselines)):
-        if t.shape != logps.shape[:1]:
-            raise ValueError(f"{name} shape {tuple(t.shape)} does not match logps rows {logps.shape[0]}")
-    _check_rewards(rewards, group_size)
-    if not torch.isfinite(baselines).all():
-        raise ValueError("baselines contain NaN or inf")
-    keep = mask if mask is not None else torch.ones_like(logps, dtype=torch.bool)  # like logps
-    if not torch.isfinite(logps[keep]).all():
-        raise ValueError("logps contain NaN or inf on completion tokens")
-    if not kl_beta >= 0:  # also rejects NaN
-        raise ValueError(f"kl_beta must be >= 0, got {kl_beta}")
-    if kl_estimator not in KL_ESTIMATORS:
-        raise ValueError(f"unknown KL estimator {kl_estimator!r}; choose one of {KL_ESTIMATORS}")
-    if kl_beta > 0 and ref_logps is None:
-        raise ValueError("kl_beta > 0 needs ref_logps from the reference policy")
-    if ref_logps is not None and (ref_logps.shape != logps.shape or not torch.isfinite(ref_logps[keep]).all()):
-        raise ValueError("ref_logps must match logps in shape and be finite on completion tokens")
-
+    keep = _check_loss_inputs(logps, rewards, baselines, ref_logps, kl_beta, group_size, mask,
+                              kl_estimator)  # like logps: where the log-probs count
     if logps.dim() == 2:
         seq_logps = torch.where(mask, logps, 0.0).sum(dim=1)  # (B*G,)
     else:
@@ -291,8 +297,7 @@ def exact_bandit_gradient(logits: torch.Tensor, reward_table: torch.Tensor, grou
         raise ValueError("logits and reward_table must be finite")
     M, N = logits.shape
     G = group_size
-    if isinstance(G, bool) or not isinstance(G, int) or G < 1:
-        raise ValueError(f"group size must be an integer >= 1, got {G!r}")
+    checks.count("group_size", G, 1)
     if running_values is not None and running_values.shape != (M,):
         raise ValueError(f"running_values must be (M,) = ({M},), one baseline per prompt")
     theta = logits.detach().double().requires_grad_(True)  # (M, N)

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 import torch
 from tqdm.auto import tqdm
 
+from . import checks
 from .evaluation import accuracy
 from .kl import ESTIMATORS
 from .logprobs import token_logprobs
@@ -56,24 +57,23 @@ class ReinforceTrainConfig(ReinforceConfig):
 
 
 def validate_config(cfg: ReinforceTrainConfig) -> None:
-    """Raise ValueError naming the first bad field of ``cfg``."""
+    """Raise TypeError or ValueError naming the first bad field of ``cfg``."""
     check_fields(cfg, {"steps": 1, "prompts_per_step": 1, "group_size": 1, "train_pool": 1,
-                       "eval_problems": 1}, positive=("temperature", "lr", "max_grad_norm"))
-    if cfg.baseline not in BASELINE_KINDS:
-        raise ValueError(f"unknown baseline {cfg.baseline!r}: use one of {BASELINE_KINDS}")
+                       "eval_problems": 1, "eval_every": None, "seed": None, "level": 0,
+                       "digits": 1},
+                 positive=("temperature", "lr", "max_grad_norm"),
+                 nonnegative=("kl_beta",), intervals={"running_momentum": (0, 1, "[)"),
+                                                      "digits": (1, 6, "[]")},
+                 choices={"baseline": BASELINE_KINDS, "running_key": RUNNING_KEYS,
+                          "kl_estimator": ESTIMATORS},
+                 optional=("running_momentum", "level", "digits"),
+                 why={"kl_beta": "0 disables the KL penalty",
+                      "running_momentum": "None keeps a count average",
+                      "digits": "None trains on the base's task"})
+    checks.number("ReinforceTrainConfig.running_init", cfg.running_init)
     if cfg.baseline in ("rloo", "group_mean") and cfg.group_size < 2:
         raise ValueError(f"baseline {cfg.baseline!r} needs group_size >= 2 (the other samples "
                          f"of the prompt), got {cfg.group_size}")
-    if cfg.running_key not in RUNNING_KEYS:
-        raise ValueError(f"unknown running_key {cfg.running_key!r}: use one of {RUNNING_KEYS}")
-    if cfg.kl_estimator not in ESTIMATORS:
-        raise ValueError(f"unknown kl_estimator {cfg.kl_estimator!r}: use one of {ESTIMATORS}")
-    if not cfg.kl_beta >= 0:
-        raise ValueError(f"ReinforceTrainConfig.kl_beta must be >= 0, got {cfg.kl_beta!r}")
-    if cfg.running_momentum is not None and not 0 <= cfg.running_momentum < 1:
-        raise ValueError(f"running_momentum must be None or in [0, 1), got {cfg.running_momentum!r}")
-    if cfg.digits is not None and not (isinstance(cfg.digits, int) and 1 <= cfg.digits <= 6):
-        raise ValueError(f"digits must be None (the base's task) or an int in 1..6, got {cfg.digits!r}")
 
 
 def task_for(base, cfg: ReinforceTrainConfig):
@@ -107,10 +107,11 @@ def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, re
     advantage_mean, completion_length, kl (when kl_beta > 0), loss, grad_norm (before
     clipping) and, at step 0, every eval_every steps and at the end, heldout_acc.
     """
-    cfg = cfg or ReinforceTrainConfig()
+    cfg = checks.config("cfg", cfg, ReinforceConfig)
     if type(cfg) is ReinforceConfig:
         cfg = ReinforceTrainConfig(**asdict(cfg))
     validate_config(cfg)
+    checks.function("reward_fn", reward_fn)
     task, tok = task_for(base, cfg), base.tokenizer
     verify = task.verify
     reward_fn = reward_fn or verify

@@ -21,7 +21,6 @@ quality only.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 
 import torch
@@ -29,7 +28,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .preferences import PreferencePairs, build_pairs
-from .training import Clock, adamw
+from . import checks
+from .training import Clock, adamw, check_fields
 from .utils import seed_everything
 
 
@@ -41,11 +41,9 @@ def bradley_terry_loss(chosen_rewards: torch.Tensor, rejected_rewards: torch.Ten
     Returns losses (B,) and batch metrics ``rewards/chosen``, ``rewards/rejected``,
     ``rewards/margins``, ``rewards/accuracies`` (share with r_w > r_l).
     """
-    if chosen_rewards.shape != rejected_rewards.shape or chosen_rewards.dim() != 1:
-        raise ValueError(f"chosen_rewards {tuple(chosen_rewards.shape)} and rejected_rewards "
-                         f"{tuple(rejected_rewards.shape)} must both have shape (B,)")
-    if not (torch.isfinite(chosen_rewards).all() and torch.isfinite(rejected_rewards).all()):
-        raise ValueError("rewards contain NaN or inf")
+    for name, t in (("chosen_rewards", chosen_rewards), ("rejected_rewards", rejected_rewards)):
+        checks.finite(name, checks.tensor(name, t, dims=(1,)))
+    checks.same_shape(chosen_rewards=chosen_rewards, rejected_rewards=rejected_rewards)
     margins = chosen_rewards - rejected_rewards                          # (B,)
     losses = -F.logsigmoid(margins)                                      # (B,)
     with torch.no_grad():
@@ -144,16 +142,11 @@ class RMConfig:
     pairs_per_prompt: int = 2
 
     def validate(self) -> None:
-        for ok, msg in [(math.isfinite(self.lr) and self.lr > 0, "lr must be > 0"),
-                        (self.batch_size >= 1, "batch_size must be >= 1"),
-                        (self.steps >= 0, "steps must be >= 0"),
-                        (self.eval_every >= 1, "eval_every must be >= 1"),
-                        (self.n_prompts >= 1 and self.heldout_prompts >= 1,
-                         "n_prompts and heldout_prompts must be >= 1"),
-                        (self.group_size >= 2, "group_size must be >= 2"),
-                        (self.pairs_per_prompt >= 1, "pairs_per_prompt must be >= 1")]:
-            if not ok:
-                raise ValueError(f"RMConfig: {msg} (got {self})")
+        """Raise TypeError or ValueError naming the first bad field."""
+        check_fields(self, {"batch_size": 1, "steps": 0, "eval_every": 1, "seed": None,
+                            "n_prompts": 1, "heldout_prompts": 1, "group_size": 2,
+                            "pairs_per_prompt": 1}, positive=("lr",),
+                     why={"group_size": "a pair needs a correct and a wrong sample"})
 
 
 def train_reward_model(base, pairs: PreferencePairs | None = None, cfg: RMConfig | None = None,
@@ -171,8 +164,10 @@ def train_reward_model(base, pairs: PreferencePairs | None = None, cfg: RMConfig
     """
     from tqdm.auto import tqdm
 
-    cfg = cfg or RMConfig()
+    cfg = checks.config("cfg", cfg, RMConfig)
     cfg.validate()
+    checks.pairs("pairs", pairs)
+    checks.pairs("heldout_pairs", heldout_pairs)
     seed_everything(cfg.seed)
     tok, task = base.tokenizer, base.task
     if pairs is None:

@@ -32,6 +32,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+from . import checks
+
 REWARD_KINDS = ("outcome", "process", "prefix")
 
 
@@ -86,8 +88,7 @@ _REWARDS = {"outcome": outcome_reward, "process": process_reward, "prefix": pref
 def make_reward_fn(task, kind: str = "outcome") -> Callable[[object, str], float]:
     """A trainer's reward_fn(problem, text) -> float for ``task``: "outcome", "process"
     (exact step reward, eq. 1) or "prefix" (the flawed verifier)."""
-    if kind not in _REWARDS:
-        raise ValueError(f"unknown reward kind {kind!r}; choose one of {REWARD_KINDS}")
+    checks.one_of("kind", kind, REWARD_KINDS)
     fn = _REWARDS[kind]
 
     def reward_fn(problem, text) -> float:

@@ -7,6 +7,11 @@ Minimises the negative log-likelihood of demonstration completions given their p
 and stops at the first held-out checkpoint whose greedy accuracy reaches a target (a moderate
 pass rate), so that DPO, GRPO and REINFORCE have room to improve. The result is cached on
 disk keyed by its configuration: every notebook shares one base instead of retraining.
+
+The environment variable ``REFIMPL_BASE_SEED`` (default 0) sets the SFT seed of the base that
+``load_base`` returns when no seed is given, and is part of the cache key: run the notebooks
+under another base seed (and REFIMPL_NUM_THREADS=2) to see which of their numbers belong to
+one particular base and CPU rather than to the method.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from . import checks
 from .evaluation import accuracy
 from .logprobs import token_logprobs
 from .model import GPT, GPTConfig
@@ -113,32 +119,56 @@ def train_sft(preset: Preset, seed: int = 0, device=None, progress: bool = True,
     return model.eval(), tok, task, history
 
 
-def _cache_path(preset: Preset, seed: int):
+def base_seed() -> int:
+    """The SFT seed of the default base: ``$REFIMPL_BASE_SEED``, or 0 when it is not set."""
+    raw = os.environ.get("REFIMPL_BASE_SEED", "0")
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"REFIMPL_BASE_SEED must be an integer, got {raw!r}") from None
+
+
+def _cache_paths(preset: Preset, seed: int) -> tuple:
+    """(weights, history) files of the cached base: a state dict that ``torch.load`` reads with
+    ``weights_only=True`` and the SFT history as JSON beside it."""
     key = json.dumps({"preset": asdict(preset), "seed": seed, "v": SFT_VERSION,
                       "torch": torch.__version__.split("+")[0]}, sort_keys=True, default=str)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    return cache_dir() / f"base-{preset.name}-{digest}.pt"
+    stem = cache_dir() / f"base-{preset.name}-{digest}"
+    return stem.with_name(stem.name + ".weights.pt"), stem.with_name(stem.name + ".history.json")
 
 
-def load_base(preset: str | Preset = "cpu", seed: int = 0, device=None, progress: bool = True,
-              retrain: bool = False) -> Base:
+def _write_atomic(path, write) -> None:
+    """``write(tmp)`` to a temporary file, then rename it to ``path`` (atomic on POSIX)."""
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def load_base(preset: str | Preset = "cpu", seed: int | None = None, device=None,
+              progress: bool = True, retrain: bool = False) -> Base:
     """The SFT base policy for ``preset``: loaded from the on-disk cache, or trained and cached.
 
-    The cache file is keyed by the preset, the seed and the code version, and is written
-    atomically (write to a temporary file, then rename), so concurrent notebooks are safe.
+    seed: the SFT seed; None reads ``$REFIMPL_BASE_SEED`` (default 0, the curriculum's base).
+    Running the notebooks under another base seed (and, say, REFIMPL_NUM_THREADS=2) shows
+    which of their numbers depend on the particular base. The cache is keyed by the preset,
+    the seed, the code version and the torch version. It holds only tensors (loaded with
+    ``weights_only=True``, so a shared cache folder cannot run code on load) and a JSON
+    history; both are written atomically (temporary file, then rename), so concurrent
+    notebooks are safe.
     """
     preset = get_preset(preset)
+    seed = base_seed() if seed is None else checks.count("seed", seed, None)
     device = torch.device(device) if device is not None else get_device(preset.device)
-    path = _cache_path(preset, seed)
+    weights, history_path = _cache_paths(preset, seed)
     task = make_task(preset)
     tok = CharTokenizer(task.alphabet)
-    if path.exists() and not retrain:
-        state = torch.load(path, map_location=device, weights_only=False)
+    if weights.exists() and history_path.exists() and not retrain:
         model = build_model(preset, tok).to(device)
-        model.load_state_dict(state["model"])
-        return Base(model.eval(), tok, task, preset, state["history"], seed)
+        model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
+        history = json.loads(history_path.read_text())
+        return Base(model.eval(), tok, task, preset, history, seed)
     model, tok, task, history = train_sft(preset, seed=seed, device=device, progress=progress)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({"model": model.state_dict(), "history": history}, tmp)
-    os.replace(tmp, path)
+    _write_atomic(history_path, lambda tmp: tmp.write_text(json.dumps(history)))
+    _write_atomic(weights, lambda tmp: torch.save(model.state_dict(), tmp))
     return Base(model, tok, task, preset, history, seed)

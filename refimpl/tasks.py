@@ -2,7 +2,10 @@
 an outcome verifier (binary) and a step verifier (which steps of a shown working are right).
 
 Verifiers parse text with small regular expressions and integer arithmetic: they never call
-``eval``, never raise on malformed text (it scores 0), and never accept a wrong answer.
+``eval``, never raise on malformed text (it scores 0), and never accept a wrong answer. A
+number counts only when written canonically in ASCII digits: "0" or no leading zero ("09",
+full-width or Arabic-Indic digits are not numbers here). The working columns of "add" are
+the one exception: two digits, zero-padded by design ("06").
 
 ``add``       column addition with a short working. ``347+285=`` -> ``12,13,06|632``: the
               working lists each column's sum (digits + carry in, two digits), least
@@ -17,8 +20,9 @@ import random
 import re
 from dataclasses import dataclass, field
 
-_STEP_ADD = re.compile(r"\d\d")
-_STEP_CD = re.compile(r"(\d{1,3})([+\-*])(\d{1,3})=(\d{1,4})")
+_STEP_ADD = re.compile(r"[0-9][0-9]")              # one column sum, zero-padded
+_NUM = r"(0|[1-9][0-9]{0,%d})"                    # a canonical ASCII number
+_STEP_CD = re.compile(_NUM % 2 + r"([+\-*])" + _NUM % 2 + "=" + _NUM % 3)
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,10 @@ class AdditionTask(Task):
         return 3 * self.digits + (self.digits + 1) + 2   # working, answer, EOS + slack
 
     def verify_steps(self, problem, text):
+        """One bool per column (``digits`` of them): field k of the working (the text before
+        the first "|", split at ",") is exactly column k's sum as two ASCII digits. The
+        working must have exactly ``digits`` fields: surplus fields make the last step wrong
+        (so only a completely right working scores all True). Never raises."""
         a, b = problem.operands
         truth = self.column_sums(a, b, self.digits)
         try:
@@ -151,6 +159,8 @@ class AdditionTask(Task):
         for i, s in enumerate(truth):
             w = working[i] if i < len(working) else ""
             ok.append(bool(_STEP_ADD.fullmatch(w)) and int(w) == s)
+        if len(working) > len(truth):
+            ok[-1] = False
         return ok
 
     def _verify(self, problem, text):
@@ -225,12 +235,17 @@ class CountdownTask(Task):
         return ok, last
 
     def verify_steps(self, problem, text):
+        """One bool per written step (the text split at ","): the step is "a<op>b=c" with
+        canonical ASCII numbers (a, b up to 3 digits, c up to 4), op one of + - *, c the
+        true non-negative result, and a and b still in the pool (the prompt's numbers minus
+        those used, plus earlier right results). Never raises."""
         try:
             return self._check_steps(problem, text)[0]
         except Exception:
             return []
 
     def _verify(self, problem, text):
+        # every written step right (verify_steps) and the last result is the target
         ok, last = self._check_steps(problem, text)
         return bool(ok) and all(ok) and last == problem.answer
 

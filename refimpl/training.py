@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from . import checks
 from .evaluation import accuracy
 from .utils import seed_everything
 
@@ -65,21 +66,36 @@ def adamw(params, lr: float, weight_decay: float = 0.0) -> torch.optim.AdamW:
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
 
 
-def check_fields(cfg, ints: dict, positive=(), why: dict | None = None) -> None:
-    """Raise ValueError naming the first bad field of the config dataclass ``cfg``.
+def check_fields(cfg, ints: dict, positive=(), why: dict | None = None, *, nonnegative=(),
+                 intervals: dict | None = None, choices: dict | None = None,
+                 flags=(), optional=()) -> None:
+    """Raise TypeError or ValueError naming the first bad field of the config dataclass ``cfg``.
 
     ints: {field: lowest allowed value} for fields that must be ints (bools refused);
-    positive: fields that must be > 0; why: {field: reason appended to its message}.
+    positive / nonnegative: fields that must be finite numbers > 0 / >= 0;
+    intervals: {field: (low, high, closed)}, closed as in refimpl.checks.interval ("[)" ...);
+    choices: {field: allowed names}; flags: fields that must be bools; optional: fields for which None is also allowed;
+    why: {field: reason appended to its message}. NaN and inf fail every numeric check.
     """
-    name_of = type(cfg).__name__
     why = why or {}
-    for name, low in ints.items():
+    for name, v, test in _field_tests(cfg, ints, positive, nonnegative, intervals or {},
+                                      choices or {}, flags, optional):
+        test(f"{type(cfg).__name__}.{name}", v, why.get(name, "").strip(" ()"))
+
+
+def _field_tests(cfg, ints, positive, nonnegative, intervals, choices, flags, optional):
+    """(field, value, check) for every field check_fields is asked to look at."""
+    tests = [(n, lambda k, v, h, low=low: checks.count(k, v, low, h)) for n, low in ints.items()]
+    tests += [(n, checks.positive) for n in positive]
+    tests += [(n, lambda k, v, h: checks.positive(k, v, h, allow_zero=True)) for n in nonnegative]
+    tests += [(n, lambda k, v, h, a=a: checks.interval(k, v, *a, hint=h))
+              for n, a in intervals.items()]
+    tests += [(n, lambda k, v, h, o=o: checks.one_of(k, v, o)) for n, o in choices.items()]
+    tests += [(n, lambda k, v, h: checks.flag(k, v)) for n in flags]
+    for name, test in tests:
         v = getattr(cfg, name)
-        if not isinstance(v, int) or isinstance(v, bool) or v < low:
-            raise ValueError(f"{name_of}.{name} must be an int >= {low}{why.get(name, '')}, got {v!r}")
-    for name in positive:
-        if not getattr(cfg, name) > 0:
-            raise ValueError(f"{name_of}.{name} must be > 0, got {getattr(cfg, name)!r}")
+        if not (v is None and name in optional):
+            yield name, v, test
 
 
 def start_policy(base, policy, seed: int):

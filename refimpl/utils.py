@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import checks
+
 
 def get_device(prefer: str = "auto") -> torch.device:
     """Return ``cuda`` when available (``prefer="auto"``), else ``cpu``.
@@ -60,6 +62,17 @@ class Preset:
     sft_eval_problems: int = 256
     device: str = "auto"
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name in ("digits", "n_layer", "n_head", "n_embd", "block_size", "sft_batch_size",
+                     "sft_max_steps", "sft_eval_every", "sft_eval_problems"):
+            checks.count(f"Preset.{name}", getattr(self, name), 1)
+        checks.positive("Preset.sft_lr", self.sft_lr)
+        checks.positive("Preset.sft_target_acc", self.sft_target_acc,
+                        "above 1 trains for sft_max_steps")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"Preset.n_embd={self.n_embd} must be a multiple of "
+                             f"n_head={self.n_head}")
 
 
 PRESETS: dict[str, Preset] = {

@@ -47,7 +47,7 @@ def random_batch(B=6, T=7, seed=0, spread=0.5):
     g = torch.Generator().manual_seed(seed)
     logps = -torch.rand(B, T, generator=g, dtype=DT) * 3  # (B, T)
     old = logps + spread * torch.randn(B, T, generator=g, dtype=DT)  # (B, T)
-    ref = logps + spread * torch.randn(B, T, generator=g, dtype=DT)  # (B, T)
+    ref = -(logps + spread * torch.randn(B, T, generator=g, dtype=DT)).abs()  # (B, T) <= 0
     adv = torch.randn(B, generator=g, dtype=DT)  # (B,)
     lengths = torch.randint(1, T + 1, (B,), generator=g)  # (B,)
     mask = torch.arange(T)[None, :] < lengths[:, None]  # (B, T)
@@ -295,11 +295,11 @@ def _ok():
 @pytest.mark.parametrize("change, match", [
     (dict(old_logps=torch.zeros(4, 2)), "old_logps"),
     (dict(ref_logps=torch.zeros(3, 3)), "ref_logps"),
-    (dict(logps=torch.zeros(4)), r"\(B, T\)"),
+    (dict(logps=torch.zeros(4)), "logps must be 2-D"),
     (dict(advantages=torch.zeros(4, 1)), "advantages"),
     (dict(mask=torch.ones(4, 3)), "torch.bool"),
     (dict(mask=torch.ones(4, 2, dtype=torch.bool)), "mask"),
-    (dict(mask=torch.zeros(4, 3, dtype=torch.bool)), "no tokens"),
+    (dict(mask=torch.zeros(4, 3, dtype=torch.bool)), "mask selects no"),
     (dict(logps=torch.full((4, 3), float("nan"))), "NaN"),
     (dict(old_logps=torch.full((4, 3), float("-inf"))), "NaN or inf"),
     (dict(advantages=torch.tensor([0.0, float("nan"), 0.0, 0.0])), "advantages"),
@@ -314,7 +314,7 @@ def _ok():
 ])
 def test_loss_errors(change, match):
     kwargs = {**_ok(), **change}
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, TypeError), match=match):
         grpo_loss(**kwargs)
 
 
@@ -323,13 +323,13 @@ def test_loss_errors(change, match):
     ((torch.zeros(8), 2.0), {}, "group_size"),
     ((torch.zeros(7), 2), {}, "multiple"),
     ((torch.zeros(2, 4), 3), {}, "disagree"),
-    ((torch.zeros(0), 2), {}, "non-empty"),
+    ((torch.zeros(0), 2), {}, "rewards is empty"),
     ((torch.tensor([0.0, float("nan")]), 2), {}, "NaN"),
     ((torch.zeros(4), 2), {"scale": "std"}, "scale"),
     ((torch.zeros(4), 2), {"eps": -1e-4}, "eps"),
 ])
 def test_advantage_errors(args, kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, TypeError), match=match):
         group_advantages(*args, **kwargs)
 
 

@@ -26,7 +26,7 @@ FAR = (torch.tensor([0.9, 0.1], dtype=DT), torch.tensor([0.1, 0.9], dtype=DT))
 # ---------------------------------------------------------------- values ----------------------
 
 @settings(max_examples=200, deadline=None)
-@given(st.floats(-50, 50), st.floats(-50, 50))
+@given(st.floats(-50, 0), st.floats(-50, 0))
 def test_k3_and_k2_are_non_negative(logp, ref):
     logps, ref_logps = torch.tensor([[logp]], dtype=DT), torch.tensor([[ref]], dtype=DT)
     assert kl_estimate(logps, ref_logps, "k3").item() >= 0
@@ -187,7 +187,7 @@ def test_errors():
         kl_estimate(z, torch.zeros(2, 4))
     with pytest.raises(ValueError, match="finite"):
         kl_estimate(z, torch.full((2, 3), float("nan")))
-    with pytest.raises(ValueError, match="unknown KL estimator"):
+    with pytest.raises(ValueError, match="unknown estimator"):
         kl_estimate(z, z, "k5")
     with pytest.raises(ValueError, match="sum to 1"):
         exact_kl(torch.tensor([0.5, 0.6]), torch.tensor([0.5, 0.5]))
@@ -199,5 +199,5 @@ def test_errors():
         estimator_bias_variance(P5, P5, 1)
     with pytest.raises(ValueError, match="strictly positive"):
         estimator_bias_variance(torch.tensor([1.0, 0.0]), torch.tensor([0.5, 0.5]), 10)
-    with pytest.raises(ValueError, match="unknown KL estimator"):
+    with pytest.raises(ValueError, match="unknown estimator"):
         estimator_moments(P5, P5, "k0")

@@ -302,7 +302,7 @@ def test_same_seed_same_numbers(cpu_base, ppo_run):
     ("clip_range_value", -0.2, "clip_range_value"), ("steps", 2.5, "steps"),
     ("mc_samples", 1, "mc_samples")])
 def test_bad_config_raises(field, value, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, TypeError), match=match):
         validate_config(replace(PPOConfig(), **{field: value}))
 
 

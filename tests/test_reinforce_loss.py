@@ -342,8 +342,8 @@ def _loss_kwargs(**over):
 
 
 @pytest.mark.parametrize("call,match", [
-    (lambda: baseline(torch.ones(4), 1, "rloo"), "group size"),
-    (lambda: baseline(torch.ones(4), 1, "group_mean"), "group size"),
+    (lambda: baseline(torch.ones(4), 1, "rloo"), "group_size"),
+    (lambda: baseline(torch.ones(4), 1, "group_mean"), "group_size"),
     (lambda: baseline(torch.ones(5), 2, "rloo"), "multiple"),
     (lambda: baseline(torch.tensor([1.0, float("nan")]), 2, "rloo"), "NaN"),
     (lambda: baseline(torch.ones(4), 2, "mean"), "unknown baseline"),
@@ -351,10 +351,10 @@ def _loss_kwargs(**over):
     (lambda: baseline(torch.ones(4), 2, "running"), "running"),
     (lambda: baseline(torch.ones(4), 2, "running", running=RunningBaseline(), keys=["a"]), "key"),
     (lambda: RunningBaseline(momentum=1.0), "momentum"),
-    (lambda: reinforce_loss(**_loss_kwargs(rewards=torch.ones(3))), "rewards shape"),
-    (lambda: reinforce_loss(**_loss_kwargs(baselines=torch.zeros(5))), "baselines shape"),
+    (lambda: reinforce_loss(**_loss_kwargs(rewards=torch.ones(3))), "rewards must have shape"),
+    (lambda: reinforce_loss(**_loss_kwargs(baselines=torch.zeros(5))), "baselines must have shape"),
     (lambda: reinforce_loss(**_loss_kwargs(group_size=3)), "multiple"),
-    (lambda: reinforce_loss(**_loss_kwargs(group_size=0)), "group size"),
+    (lambda: reinforce_loss(**_loss_kwargs(group_size=0)), "group_size"),
     (lambda: reinforce_loss(**_loss_kwargs(logps=torch.tensor([0.0, float("nan"), 0.0, 0.0]))), "NaN"),
     (lambda: reinforce_loss(**_loss_kwargs(rewards=torch.tensor([1.0, float("inf"), 0.0, 0.0]))), "NaN or inf"),
     (lambda: reinforce_loss(**_loss_kwargs(baselines=torch.tensor([0.0, float("nan"), 0.0, 0.0]))), "NaN"),
@@ -365,11 +365,11 @@ def _loss_kwargs(**over):
     (lambda: reinforce_loss(**_loss_kwargs(kl_beta=float("nan"))), "kl_beta"),
     (lambda: reinforce_loss(**_loss_kwargs(kl_beta=0.1)), "ref_logps"),
     (lambda: reinforce_loss(**_loss_kwargs(ref_logps=torch.zeros(3))), "ref_logps"),
-    (lambda: reinforce_loss(**_loss_kwargs(kl_estimator="k4")), "unknown KL"),
+    (lambda: reinforce_loss(**_loss_kwargs(kl_estimator="k4")), "unknown kl_estimator"),
     (lambda: gradient_variance(torch.zeros(1, 3)), "at least 2"),
     (lambda: gradient_variance(torch.zeros(2, 3), torch.tensor([0.5, 0.6])), "summing to 1"),
     (lambda: exact_bandit_gradient(torch.zeros(2, 3), torch.zeros(2, 2), 2), r"\(M, N\)"),
-    (lambda: exact_bandit_gradient(torch.zeros(2, 3), torch.zeros(2, 3), 1, kinds=("rloo",)), "group size"),
+    (lambda: exact_bandit_gradient(torch.zeros(2, 3), torch.zeros(2, 3), 1, kinds=("rloo",)), "group_size"),
     (lambda: exact_bandit_gradient(torch.zeros(2, 3), torch.zeros(2, 3), 2, running_values=torch.zeros(3)), "running_values"),
 ])
 def test_bad_input_raises_value_error(call, match):

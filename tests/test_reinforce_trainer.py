@@ -28,9 +28,9 @@ def _strip(history):
 @pytest.mark.parametrize("change, match", [
     (dict(steps=0), "steps"),
     (dict(group_size=1), "baseline 'rloo' needs group_size >= 2"),
-    (dict(baseline="mean"), "unknown baseline"),
-    (dict(running_key="batch"), "unknown running_key"),
-    (dict(kl_estimator="k4"), "unknown kl_estimator"),
+    (dict(baseline="mean"), "unknown .*baseline"),
+    (dict(running_key="batch"), "unknown .*running_key"),
+    (dict(kl_estimator="k4"), "unknown .*kl_estimator"),
     (dict(lr=0.0), "lr"),
     (dict(temperature=-1.0), "temperature"),
     (dict(kl_beta=-0.1), "kl_beta"),
@@ -40,7 +40,7 @@ def _strip(history):
     (dict(prompts_per_step=2.5), "prompts_per_step"),
 ])
 def test_bad_config_raises(change, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, TypeError), match=match):
         validate_config(ReinforceTrainConfig(**change))
 
 
@@ -50,7 +50,7 @@ def test_group_size_one_is_fine_without_a_group_baseline():
 
 
 def test_train_raises_on_bad_config_and_small_pool(cpu_base):
-    with pytest.raises(ValueError, match="unknown baseline"):
+    with pytest.raises(ValueError, match="unknown .*baseline"):
         train_reinforce(cpu_base, ReinforceTrainConfig(baseline="avg"), progress=False)
     with pytest.raises(ValueError, match="fewer than prompts_per_step"):
         train_reinforce(cpu_base, ReinforceTrainConfig(eval_every=0), progress=False,
@@ -125,7 +125,7 @@ def test_kl_penalty_is_logged(cpu_base):
 
 
 def test_plain_reinforce_config_is_accepted_and_validated(cpu_base):
-    with pytest.raises(ValueError, match="unknown baseline"):  # converted, then validated
+    with pytest.raises(ValueError, match="unknown .*baseline"):  # converted, then validated
         train_reinforce(cpu_base, ReinforceConfig(baseline="avg"), progress=False)
 
 

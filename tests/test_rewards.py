@@ -133,5 +133,5 @@ def test_rewards_are_floats_in_unit_interval_on_any_text(text):
 
 
 def test_make_reward_fn_rejects_unknown_kind():
-    with pytest.raises(ValueError, match="unknown reward kind"):
+    with pytest.raises(ValueError, match="unknown kind"):
         make_reward_fn(ADD, "partial")

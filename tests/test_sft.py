@@ -1,9 +1,13 @@
 """SFT: the base reaches its moderate band, and the same seed gives the same numbers."""
+import json
+import os
+import pickle
+
 import pytest
 import torch
 
 from refimpl.evaluation import accuracy, pass_at_k
-from refimpl.sft import load_base, train_sft
+from refimpl.sft import _cache_paths, base_seed, load_base, train_sft
 from refimpl.utils import get_preset, seed_everything
 
 
@@ -35,6 +39,45 @@ def test_cache_round_trip(tmp_path, monkeypatch):
     for (k, v), (_, w) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
         assert torch.equal(v, w), k
     assert a.history == b.history
+
+
+class _RunsCode:
+    """A pickle that runs code on load (what a shared cache folder must never allow)."""
+
+    def __reduce__(self):
+        return (exec, ("import os; os.environ['REFIMPL_PWNED'] = '1'",))
+
+
+def test_cache_never_unpickles_code(tmp_path, monkeypatch):
+    monkeypatch.setenv("REFIMPL_CACHE", str(tmp_path))
+    monkeypatch.delenv("REFIMPL_PWNED", raising=False)
+    weights, history = _cache_paths(get_preset("tiny"), 0)
+    # 1. only an old-format file (a full pickle) is there: it is ignored and the base retrained
+    old = weights.with_name(weights.name.replace(".weights.pt", ".pt"))
+    torch.save({"model": _RunsCode(), "history": []}, old)
+    base = load_base("tiny", progress=False)
+    assert "REFIMPL_PWNED" not in os.environ and weights.exists() and history.exists()
+    assert base.history == json.loads(history.read_text()) and len(base.history) > 0
+    # 2. a weights file that holds code is refused by torch.load(weights_only=True)
+    torch.save(_RunsCode(), weights)
+    with pytest.raises(pickle.UnpicklingError):
+        load_base("tiny", progress=False)
+    assert "REFIMPL_PWNED" not in os.environ
+
+
+def test_base_seed_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("REFIMPL_CACHE", str(tmp_path))
+    monkeypatch.delenv("REFIMPL_BASE_SEED", raising=False)
+    b0 = load_base("tiny", progress=False)
+    assert base_seed() == 0 and b0.seed == 0
+    monkeypatch.setenv("REFIMPL_BASE_SEED", "3")
+    b3 = load_base("tiny", progress=False)
+    assert b3.seed == 3 and len(list(tmp_path.glob("*.weights.pt"))) == 2   # its own cache key
+    assert [r["loss"] for r in b3.history] != [r["loss"] for r in b0.history]
+    assert load_base("tiny", seed=0, progress=False).history == b0.history  # an explicit seed wins
+    monkeypatch.setenv("REFIMPL_BASE_SEED", "three")
+    with pytest.raises(ValueError, match="REFIMPL_BASE_SEED"):
+        load_base("tiny", progress=False)
 
 
 def test_policy_and_reference_are_independent_copies(cpu_base):
