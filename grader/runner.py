@@ -253,7 +253,7 @@ def _start(sandbox: Sandbox, result: TopicResult, timeout: float) -> str | None:
         detail = _last_line(sandbox.output())
         result.notes.append(f"while importing the student module: {message}" + (f"; last output: {detail}" if detail else ""))
         sandbox.stop()
-        return f"importing {sandbox.display} failed: {message}"
+        return f"{message} while importing the student module"
     except Exception as exc:  # noqa: BLE001 - the student's module raised while being imported
         sandbox.stop()
         return f"importing {sandbox.display} failed: {describe_failure(exc, timeout)}"

@@ -116,7 +116,7 @@ def test_wrong_answer_and_crashes_fail_only_themselves(tmp_path):
     # after os._exit the rest of that exercise is not run; grading goes on with the next one
     assert r[("toy", "neg")]["checks"][1]["message"].startswith("not run")
     toy = next(t for t in report["topics"] if t["topic"] == "toy")
-    assert toy["workers"] == 4  # the first worker, then one restart after each of neg, square, half
+    assert toy["workers"] == 5  # the first child, then one restart after each of mul, neg, square, half
     assert any("about to exit" in n for n in toy["notes"])  # the student's last output is kept
     assert report["total"]["exercises"] == 9
 
