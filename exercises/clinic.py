@@ -3,7 +3,7 @@
 # This is YOUR file: each function has one silent bug; find it, fix it, then run
 # `python -m grader --only clinic` from the repository root. (The generator will not
 # overwrite a file you edited unless it is run with --force.)
-# generated-digest: 8b7bd60d70fd7438
+# generated-digest: 3258e751912c1608
 # ----------------------------------------------------------------------------------------------
 """Bug clinic: six short functions from RL-for-LLM trainers, each with one silent bug.
 
@@ -139,5 +139,5 @@ def length_unbiased_loss(per_token_loss: torch.Tensor, mask: torch.Tensor, max_t
     Returns:
         A scalar: sum_{i,t} mask * per_token_loss / (B * max_tokens).
     """
-    masked = torch.where(mask, per_token_loss, torch.zeros_like(per_token_loss))  # (B, T)
+    masked = per_token_loss.masked_fill(~mask, 0.0)  # (B, T)
     return (masked.sum(dim=1) / mask.sum(dim=1).clamp(min=1)).mean()

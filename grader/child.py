@@ -30,11 +30,11 @@ def set_limits(limits: dict) -> None:
         resource.setrlimit(getattr(resource, name), (value, value))
 
 
-def drop_privileges(uid: int) -> None:
+def drop_privileges(uid: int, read_cap: bool) -> None:
     """Become ``uid`` (root only): no write access to root's files, no signals to the grader.
 
-    CAP_DAC_READ_SEARCH stays, so that Python and torch installed in a root-only home remain
-    readable; no_new_privs keeps setuid programs from giving anything back.
+    With ``read_cap``, CAP_DAC_READ_SEARCH stays, so that a Python installed in a root-only
+    home remains readable; no_new_privs keeps setuid programs from giving anything back.
     """
     import ctypes
 
@@ -44,7 +44,8 @@ def drop_privileges(uid: int) -> None:
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)
     header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
-    data = (ctypes.c_uint32 * 6)(1 << 2, 1 << 2, 0, 0, 0, 0)  # effective, permitted, inheritable (x2)
+    cap = (1 << 2) if read_cap else 0  # CAP_DAC_READ_SEARCH
+    data = (ctypes.c_uint32 * 6)(cap, cap, 0, 0, 0, 0)  # effective, permitted, inheritable (x2)
     if libc.capset(header, data) != 0:
         raise OSError(ctypes.get_errno(), "capset failed")
     if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
@@ -141,7 +142,7 @@ def main() -> None:
     for name in config["preload"]:
         importlib.import_module(name)
     if config["uid"] is not None:
-        drop_privileges(config["uid"])
+        drop_privileges(config["uid"], config["read_cap"])
     os.chdir(os.environ["HOME"])
     set_limits(config["limits"])
     codec.send(replies, {"loaded": True})

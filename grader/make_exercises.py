@@ -290,6 +290,41 @@ reading them.
 """
 
 
+GENERIC = ("if ", "elif ", "else", "for ", "while ", "try", "except", "raise ", "return None", "pass")
+
+
+def solution_lines(source: str) -> list[str]:
+    """The telling code lines of a solutions file's regions (no comments, no control-flow
+    boilerplate such as ``try:`` or an input check), to search a release for leaked answers."""
+    lines, inside = [], False
+    for line in source.splitlines():
+        text = line.strip()
+        if text in (BEGIN, END):
+            inside = text == BEGIN
+        elif inside and len(text) >= 12 and not text.startswith("#") and not text.startswith(GENERIC):
+            lines.append(text)
+    return lines
+
+
+def student_readme() -> str:
+    """README.md of a student release (``python -m grader release``)."""
+    return """# Post-training exercises: DPO, GRPO and RL with verifiers
+
+Open the notebooks in `notebooks/` in order; each ends with exercises that you write in
+`exercises/<topic>.py` (see `exercises/README.md`) and grade with
+
+```bash
+pip install -r requirements.txt
+python -m grader                     # every exercise
+python -m grader --only dpo_loss     # one exercise, or one topic (a file name)
+```
+
+`refimpl/` is the small library the notebooks use. In this release the functions you are
+asked to write call YOUR code in `exercises/`: until you have written an exercise, a notebook
+cell that needs it stops with a message naming the file and the grader command.
+"""
+
+
 # ----------------------------------------------------------------------------- the folder
 
 

@@ -19,7 +19,8 @@ import grader.codec as codec
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = REPO_ROOT / "solutions"
 GOLDEN = Path(__file__).resolve().parent / "expected.json"
-RECORDED: dict[str, object] = {}  # key -> encoded value, filled while the solutions are graded
+RECORDED: dict[str, tuple] = {}  # key -> (encoded value, asked only by hidden checks)
+HIDDEN = [False]  # set by the runner while a hidden check runs
 _modules: dict[str, object] = {}
 _golden: dict | None = None
 
@@ -55,7 +56,7 @@ def expected(name: str, *args, **kwargs):
     topic, function = name.split(".")
     if (SOLUTIONS / f"{topic}.py").is_file():
         value = _copy(getattr(_solution(topic), function)(*_copy(args), **_copy(kwargs)))
-        RECORDED[key] = codec.encode(value)
+        RECORDED[key] = (codec.encode(value), HIDDEN[0] and RECORDED.get(key, (None, True))[1])
         return value
     global _golden
     if _golden is None:

@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from grader import reference
 from grader.report import (CheckResult, ExerciseResult, TopicResult, format_table, gradescope_results, shorten,
                            totals)
 from grader.sandbox import Sandbox, StudentError, StudentModule, StudentProcessDied, harden_parent
@@ -168,6 +169,8 @@ def describe_failure(exc: BaseException, timeout: float) -> str:
     if isinstance(exc, AssertionError) and not where:
         text = str(exc).strip()
         return text or "check failed: " + "".join(traceback.format_exception_only(exc)).strip()
+    if isinstance(exc, MemoryError):
+        return f"ran out of memory (MemoryError; the student process may use --memory-mb){where}"
     if isinstance(exc, StudentError):
         return f"{exc}{where}"
     text = str(exc).strip().splitlines()
@@ -177,6 +180,7 @@ def describe_failure(exc: BaseException, timeout: float) -> str:
 def run_check(fn, sandbox: Sandbox, timeout: float) -> tuple[bool, str, bool]:
     """(passed, message, the child died or hung) for one check; never raises."""
     sandbox.deadline = time.monotonic() + timeout
+    reference.HIDDEN[0] = getattr(fn, "__module__", "").startswith("grader.checks_hidden")
     try:
         sandbox.request({"op": "reset"})
         fn(StudentModule(sandbox))

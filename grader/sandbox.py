@@ -7,8 +7,9 @@ temporary folder, and starts ``python -I -S child.py`` there:
 - as its own session and process group, with RLIMIT_AS (memory), RLIMIT_CPU, RLIMIT_NPROC,
   RLIMIT_FSIZE and no core files;
 - when the grader runs as root, under a fresh unprivileged uid that owns nothing (the child
-  drops to it before importing the student's module, keeping only CAP_DAC_READ_SEARCH so that
-  an interpreter installed under /root stays readable, and sets no_new_privs): the course tree
+  drops to it before importing the student's module and sets no_new_privs; only when the
+  interpreter lives in a folder other users cannot read, e.g. under /root, it keeps
+  CAP_DAC_READ_SEARCH, which also lets it read files that mode 700 would otherwise hide): the course tree
   is not writable from the child, the grader cannot be signalled or read through /proc, and at
   the end every process of that uid is killed, however it detached itself;
 - without root, the grader is made non-dumpable (no /proc/<pid>/fd or ptrace from the child)
@@ -70,6 +71,11 @@ def harden_parent() -> None:
         libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER = 1
     except (OSError, AttributeError):
         pass
+
+
+def _readable_by_others(path: Path) -> bool:
+    """Can any user run this interpreter (every folder above it searchable by others)?"""
+    return bool(path.stat().st_mode & 0o005 == 0o005) and all(p.stat().st_mode & 0o001 for p in path.parents)
 
 
 def _proc_field(pid: str, key: str) -> str | None:
@@ -179,7 +185,8 @@ class Sandbox:
                "MKL_NUM_THREADS": "1", "REFIMPL_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
                "PYTHONFAULTHANDLER": "1", "PYTHONDONTWRITEBYTECODE": "1", "REFIMPL_CACHE": str(home)}
         config = {"site": site.getsitepackages(), "limits": self.limits, "fds": [requests_r, replies_w],
-                  "preload": ["torch"] if "torch" in sys.modules else [], "uid": self.uid}  # before the import's time limit
+                  "preload": ["torch"] if "torch" in sys.modules else [], "uid": self.uid,
+                  "read_cap": not _readable_by_others(Path(sys.executable).resolve())}  # before the import's time limit
         cmd = [sys.executable, "-I", "-S", str(work / "child.py"), str(work / f"{self.topic}.py"), self.display,
                json.dumps(config)]
         self.log = open(self.root / "output.txt", "ab")

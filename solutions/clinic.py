@@ -148,7 +148,7 @@ def length_unbiased_loss(per_token_loss: torch.Tensor, mask: torch.Tensor, max_t
     Returns:
         A scalar: sum_{i,t} mask * per_token_loss / (B * max_tokens).
     """
-    masked = torch.where(mask, per_token_loss, torch.zeros_like(per_token_loss))  # (B, T)
+    masked = per_token_loss.masked_fill(~mask, 0.0)  # (B, T)
     # BEGIN SOLUTION
     # BUGGY: return (masked.sum(dim=1) / mask.sum(dim=1).clamp(min=1)).mean()
     return masked.sum() / (per_token_loss.shape[0] * max_tokens)
