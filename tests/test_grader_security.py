@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import textwrap
 import types
 from pathlib import Path
 
@@ -224,25 +225,29 @@ def test_release_holds_no_solution_text(built):
 
 def test_release_grades_with_stored_values_and_runs_refimpl_on_student_code(built, tmp_path):
     release, _, _ = built
-    code, report, err = grade("exercises", "--only", "dpo", "clinic", "--expect", "zero", cwd=release)
-    assert code == 0, err
     student = tmp_path / "student"
     student.mkdir()
-    for topic in ("dpo", "clinic", "rewards"):
-        (student / f"{topic}.py").write_text((REPO / "solutions" / f"{topic}.py").read_text())
-    code, report, err = grade(str(student), "--only", "dpo", "clinic", "rewards", "--expect", "full", cwd=release)
+    (student / "dpo.py").write_text((REPO / "solutions" / "dpo.py").read_text())
+    (student / "clinic.py").write_text((release / "exercises" / "clinic.py").read_text())  # the shipped bugs
+    code, report, err = grade(str(student), "--only", "dpo", "clinic", cwd=release)
     assert code == 0, err
-    probe = ("import torch\nfrom refimpl.dpo import dpo_gradient_weight\n"
-             "try:\n    dpo_gradient_weight(torch.zeros(2), torch.zeros(2))\n"
-             "except NotImplementedError as e:\n    print('STUB', e)\n")
-    out = subprocess.run([sys.executable, "-c", probe], cwd=release, capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(release)}, timeout=300)
+    for e in report["exercises"]:  # no solutions/ here: the expected values come from expected.json
+        assert e["points"] == (1.0 if e["topic"] == "dpo" else 0.0), e
+    probe = textwrap.dedent("""\
+        import shutil, sys, torch
+        from refimpl.dpo import dpo_gradient_weight
+        try:
+            dpo_gradient_weight(torch.zeros(2), torch.zeros(2))
+        except NotImplementedError as e:
+            print("STUB", e)
+        shutil.copy(sys.argv[1], "exercises/dpo.py")
+        del sys.modules["_student_exercise_dpo"]
+        print("WRITTEN", dpo_gradient_weight(torch.zeros(2), torch.ones(2)).tolist())
+        """)
+    out = subprocess.run([sys.executable, "-c", probe, str(REPO / "solutions" / "dpo.py")], cwd=release,
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(release)}, timeout=300)
     assert "STUB" in out.stdout and "exercises/dpo.py" in out.stdout and "python -m grader --only" in out.stdout
-    (release / "exercises" / "dpo.py").write_text((REPO / "solutions" / "dpo.py").read_text())
-    probe = "import torch\nfrom refimpl.dpo import dpo_gradient_weight\nprint(dpo_gradient_weight(torch.zeros(2), torch.ones(2)))\n"
-    out = subprocess.run([sys.executable, "-c", probe], cwd=release, capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(release)}, timeout=300)
-    assert "0.7311" in out.stdout, out.stderr  # sigmoid(1): the student's code answered
+    assert "WRITTEN [0.731" in out.stdout, out.stderr  # sigmoid(1): refimpl ran the student's code
 
 
 def test_bundle_writes_gradescope_results(built, tmp_path):
