@@ -46,6 +46,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKS_DIR = Path(__file__).resolve().parent / "checks"
 HIDDEN_CHECKS_DIR = Path(__file__).resolve().parent / "checks_hidden"
 MAX_MESSAGE = 2000  # characters kept of one failure message
+CHECK_BUDGET = 5  # a check may take this many --timeout in all
 
 
 # ----------------------------------------------------------------------------- discovery
@@ -178,8 +179,12 @@ def describe_failure(exc: BaseException, timeout: float) -> str:
 
 
 def run_check(fn, sandbox: Sandbox, timeout: float) -> tuple[bool, str, bool]:
-    """(passed, message, the child died or hung) for one check; never raises."""
-    sandbox.deadline = time.monotonic() + timeout
+    """(passed, message, the child died or hung) for one check; never raises.
+
+    The child has ``timeout`` seconds to answer each call, and the check as a whole
+    CHECK_BUDGET times that (the parent's own computations included)."""
+    sandbox.call_limit = timeout
+    sandbox.deadline = time.monotonic() + CHECK_BUDGET * timeout
     reference.HIDDEN[0] = getattr(fn, "__module__", "").startswith("grader.checks_hidden")
     try:
         sandbox.request({"op": "reset"})
@@ -210,6 +215,7 @@ def grade_topic(topic: Topic, student: Path, timeout: float, select: list[str] |
         return result
     if select is not None:
         exercises = {k: v for k, v in exercises.items() if k in set(select)}
+    _warm_up_autograd()
     sandbox = Sandbox(topic.name, student, _display(student), memory_mb, int(topic_timeout) + 10)
     fatal = None  # a message for every check left when the student's module cannot be imported
     try:
@@ -243,6 +249,14 @@ def grade_topic(topic: Topic, student: Path, timeout: float, select: list[str] |
         sandbox.close()
     result.seconds = round(time.monotonic() - start, 3)
     return result
+
+
+def _warm_up_autograd() -> None:
+    """One tiny backward pass, so that autograd's start-up is not charged to the first check."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        x = torch.ones(2, requires_grad=True)
+        torch.autograd.grad([(x * x).sum()], [x], [torch.ones(())])  # explicit grad_outputs: ~2 s the first time
 
 
 def _start(sandbox: Sandbox, result: TopicResult, timeout: float) -> str | None:

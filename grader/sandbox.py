@@ -149,7 +149,9 @@ class Sandbox:
         self.limits = {"RLIMIT_AS": memory_mb * 2**20, "RLIMIT_CPU": cpu_s, "RLIMIT_NPROC": 256,
                        "RLIMIT_FSIZE": 64 * 2**20, "RLIMIT_CORE": 0}
         self.proc: subprocess.Popen | None = None
-        self.deadline = float("inf")
+        self.deadline = float("inf")  # the whole check (set by the runner)
+        self.call_limit = float("inf")  # seconds for the child to answer one request
+        self.reply_by = float("inf")
         self.listing: dict[str, str] = {}
         self.starts = 0
         self._build_copy()
@@ -197,7 +199,7 @@ class Sandbox:
         os.close(requests_r)
         os.close(replies_w)
         self.requests, self.replies = os.fdopen(requests_w, "wb"), replies_r
-        self.deadline = time.monotonic() + STARTUP_LIMIT
+        self.deadline, self.reply_by = time.monotonic() + STARTUP_LIMIT, float("inf")
         self._receive()  # {"loaded": true}: python and torch are up
         self.deadline = time.monotonic() + import_timeout
         first = self._receive()
@@ -240,7 +242,7 @@ class Sandbox:
     # ------------------------------------------------------------------ messages
 
     def _read(self, n: int) -> bytes:
-        remaining = self.deadline - time.monotonic()
+        remaining = min(self.deadline, self.reply_by) - time.monotonic()
         if remaining <= 0 or not select.select([self.replies], [], [], remaining)[0]:
             raise StudentProcessDied("timed out")
         return os.read(self.replies, min(n, 2**20))
@@ -257,6 +259,7 @@ class Sandbox:
     def request(self, message: dict) -> dict:
         if self.proc is None:
             raise StudentProcessDied("the student process is not running")
+        self.reply_by = time.monotonic() + self.call_limit
         try:
             codec.send(self.requests, message)
         except (BrokenPipeError, OSError):

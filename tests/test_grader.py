@@ -57,8 +57,10 @@ def test_generated_exercises_score_zero():
     assert report["exercises"]
     for e in report["exercises"]:
         assert e["passed"] == 0 and e["points"] == 0.0 and not e["complete"], (e["topic"], e["name"])
-        # the stub raises NotImplementedError, and the grader says so
-        assert any(c["message"].startswith("not implemented yet") for c in e["checks"]), e
+        # the stub raises NotImplementedError, and the grader says so (the bug clinic's
+        # stubs run: they return wrong numbers instead)
+        if e["topic"] != "clinic":
+            assert any(c["message"].startswith("not implemented yet") for c in e["checks"]), e
     logprobs = rows(report)[("logprobs", "sequence_logprobs_from_logits")]
     assert all(c["message"] == "not implemented yet: sequence_logprobs_from_logits" for c in logprobs["checks"])
     assert report["total"]["passed"] == 0
@@ -88,12 +90,12 @@ def test_wrong_answer_and_crashes_fail_only_themselves(tmp_path):
     # toy: the correct exercises keep full marks whatever their neighbours do
     assert r[("toy", "add")]["complete"] and r[("toy", "absolute")]["complete"]
     expected = {
-        "mul": "timed out after 2 s",                      # while True, stopped by the per-check alarm
+        "mul": "timed out after 2 s",                      # while True: the parent's wall-time limit
         "div": "ZeroDivisionError: division by zero",      # an ordinary exception, with its location
         "sub": "called sys.exit(3)",                       # SystemExit is caught like any exception
-        "neg": "exited with code 7",                       # os._exit kills the worker: restarted
-        "square": "no progress for 4 s",                   # swallows the alarm: the parent's watchdog
-        "half": "SIGSEGV",                                 # segfault kills the worker: restarted
+        "neg": "exited with code 7",                       # os._exit kills the child: restarted
+        "square": "timed out after 2 s",                   # no signal to swallow: the parent waits
+        "half": "SIGSEGV",                                 # segfault kills the child: restarted
     }
     for name, fragment in expected.items():
         e = r[("toy", name)]
@@ -321,7 +323,8 @@ def test_repository_exercises_keep_signatures_and_docstrings():
         ex = (REPO / "exercises" / sol.name).read_text()
         assert "# BEGIN SOLUTION" not in ex and "# END SOLUTION" not in ex, sol.name
         for name in mk.regions_by_function(sol.read_text()):
-            assert f'NotImplementedError("Exercise: implement {name} (see the docstring)")' in ex
+            if mk.BUGGY not in sol.read_text():  # a bug clinic starts from its buggy lines instead
+                assert f'NotImplementedError("Exercise: implement {name} (see the docstring)")' in ex
             assert f"def {name.split('.')[-1]}(" in ex
     # the written derivations (solutions/*.md) are answers: only the README is markdown here
     assert {p.name for p in (REPO / "exercises").glob("*.md")} == {"README.md"}
