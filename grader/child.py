@@ -13,6 +13,7 @@ Requests and replies, one JSON message each:
     -> {"op": "reset"}  (same random state before every check)      <- {"ok": true}
     <- {"error": {"type": ..., "message": ..., "where": ...}}        any failure of student code
 """
+import faulthandler
 import importlib.util
 import json
 import os
@@ -136,6 +137,9 @@ def listing(module) -> dict:
 
 def main() -> None:
     student_file, display, config = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    sys.stdout.reconfigure(line_buffering=True)  # -I ignores PYTHONUNBUFFERED: keep the last line
+    sys.stderr.reconfigure(line_buffering=True)  # printed before an os._exit or a crash
+    faulthandler.enable()
     sys.path += config["site"]
     sys.dont_write_bytecode = True
     requests, replies = os.fdopen(config["fds"][0], "rb", buffering=0), os.fdopen(config["fds"][1], "wb")

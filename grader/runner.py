@@ -237,7 +237,7 @@ def grade_topic(topic: Topic, student: Path, timeout: float, select: list[str] |
                 passed, message, died = run_check(fn, sandbox, timeout)
                 records.append(CheckResult(check, passed, message, round(time.perf_counter() - t0, 3)))
                 if died:
-                    detail = _last_line(sandbox.output())
+                    detail = _last_line(sandbox.output(this_child=True))
                     result.notes.append(f"during {name}/{check}: {message}" + (f"; last output: {detail}" if detail else ""))
                     sandbox.stop()
                     broken = check
@@ -268,7 +268,7 @@ def _start(sandbox: Sandbox, result: TopicResult, timeout: float) -> str | None:
         return None
     except StudentProcessDied as exc:
         message = f"timed out after {timeout:g} s" if str(exc) == "timed out" else str(exc)
-        detail = _last_line(sandbox.output())
+        detail = _last_line(sandbox.output(this_child=True))
         result.notes.append(f"while importing the student module: {message}" + (f"; last output: {detail}" if detail else ""))
         sandbox.stop()
         return f"{message} while importing the student module"

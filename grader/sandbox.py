@@ -185,13 +185,15 @@ class Sandbox:
         work, home = self.root / "work", self.root / "home"
         env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "TMPDIR": str(home), "OMP_NUM_THREADS": "1",
                "MKL_NUM_THREADS": "1", "REFIMPL_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
-               "PYTHONFAULTHANDLER": "1", "PYTHONDONTWRITEBYTECODE": "1", "REFIMPL_CACHE": str(home)}
+               "PYTHONFAULTHANDLER": "1", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
+               "REFIMPL_CACHE": str(home)}
         config = {"site": site.getsitepackages(), "limits": self.limits, "fds": [requests_r, replies_w],
                   "preload": ["torch"] if "torch" in sys.modules else [], "uid": self.uid,
                   "read_cap": not _readable_by_others(Path(sys.executable).resolve())}  # before the import's time limit
         cmd = [sys.executable, "-I", "-S", str(work / "child.py"), str(work / f"{self.topic}.py"), self.display,
                json.dumps(config)]
         self.log = open(self.root / "output.txt", "ab")
+        self.log_start = self.log.tell()  # this child's output begins here
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, cwd=home, env=env,
             start_new_session=True, pass_fds=(requests_r, replies_w), close_fds=True)
@@ -207,9 +209,11 @@ class Sandbox:
             raise rebuild(first["import_error"])
         self.listing = first.get("ready", {})
 
-    def output(self) -> str:
+    def output(self, this_child: bool = False) -> str:
+        """What the student code printed (the last 20000 bytes), of every child or the last one."""
         try:
-            return (self.root / "output.txt").read_bytes()[-20000:].decode("utf-8", "replace")
+            data = (self.root / "output.txt").read_bytes()[getattr(self, "log_start", 0) if this_child else 0:]
+            return data[-20000:].decode("utf-8", "replace")
         except OSError:
             return ""
 
