@@ -28,7 +28,6 @@ import ctypes
 import itertools
 import json
 import os
-import resource
 import select
 import shutil
 import signal
