@@ -3,17 +3,19 @@
 Layout:
 
 - ``solutions/<topic>.py``: reference solutions; the part a student writes sits between
-  ``# BEGIN SOLUTION`` and ``# END SOLUTION`` lines.
-- ``exercises/<topic>.py``: generated from solutions/ by ``python -m grader.make_exercises``
-  (each region becomes ``raise NotImplementedError(...)``); students edit these.
+  ``# BEGIN SOLUTION`` and ``# END SOLUTION`` lines (``# BUGGY: code`` lines in a region make
+  a bug-clinic exercise that starts from that code).
+- ``exercises/<topic>.py``: generated from solutions/ by ``python -m grader.make_exercises``;
+  students edit these.
 - ``grader/checks/<topic>.py``: ``EXERCISES = {"exercise_name": [check_fn, ...]}``; each
-  ``check_fn(mod)`` gets the student's imported module and raises AssertionError with a hint
-  when the student's function is wrong.
+  ``check_fn(mod)`` gets the student's module, whose functions run in a sandboxed child, and
+  raises AssertionError with a hint when they are wrong. ``grader/checks_hidden/`` adds
+  checks for the autograder only.
 
 Grade with ``python -m grader [PATH] [--only NAME ...]``. Modules: ``runner`` (command line,
-one subprocess per topic, watchdog, restarts), ``worker`` (the subprocess: imports the
-student's file and runs each check under a time limit), ``report`` (scores and the table),
-``make_exercises`` (solutions/ -> exercises/). A crash, ``sys.exit`` or infinite loop in
-student code fails only the checks it touches.
-The grader isolates faults; it is not a security sandbox against deliberately hostile code.
+the checks, time limits), ``sandbox`` (the child process, its limits, the call proxy),
+``child`` and ``codec`` (the untrusted side and the plain-data channel), ``reference``
+(expected values from solutions/ or a release's stored file), ``report`` (scores, the table,
+Gradescope's results.json), ``release`` (student release and autograder bundle) and
+``make_exercises`` (solutions/ -> exercises/). docs/GRADING.md describes the trust model.
 """

@@ -31,6 +31,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
+BUGGY = "# BUGGY: "  # in a region: a line of the buggy code a bug-clinic exercise starts from
 MARKER_LIKE = re.compile(r"(BEGIN|END)[ _-]*SOLUTION", re.IGNORECASE)
 DIGEST_RE = re.compile(r"^# generated-digest: ([0-9a-f]{16})$", re.MULTILINE)
 HEADER_LINES = 7  # lines of the header written by `header()`
@@ -99,12 +100,8 @@ def _check_imports(tree: ast.AST, filename: str) -> None:
                                   "layers 1-2 or repeat the helper outside the regions")
 
 
-def strip_solutions(source: str, filename: str = "<solution>") -> str:
-    """The exercise text of one solutions file (without the header).
-
-    Raises RegionError naming the file and line for a BEGIN without END, an END without
-    BEGIN, nested regions, a region outside a function, or output that does not parse.
-    """
+def _strip(source: str, filename: str) -> tuple[str, list[str]]:
+    """(exercise text, functions with a region) of one solutions file; see strip_solutions."""
     try:
         tree = ast.parse(source, filename)
     except SyntaxError as exc:
@@ -113,7 +110,9 @@ def strip_solutions(source: str, filename: str = "<solution>") -> str:
     markers = _marker_lines(source, filename)
     functions = _functions(tree)
     out: list[str] = []
+    names: list[str] = []
     open_at = None  # line of the open BEGIN
+    buggy: list[str] = []  # the region's "# BUGGY: code" lines, uncommented
     for line_no, line in enumerate(source.splitlines(keepends=True), start=1):
         kind = markers.get(line_no)
         if kind == "BEGIN":
@@ -125,15 +124,18 @@ def strip_solutions(source: str, filename: str = "<solution>") -> str:
                 raise RegionError(f"{filename}:{line_no}: region is not inside a function body; "
                                   "only code in a function can be replaced by `raise NotImplementedError`")
             name = max(inside)[2]  # the innermost function
+            names.append(name)
             indent = line[: len(line) - len(line.lstrip())]
-            out.append(f'{indent}raise NotImplementedError("Exercise: implement {name} (see the docstring)")\n')
-            open_at = line_no
+            open_at, buggy = line_no, []
         elif kind == "END":
             if open_at is None:
                 raise RegionError(f"{filename}:{line_no}: '{END}' without a matching '{BEGIN}' before it")
+            out += buggy or [f'{indent}raise NotImplementedError("Exercise: implement {name} (see the docstring)")\n']
             open_at = None
         elif open_at is None:
             out.append(line)
+        elif line.lstrip().startswith(BUGGY):
+            buggy.append(indent + line.lstrip()[len(BUGGY):])
     if open_at is not None:
         raise RegionError(f"{filename}:{open_at}: '{BEGIN}' has no matching '{END}'")
     text = "".join(out)
@@ -144,14 +146,23 @@ def strip_solutions(source: str, filename: str = "<solution>") -> str:
     except SyntaxError as exc:
         raise RegionError(f"{filename}: the generated exercise does not parse (line {exc.lineno}: "
                           f"{exc.msg}); check the indentation of the regions") from None
-    return text
+    return text, list(dict.fromkeys(names))
+
+
+def strip_solutions(source: str, filename: str = "<solution>") -> str:
+    """The exercise text of one solutions file (without the header).
+
+    Each region becomes ``raise NotImplementedError(...)``, or, in a bug-clinic region, the
+    region's ``# BUGGY: <code>`` lines as code (the silent bug the student must find).
+    Raises RegionError naming the file and line for a BEGIN without END, an END without
+    BEGIN, nested regions, a region outside a function, or output that does not parse.
+    """
+    return _strip(source, filename)[0]
 
 
 def regions_by_function(source: str, filename: str = "<solution>") -> list[str]:
-    """Names of the functions a student must write in one solutions file, in order."""
-    stub = strip_solutions(source, filename)
-    names = re.findall(r'NotImplementedError\("Exercise: implement (\S+) \(see the docstring\)"\)', stub)
-    return list(dict.fromkeys(names))
+    """Names of the functions a student must write (or fix) in one solutions file, in order."""
+    return _strip(source, filename)[1]
 
 
 def _digest(body: str) -> str:
@@ -159,7 +170,11 @@ def _digest(body: str) -> str:
 
 
 def header(source_name: str, topic: str, body: str) -> str:
-    if topic == "__init__":
+    if "NotImplementedError(\"Exercise" not in body and topic != "__init__":  # a bug clinic
+        middle = ["# This is YOUR file: each function has one silent bug; find it, fix it, then run",
+                  f"# `python -m grader --only {topic}` from the repository root. (The generator will not",
+                  "# overwrite a file you edited unless it is run with --force.)"]
+    elif topic == "__init__":
         middle = ["# The package marker of exercises/: there is nothing to write in this file.",
                   "# The exercises are the other <topic>.py files here; see README.md.",
                   "#"]
@@ -193,7 +208,24 @@ def is_untouched(text: str) -> bool:
 # ----------------------------------------------------------------------------- README
 
 
+# exercise -> (the notebook that teaches it and links here, what the bug clinic's bug is)
+NOTEBOOK_LINKS = {
+    "reinforce_loss": ("05_rl_with_verifiers", None),
+    "rloo_baseline": ("05_rl_with_verifiers", None),
+    "kl_penalized_rewards": ("04_grpo_vs_ppo", "the KL penalty has the wrong sign"),
+    "group_mean_baseline": ("03_grpo", "GRPO groups scrambled by reshaping in the wrong order"),
+    "stable_k3": ("03_grpo", "k3 loses every digit to cancellation in float32 (exp(x) - 1)"),
+    "whiten_kept": ("04_grpo_vs_ppo", "advantages normalised with the statistics of filtered completions"),
+    "micro_batches_per_step": ("06_head_to_head", "a batch size counted in prompts, not completions"),
+    "length_unbiased_loss": ("03_grpo", "a length-normalised loss that punishes long wrong answers less"),
+}
+
+
 def readme(topics: dict[str, list[str]]) -> str:
+    clinic = "\n".join(f"| `{fn}` | {NOTEBOOK_LINKS[fn][1]} | `notebooks/{NOTEBOOK_LINKS[fn][0]}.ipynb` | "
+                       f"`python -m grader --only {fn}` |" for fn in topics.get("clinic", []) if fn in NOTEBOOK_LINKS)
+    links = "\n".join(f"| `{fn}` | `notebooks/{nb}.ipynb` | `python -m grader --only {fn}` |"
+                      for fn, (nb, bug) in NOTEBOOK_LINKS.items() if bug is None)
     rows = "\n".join(f"| `exercises/{t}.py` | {', '.join(f'`{f}`' for f in fns) or '(no code to write)'} | "
                      f"`python -m grader --only {t}` |" for t, fns in sorted(topics.items()) if t != "__init__")
     return f"""<!-- GENERATED by `python -m grader.make_exercises`; edit grader/make_exercises.py instead. -->
@@ -232,12 +264,64 @@ have edited. The checks themselves are in `grader/checks/<topic>.py`.
 |---|---|---|
 {rows}
 
+## Bug clinic
+
+`exercises/clinic.py` is different: its functions are complete, run, and return plausible
+numbers, but each has one silent bug that real RL-for-LLM trainers have shipped. Read the
+docstring, find the line that disagrees with it, and fix it. The checks pass only once the
+bug is gone. The notebook that teaches each idea links to its exercise:
+
+| exercise | the bug to find | taught in | grade it with |
+|---|---|---|---|
+{clinic}
+
+The REINFORCE exercises are linked from the notebook that teaches them:
+
+| exercise | taught in | grade it with |
+|---|---|---|
+{links}
+
 ## Written exercises
 
 The derivations asked in the notebooks' "Exercises" sections (the DPO gradient, the zero
 GRPO gradient on uniform groups, why online methods fix a failure mode absent from the
 preference data) have worked answers in `solutions/*.md`. Write your own answer before
 reading them.
+"""
+
+
+GENERIC = ("if ", "elif ", "else", "for ", "while ", "try", "except", "raise ", "return None", "pass")
+
+
+def solution_lines(source: str) -> list[str]:
+    """The telling code lines of a solutions file's regions (no comments, no control-flow
+    boilerplate such as ``try:`` or an input check), to search a release for leaked answers."""
+    lines, inside = [], False
+    for line in source.splitlines():
+        text = line.strip()
+        if text in (BEGIN, END):
+            inside = text == BEGIN
+        elif inside and len(text) >= 12 and not text.startswith("#") and not text.startswith(GENERIC):
+            lines.append(text)
+    return lines
+
+
+def student_readme() -> str:
+    """README.md of a student release (``python -m grader release``)."""
+    return """# Post-training exercises: DPO, GRPO and RL with verifiers
+
+Open the notebooks in `notebooks/` in order; each ends with exercises that you write in
+`exercises/<topic>.py` (see `exercises/README.md`) and grade with
+
+```bash
+pip install -r requirements.txt
+python -m grader                     # every exercise
+python -m grader --only dpo_loss     # one exercise, or one topic (a file name)
+```
+
+`refimpl/` is the small library the notebooks use. In this release the functions you are
+asked to write call YOUR code in `exercises/`: until you have written an exercise, a notebook
+cell that needs it stops with a message naming the file and the grader command.
 """
 
 

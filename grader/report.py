@@ -66,8 +66,6 @@ class TopicResult:
     grader_error: bool = False  # the checks module itself could not be loaded
 
 
-
-
 def shorten(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: max(0, width - 3)] + "..."
@@ -97,3 +95,23 @@ def format_table(topics: list[TopicResult], header: str) -> str:
     lines += ["", f"total: {s['complete']}/{s['exercises']} exercises, {s['passed']}/{s['checks']} checks, "
                   f"{s['points']:.2f}/{s['exercises']} points"]
     return "\n".join(lines)
+
+
+def gradescope_results(topics: list[TopicResult]) -> dict:
+    """Gradescope's results.json: one test per exercise worth 1 point, its checks as the output.
+
+    Fields as documented for Gradescope autograders: top-level ``score``, ``max_score``,
+    ``output`` and ``tests``; each test has ``name``, ``score``, ``max_score``, ``status``,
+    ``output`` and ``visibility``.
+    """
+    exercises = [e for t in topics for e in t.exercises]
+    tests = []
+    for e in exercises:
+        lines = [f"{'PASS' if c.passed else 'FAIL'} {c.name}" + ("" if c.passed else f": {c.message}") for c in e.checks]
+        tests.append({"name": f"{e.topic}/{e.name}", "score": round(e.points, 4), "max_score": 1.0,
+                      "status": "passed" if e.complete else "failed", "output": "\n".join(lines),
+                      "visibility": "visible"})
+    notes = [f"{t.topic}: {n}" for t in topics for n in t.notes]
+    s = totals(exercises)
+    return {"score": s["points"], "max_score": float(len(exercises)), "output": "\n".join(notes) or "graded",
+            "visibility": "visible", "stdout_visibility": "hidden", "tests": tests}

@@ -1,18 +1,21 @@
 """Grade student modules against the checks in grader/checks/.
 
     python -m grader [PATH] [--only NAME ...] [--timeout SECONDS] [--json] [--expect full|zero]
+                     [--hidden] [--gradescope RESULTS_JSON] [--memory-mb MB]
+    python -m grader release OUT/      a student folder (grader/release.py)
+    python -m grader bundle OUT/       a Gradescope autograder folder, with the hidden checks
 
 PATH is a folder (default ``exercises``) holding ``<topic>.py`` files, or one ``.py`` file
 (its topic is its file name, or ``--topic``). Every ``grader/checks/<topic>.py`` defines
-``EXERCISES = {"exercise_name": [check_fn, ...]}`` and grades ``PATH/<topic>.py``.
+``EXERCISES = {"exercise_name": [check_fn, ...]}`` and grades ``PATH/<topic>.py``;
+``grader/checks_hidden/<topic>.py`` adds checks with ``--hidden`` (the autograder bundle).
 
-Isolation: each topic runs in its own subprocess (grader/worker.py; torch is imported once
-per topic). Inside it every check has a SIGALRM time limit (``--timeout``, default 10 s) and
-any exception is caught and reported. Outside it a watchdog kills a worker that makes no
-progress for ``timeout + grace`` seconds (student code that swallows the alarm, a stuck C
-call) or that exceeds ``--topic-timeout``. When the worker dies (``os._exit``, a segfault,
-a kill) the check it was running fails with the reason, the rest of that exercise is marked
-not run, and a fresh worker carries on with the next exercise.
+Trust: this process imports the checks and never the student's code. Each topic gets a
+sandbox (grader/sandbox.py): a child process in a temporary copy that imports the student's
+module and answers calls with plain data; the checks here compute every expected value and
+every comparison. Each check has a wall-time limit (``--timeout``, default 10 s); a child that
+hangs, dies or breaks the channel fails the check it was running, the rest of that exercise is
+marked not run, and a fresh child carries on with the next exercise.
 
 Score: an exercise earns (checks passed) / (checks) points and is complete when all pass.
 The exit code is 0 for any grading run, unless ``--expect`` is given (for CI):
@@ -23,23 +26,27 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib
+import importlib.util
 import json
 import os
-import signal
-import subprocess
 import sys
-import tempfile
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from grader.report import CheckResult, ExerciseResult, TopicResult, shorten, format_table, totals
+from grader import reference
+from grader.report import (CheckResult, ExerciseResult, TopicResult, format_table, gradescope_results, shorten,
+                           totals)
+from grader.sandbox import Sandbox, StudentError, StudentModule, StudentProcessDied, harden_parent
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKS_DIR = Path(__file__).resolve().parent / "checks"
-STARTUP_LIMIT = 120.0  # seconds a worker may take to import torch and the checks module
-POLL = 0.02  # seconds between looks at a running worker
+HIDDEN_CHECKS_DIR = Path(__file__).resolve().parent / "checks_hidden"
+MAX_MESSAGE = 2000  # characters kept of one failure message
+CHECK_BUDGET = 5  # a check may take this many --timeout in all
 
 
 # ----------------------------------------------------------------------------- discovery
@@ -112,105 +119,6 @@ def static_plan(checks_file: Path) -> list[tuple[str, list[str]]] | None:
 # ----------------------------------------------------------------------------- one topic
 
 
-def _signal_name(returncode: int) -> str:
-    try:
-        name = signal.Signals(-returncode).name
-    except ValueError:
-        return f"signal {-returncode}"
-    extra = {"SIGSEGV": " (segmentation fault)", "SIGKILL": " (killed, maybe out of memory)",
-             "SIGABRT": " (aborted)", "SIGBUS": " (bus error)", "SIGFPE": " (arithmetic error)"}
-    return name + extra.get(name, "")
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
-
-
-@dataclass
-class WorkerOutcome:
-    events: list[dict]
-    returncode: int | None
-    failure: str | None  # None when the worker reported "done" or a clean error event
-    output: str
-
-
-def run_worker(topic: Topic, student: Path, timeout: float, select: list[str] | None,
-               deadline: float, grace: float) -> WorkerOutcome:
-    """Start one worker and follow its progress file until it finishes, dies or stalls."""
-    with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
-        results = Path(tmp) / "results.jsonl"
-        results.touch()
-        cmd = [sys.executable, "-m", "grader.worker", "--topic", topic.name, "--student", str(student),
-               "--results", str(results), "--timeout", str(timeout)]
-        cmd += ["--checks-module", topic.checks_module] if topic.checks_module else \
-               ["--checks-file", str(topic.checks_file)]
-        if select is not None:
-            cmd += ["--select", *select]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
-        env["PYTHONFAULTHANDLER"] = "1"
-        log = open(Path(tmp) / "output.txt", "w+b")
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                env=env, start_new_session=True)
-        events: list[dict] = []
-        buffer = b""
-        offset = 0
-        last_progress = time.monotonic()
-        failure = None
-        try:
-            with open(results, "rb") as fh:
-                while True:
-                    finished = proc.poll() is not None
-                    fh.seek(offset)
-                    chunk = fh.read()
-                    offset += len(chunk)
-                    buffer += chunk
-                    *lines, buffer = buffer.split(b"\n")
-                    for line in lines:
-                        if line.strip():
-                            try:
-                                events.append(json.loads(line))
-                            except json.JSONDecodeError:
-                                continue
-                            last_progress = time.monotonic()
-                    if finished:
-                        break
-                    now = time.monotonic()
-                    started = any(e["event"] == "plan" for e in events) or any(
-                        e["event"] == "checks_error" for e in events)
-                    limit = timeout + grace if started else STARTUP_LIMIT
-                    if now > deadline:
-                        failure = "the topic's time limit was reached; the grading process was killed"
-                        break
-                    if now - last_progress > limit:
-                        if started:
-                            failure = (f"no progress for {limit:g} s (student code caught the time-limit "
-                                       "signal or is stuck in a long computation); the grading process was killed")
-                        else:
-                            failure = f"the grading process did not start within {limit:g} s"
-                        break
-                    time.sleep(POLL)
-        finally:
-            _kill_group(proc)  # also reaps anything student code started
-        log.seek(0)
-        output = log.read().decode("utf-8", "replace")
-        log.close()
-    ended_cleanly = any(e["event"] in ("done", "checks_error", "import_error") for e in events)
-    if failure is None and not ended_cleanly:
-        code = proc.returncode
-        how = f"was killed by {_signal_name(code)}" if code is not None and code < 0 else f"exited with code {code}"
-        failure = f"the grading process {how} (os._exit, a crash, or a kill in student code)"
-    return WorkerOutcome(events, proc.returncode, failure, output)
-
-
 def _display(path) -> str:
     """A path relative to the working directory when it lies below it, else absolute."""
     rel = os.path.relpath(path)
@@ -218,93 +126,155 @@ def _display(path) -> str:
 
 
 def _last_line(text: str) -> str:
-    """The most telling line of a dead worker's output: a fatal error, else the last line."""
+    """The most telling line of a dead child's output: a fatal error, else the last line."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     fatal = [line for line in lines if line.startswith("Fatal Python error")]
     return (fatal[0] if fatal else lines[-1] if lines else "")[:200]
 
 
+def load_checks(topic: Topic, hidden: bool) -> dict:
+    """EXERCISES of the topic (trusted code, imported here), plus its hidden checks if asked."""
+    exercises = dict(_import(topic.checks_module, topic.checks_file).EXERCISES)
+    hidden_file = HIDDEN_CHECKS_DIR / f"{topic.name}.py"
+    if hidden and hidden_file.is_file() and topic.checks_module:
+        for name, extra in _import(f"grader.checks_hidden.{topic.name}", hidden_file).EXERCISES.items():
+            exercises[name] = list(exercises.get(name, [])) + list(extra)
+    for name, checks in exercises.items():
+        if not isinstance(name, str) or not isinstance(checks, (list, tuple)) or not checks or \
+                not all(callable(c) for c in checks):
+            raise TypeError(f"EXERCISES[{name!r}] must be a non-empty list of check functions")
+    return exercises
+
+
+def _import(module: str | None, file: Path):
+    if module:
+        return importlib.import_module(module)
+    spec = importlib.util.spec_from_file_location(f"_grader_checks_{file.stem}", file)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def describe_failure(exc: BaseException, timeout: float) -> str:
+    """One readable message for an exception raised while a check ran."""
+    where = getattr(exc, "student_where", "")
+    if isinstance(exc, StudentProcessDied):
+        return f"timed out after {timeout:g} s (an infinite loop, or far too slow)" if str(exc) == "timed out" \
+            else str(exc)
+    if isinstance(exc, NotImplementedError):
+        text, prefix = str(exc), "Exercise: implement "
+        if text.startswith(prefix):
+            return "not implemented yet: " + text[len(prefix):].split(" ")[0]
+        return "not implemented yet" + (f" ({text})" if text else "")
+    if isinstance(exc, AssertionError) and not where:
+        text = str(exc).strip()
+        return text or "check failed: " + "".join(traceback.format_exception_only(exc)).strip()
+    if isinstance(exc, MemoryError):
+        return f"ran out of memory (MemoryError; the student process may use --memory-mb){where}"
+    if isinstance(exc, StudentError):
+        return f"{exc}{where}"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}{where}"
+
+
+def run_check(fn, sandbox: Sandbox, timeout: float) -> tuple[bool, str, bool]:
+    """(passed, message, the child died or hung) for one check; never raises.
+
+    The child has ``timeout`` seconds to answer each call, and the check as a whole
+    CHECK_BUDGET times that (the parent's own computations included)."""
+    sandbox.call_limit = timeout
+    sandbox.deadline = time.monotonic() + CHECK_BUDGET * timeout
+    reference.HIDDEN[0] = getattr(fn, "__module__", "").startswith("grader.checks_hidden")
+    try:
+        sandbox.request({"op": "reset"})
+        fn(StudentModule(sandbox))
+        return True, "ok", False
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - any failure is a failed check
+        message = describe_failure(exc, timeout)
+        return False, message[:MAX_MESSAGE], isinstance(exc, StudentProcessDied)
+
+
 def grade_topic(topic: Topic, student: Path, timeout: float, select: list[str] | None,
-                topic_timeout: float, show_output: bool) -> TopicResult:
-    """Grade one topic, restarting the worker after a crash so later exercises still count."""
+                topic_timeout: float, show_output: bool, memory_mb: int = 4096,
+                hidden: bool = False) -> TopicResult:
+    """Grade one topic: the checks run here, the student's functions in a sandboxed child."""
     start = time.monotonic()
-    deadline = start + topic_timeout
-    grace = max(2.0, 0.5 * timeout)
     result = TopicResult(topic.name, str(student))
-    plan: list[tuple[str, list[str]]] | None = None
-    done: dict[tuple[str, int], CheckResult] = {}
-    pending = select
-
-    def fail_rest(message: str, only: str | None = None) -> None:
-        for name, checks in plan or []:
-            if only is not None and name != only:
-                continue
-            for i, check in enumerate(checks):
-                done.setdefault((name, i), CheckResult(check, False, message))
-
-    while True:
-        outcome = run_worker(topic, student, timeout, pending, deadline, grace)
-        result.workers += 1
-        if show_output and outcome.output.strip():
-            print(f"----- output while grading {topic.name} -----\n{outcome.output.rstrip()}", file=sys.stderr)
-        began = None
-        for event in outcome.events:
-            kind = event["event"]
-            if kind == "plan" and plan is None:
-                plan = [(e["name"], e["checks"]) for e in event["exercises"]]
-            elif kind == "checks_error":
-                result.grader_error = True
-                result.notes.append(f"grader error: {_display(topic.checks_file)} is broken: {event['message']}")
-                plan = plan or static_plan(topic.checks_file) or [(topic.name, ["load_checks"])]
-                if select is not None:
-                    plan = [p for p in plan if p[0] in select] or plan
-                fail_rest(f"grader error: the checks for this topic could not be loaded ({event['message']})")
-            elif kind == "import_error":
-                fail_rest(event["message"])
-            elif kind == "begin":
-                began = (event["exercise"], event["index"])
-            elif kind == "result":
-                checks = dict(plan or []).get(event["exercise"], [])
-                name = checks[event["index"]] if event["index"] < len(checks) else f"check {event['index']}"
-                done[(event["exercise"], event["index"])] = CheckResult(
-                    name, event["passed"], event["message"], event.get("seconds", 0.0))
-                began = None
-        if outcome.failure is None:
-            break
-        detail = _last_line(outcome.output)
-        note = f"{outcome.failure}" + (f"; last output: {detail}" if detail else "")
-        if plan is None:
-            plan = static_plan(topic.checks_file) or [(topic.name, ["start_worker"])]
-            if select is not None:
-                plan = [p for p in plan if p[0] in select] or plan
-            result.notes.append(note)
-            fail_rest(outcome.failure)
-            break
-        if began is None:  # died outside a check: while importing the student module, or at exit
-            importing = any(e["event"] == "import_start" for e in outcome.events) and not any(
-                e["event"] == "imported" for e in outcome.events)
-            where = "while importing the student module" if importing else "between checks"
-            result.notes.append(f"{where}: {note}")
-            fail_rest(f"{outcome.failure} {where}")
-            break
-        exercise, index = began
-        checks = dict(plan)[exercise]
-        result.notes.append(f"during {exercise}/{checks[index]}: {note}")
-        done[began] = CheckResult(checks[index], False, outcome.failure)
-        fail_rest(f"not run: the earlier check {checks[index]} killed the grading process", only=exercise)
-        remaining = [name for name, cs in plan if not any((name, i) in done for i in range(len(cs)))]
-        if not remaining:
-            break
-        if time.monotonic() >= deadline:
-            fail_rest("not run: the topic's time limit was reached")
-            break
-        pending = remaining
-
-    for name, checks in plan or []:
-        result.exercises.append(ExerciseResult(topic.name, name, [
-            done.get((name, i), CheckResult(check, False, "not run")) for i, check in enumerate(checks)]))
+    try:
+        exercises = load_checks(topic, hidden)
+    except Exception as exc:  # noqa: BLE001 - a broken checks module is a grader error
+        result.grader_error = True
+        result.notes.append(f"grader error: {_display(topic.checks_file)} is broken: {type(exc).__name__}: {exc}")
+        plan = static_plan(topic.checks_file) or [(topic.name, ["load_checks"])]
+        msg = f"grader error: the checks for this topic could not be loaded ({type(exc).__name__}: {exc})"
+        result.exercises = [ExerciseResult(topic.name, n, [CheckResult(c, False, msg) for c in cs])
+                            for n, cs in plan if select is None or n in select]
+        return result
+    if select is not None:
+        exercises = {k: v for k, v in exercises.items() if k in set(select)}
+    _warm_up_autograd()
+    sandbox = Sandbox(topic.name, student, _display(student), memory_mb, int(topic_timeout) + 10)
+    fatal = None  # a message for every check left when the student's module cannot be imported
+    try:
+        for name, checks in exercises.items():
+            records, broken = [], None
+            for fn in checks:
+                check = getattr(fn, "__name__", repr(fn))
+                if fatal or broken or time.monotonic() > start + topic_timeout:
+                    why = fatal or (f"not run: the earlier check {broken} killed the student process" if broken
+                                    else "not run: the topic's time limit was reached")
+                    records.append(CheckResult(check, False, why))
+                    continue
+                if sandbox.proc is None:
+                    fatal = _start(sandbox, result, timeout)
+                    if fatal:
+                        records.append(CheckResult(check, False, fatal))
+                        continue
+                t0 = time.perf_counter()
+                passed, message, died = run_check(fn, sandbox, timeout)
+                records.append(CheckResult(check, passed, message, round(time.perf_counter() - t0, 3)))
+                if died:
+                    detail = _last_line(sandbox.output(this_child=True))
+                    result.notes.append(f"during {name}/{check}: {message}" + (f"; last output: {detail}" if detail else ""))
+                    sandbox.stop()
+                    broken = check
+            result.exercises.append(ExerciseResult(topic.name, name, records))
+        if show_output and sandbox.output().strip():
+            print(f"----- output while grading {topic.name} -----\n{sandbox.output().rstrip()}", file=sys.stderr)
+    finally:
+        result.workers = sandbox.starts
+        sandbox.close()
     result.seconds = round(time.monotonic() - start, 3)
     return result
+
+
+def _warm_up_autograd() -> None:
+    """One tiny backward pass, so that autograd's start-up is not charged to the first check."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        x = torch.ones(2, requires_grad=True)
+        torch.autograd.grad([(x * x).sum()], [x], [torch.ones(())])  # explicit grad_outputs: ~2 s the first time
+
+
+def _start(sandbox: Sandbox, result: TopicResult, timeout: float) -> str | None:
+    """Start the child; None, or the message for every check when the module cannot be imported."""
+    if not sandbox.student.is_file():
+        return f"file not found: {sandbox.display}"
+    try:
+        sandbox.start(import_timeout=timeout)
+        return None
+    except StudentProcessDied as exc:
+        message = f"timed out after {timeout:g} s" if str(exc) == "timed out" else str(exc)
+        detail = _last_line(sandbox.output(this_child=True))
+        result.notes.append(f"while importing the student module: {message}" + (f"; last output: {detail}" if detail else ""))
+        sandbox.stop()
+        return f"{message} while importing the student module"
+    except Exception as exc:  # noqa: BLE001 - the student's module raised while being imported
+        sandbox.stop()
+        return f"importing {sandbox.display} failed: {describe_failure(exc, timeout)}"
 
 
 # ----------------------------------------------------------------------------- command line
@@ -333,6 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="CI: exit 1 unless every check passes (full) or every exercise scores 0 (zero)")
     parser.add_argument("--show-output", action="store_true",
                         help="show what the student code printed (hidden by default)")
+    parser.add_argument("--hidden", action="store_true",
+                        help="also run the hidden checks of grader/checks_hidden/ (the autograder)")
+    parser.add_argument("--gradescope", metavar="RESULTS_JSON", default=None,
+                        help="also write Gradescope's results.json to this path")
+    parser.add_argument("--memory-mb", type=int, default=4096, metavar="MB",
+                        help="address-space limit of the student process (default: 4096)")
     return parser
 
 
@@ -342,6 +318,11 @@ def _fail_usage(message: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["release"], ["bundle"]):
+        from grader.release import main as release_main
+
+        return release_main(argv)
     args = build_parser().parse_args(argv)
     if args.jobs < 1:
         return _fail_usage("--jobs must be at least 1")
@@ -393,27 +374,32 @@ def main(argv: list[str] | None = None) -> int:
 
     def grade_one(t: Topic) -> TopicResult:
         student, select, plan = files[t.name], selections[t.name], plans[t.name]
-        if not student.is_file() and plan is not None:  # no need to start a worker to say so
+        if not student.is_file() and plan is not None and not args.hidden:  # no child needed to say so
             r = TopicResult(t.name, str(student))
             msg = f"file not found: {_display(student)}"
             r.exercises = [ExerciseResult(t.name, n, [CheckResult(c, False, msg) for c in cs])
                            for n, cs in plan if select is None or n in select]
             return r
-        return grade_topic(t, student, args.timeout, select, args.topic_timeout, args.show_output)
+        return grade_topic(t, student, args.timeout, select, args.topic_timeout, args.show_output,
+                           args.memory_mb, args.hidden)
 
     chosen = [t for t in topics if t.name in selections]
+    harden_parent()
     try:
         if args.jobs > 1:
             with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each thread only waits on its worker
                 graded = list(pool.map(grade_one, chosen))
         else:
             graded = [grade_one(t) for t in chosen]
-    except KeyboardInterrupt:  # workers run in their own sessions; run_worker's finally killed them
+    except KeyboardInterrupt:  # grade_topic's finally killed the children
         print("interrupted", file=sys.stderr)
         return 130
     results = [r for r in graded if r.exercises or r.notes]
 
     exercises = [e for r in results for e in r.exercises]
+    if args.gradescope:
+        Path(args.gradescope).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.gradescope).write_text(json.dumps(gradescope_results(results), indent=2), encoding="utf-8")
     if args.json:
         print(json.dumps({
             "path": str(path), "checks_dir": str(checks_dir), "timeout": args.timeout,

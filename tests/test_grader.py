@@ -1,7 +1,8 @@
 """Tests of the grading framework: grader/runner.py, grader/worker.py, grader/make_exercises.py.
 
 The grader is run as students run it (``python -m grader ... --json``, in subprocesses) on:
-the reference solutions (full marks), the generated stubs (zero), and the broken modules in
+the generated stubs (zero; full marks on the solutions are tested by building the release in
+tests/test_grader_security.py), and the broken modules in
 tests/fixtures_grader/ (a wrong answer, junk return values, and a toy topic whose exercises
 hang, raise, exit, kill or crash their process). The toy topic needs no torch, so its runs
 are cheap; every run that grades a torch topic costs one torch import per topic.
@@ -50,26 +51,16 @@ def student_folder(tmp_path: Path, **files: str) -> Path:
 # ----------------------------------------------------------------------------- reference and stubs
 
 
-def test_solutions_get_full_marks_on_every_topic():
-    code, report, err = grade("solutions", "--expect", "full", "--jobs", "2")
-    topics = {t.name for t in discover_topics(REPO / "grader" / "checks")}
-    assert "logprobs" in topics
-    assert code == 0, err
-    assert {e["topic"] for e in report["exercises"]} == topics
-    for e in report["exercises"]:
-        assert e["complete"] and e["points"] == 1.0, (e["topic"], e["name"], e["first_failure"])
-    total = report["total"]
-    assert total["passed"] == total["checks"] > 0 and total["complete"] == total["exercises"]
-
-
 def test_generated_exercises_score_zero():
     code, report, err = grade("exercises", "--expect", "zero", "--jobs", "2")
     assert code == 0, err
     assert report["exercises"]
     for e in report["exercises"]:
         assert e["passed"] == 0 and e["points"] == 0.0 and not e["complete"], (e["topic"], e["name"])
-        # the stub raises NotImplementedError, and the grader says so
-        assert any(c["message"].startswith("not implemented yet") for c in e["checks"]), e
+        # the stub raises NotImplementedError, and the grader says so (the bug clinic's
+        # stubs run: they return wrong numbers instead)
+        if e["topic"] != "clinic":
+            assert any(c["message"].startswith("not implemented yet") for c in e["checks"]), e
     logprobs = rows(report)[("logprobs", "sequence_logprobs_from_logits")]
     assert all(c["message"] == "not implemented yet: sequence_logprobs_from_logits" for c in logprobs["checks"])
     assert report["total"]["passed"] == 0
@@ -99,12 +90,12 @@ def test_wrong_answer_and_crashes_fail_only_themselves(tmp_path):
     # toy: the correct exercises keep full marks whatever their neighbours do
     assert r[("toy", "add")]["complete"] and r[("toy", "absolute")]["complete"]
     expected = {
-        "mul": "timed out after 2 s",                      # while True, stopped by the per-check alarm
+        "mul": "timed out after 2 s",                      # while True: the parent's wall-time limit
         "div": "ZeroDivisionError: division by zero",      # an ordinary exception, with its location
         "sub": "called sys.exit(3)",                       # SystemExit is caught like any exception
-        "neg": "exited with code 7",                       # os._exit kills the worker: restarted
-        "square": "no progress for 4 s",                   # swallows the alarm: the parent's watchdog
-        "half": "SIGSEGV",                                 # segfault kills the worker: restarted
+        "neg": "exited with code 7",                       # os._exit kills the child: restarted
+        "square": "timed out after 2 s",                   # no signal to swallow: the parent waits
+        "half": "SIGSEGV",                                 # segfault kills the child: restarted
     }
     for name, fragment in expected.items():
         e = r[("toy", name)]
@@ -116,7 +107,7 @@ def test_wrong_answer_and_crashes_fail_only_themselves(tmp_path):
     # after os._exit the rest of that exercise is not run; grading goes on with the next one
     assert r[("toy", "neg")]["checks"][1]["message"].startswith("not run")
     toy = next(t for t in report["topics"] if t["topic"] == "toy")
-    assert toy["workers"] == 4  # the first worker, then one restart after each of neg, square, half
+    assert toy["workers"] == 5  # the first child, then one restart after each of mul, neg, square, half
     assert any("about to exit" in n for n in toy["notes"])  # the student's last output is kept
     assert report["total"]["exercises"] == 9
 
@@ -332,7 +323,8 @@ def test_repository_exercises_keep_signatures_and_docstrings():
         ex = (REPO / "exercises" / sol.name).read_text()
         assert "# BEGIN SOLUTION" not in ex and "# END SOLUTION" not in ex, sol.name
         for name in mk.regions_by_function(sol.read_text()):
-            assert f'NotImplementedError("Exercise: implement {name} (see the docstring)")' in ex
+            if mk.BUGGY not in sol.read_text():  # a bug clinic starts from its buggy lines instead
+                assert f'NotImplementedError("Exercise: implement {name} (see the docstring)")' in ex
             assert f"def {name.split('.')[-1]}(" in ex
     # the written derivations (solutions/*.md) are answers: only the README is markdown here
     assert {p.name for p in (REPO / "exercises").glob("*.md")} == {"README.md"}

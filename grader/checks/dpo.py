@@ -1,14 +1,14 @@
 """Checks for exercises/dpo.py: the DPO loss, its gradient weight, and article exercise 1.
 
-Each check receives the student's imported module and raises AssertionError with a hint.
-References: refimpl.dpo (the tested implementation) and closed forms.
+Each check receives the student's module (its functions run in the sandbox) and raises
+AssertionError with a hint. References: solutions/dpo.py (grader.reference.expected) and
+closed forms.
 """
 import math
 
 import torch
 
-from refimpl.dpo import dpo_loss as ref_dpo_loss
-from refimpl.dpo import dpo_loss_grad, implicit_reward
+from grader.reference import expected as reference
 
 f64 = torch.float64
 
@@ -67,15 +67,14 @@ def check_hand_built_margins(mod):
 
 
 def check_matches_reference(mod):
-    for seed, beta in [(0, 0.1), (1, 0.5), (2, 0.01)]:
+    for seed, beta in [(0, 0.1), (1, 0.5), (2, 0.01), (3, 2.0)]:
         pc, pr, rc, rr = _batch(16, seed)
         losses, r_w, r_l = _call_loss(mod, pc, pr, rc, rr, beta)
-        expected, _ = ref_dpo_loss(pc, pr, rc, rr, beta=beta)
+        expected, e_w, e_l = reference("dpo.dpo_loss", pc, pr, rc, rr, beta)
         assert torch.allclose(losses, expected, rtol=1e-6, atol=1e-9), (
             f"losses differ from the reference on a random batch (beta={beta}); max error "
             f"{(losses - expected).abs().max().item():.3g}")
-        assert torch.allclose(r_w, implicit_reward(pc, rc, beta)) and torch.allclose(
-            r_l, implicit_reward(pr, rr, beta)), f"implicit rewards are wrong (beta={beta})"
+        assert torch.allclose(r_w, e_w) and torch.allclose(r_l, e_l), f"implicit rewards are wrong (beta={beta})"
 
 
 def check_numerically_stable(mod):
@@ -122,7 +121,8 @@ def check_autograd_equals_closed_form(mod):
             "losses carry no gradient: compute them from the log-prob tensors, not from "
             "the detached rewards")
         g_chosen, g_rejected = torch.autograd.grad(losses.sum(), [pc, pr])
-        c_chosen, c_rejected = dpo_loss_grad(pc.detach(), pr.detach(), rc, rr, beta=beta)
+        weight = torch.sigmoid(beta * ((pr - rr) - (pc - rc))).detach()  # (B,) closed form
+        c_chosen, c_rejected = -beta * weight, beta * weight
         assert torch.allclose(g_chosen, c_chosen, atol=1e-9), (
             f"d loss / d log pi(y_w) should be -beta * sigmoid(r_l - r_w) (beta={beta}); max "
             f"error {(g_chosen - c_chosen).abs().max().item():.3g}")
@@ -136,9 +136,17 @@ def check_autograd_equals_closed_form(mod):
             "disagree: check both functions use the same implicit rewards")
 
 
+def check_rewards_are_detached(mod):
+    pc, pr, rc, rr = _batch(6, 5, requires_grad=True)
+    _, r_w, r_l = _call_loss(mod, pc, pr, rc, rr, 0.3)
+    assert not r_w.requires_grad and not r_l.requires_grad, (
+        "chosen_rewards and rejected_rewards must be detached (the docstring says so: they are "
+        "for logging, and a gradient through them would double-count the loss); use .detach()")
+
+
 EXERCISES = {
     "dpo_loss": [check_tie_gives_log2, check_hand_built_margins, check_matches_reference,
-                 check_numerically_stable],
+                 check_numerically_stable, check_rewards_are_detached],
     "dpo_gradient_weight": [check_weight_values, check_weight_random],
     "dpo_gradient_autograd": [check_autograd_equals_closed_form],
 }

@@ -1,17 +1,16 @@
 """Checks for exercises/grpo.py: group advantages, the clipped loss, k3, uniform groups, and
 article exercise 2 (the zero GRPO gradient of a uniform group).
 
-Each check receives the student's imported module and raises AssertionError with a hint.
-References: refimpl.grpo and refimpl.kl (the tested implementations) and closed forms.
+Each check receives the student's module (its functions run in the sandbox) and raises
+AssertionError with a hint. References: solutions/grpo.py (grader.reference.expected) and
+closed forms. Every hyper-parameter a student could hard-code (G, eps, clip_eps) takes
+several values.
 """
 import math
 
 import torch
 
-from refimpl.grpo import group_advantages as ref_group_advantages
-from refimpl.grpo import grpo_loss as ref_grpo_loss
-from refimpl.grpo import prob_uniform_group as ref_prob_uniform_group
-from refimpl.kl import kl_estimate
+from grader.reference import expected as reference
 
 f64 = torch.float64
 
@@ -69,7 +68,7 @@ def check_advantages_hand_built(mod):
 def check_advantages_per_group(mod):
     rewards = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 2.0, 0.0], dtype=f64)
     adv = _adv(mod, rewards, 2)
-    expected = ref_group_advantages(rewards, 2)
+    expected = reference("grpo.group_advantages", rewards, 2)
     assert torch.allclose(adv, expected, atol=1e-9), (
         f"with G = 2 each pair is normalised on its own: expected {_fmt(expected)}, got "
         f"{_fmt(adv)}; reshape to (B, G) and reduce over dim=1")
@@ -80,7 +79,7 @@ def check_advantages_random(mod):
     for G, eps in [(4, 1e-4), (8, 1e-4), (3, 0.1)]:
         rewards = torch.rand(5 * G, generator=g, dtype=f64)
         adv = _adv(mod, rewards, G, eps=eps)
-        expected = ref_group_advantages(rewards, G, eps=eps)
+        expected = reference("grpo.group_advantages", rewards, G, eps=eps)
         assert torch.allclose(adv, expected, atol=1e-9), (
             f"advantages differ from the reference on random rewards (G={G}, eps={eps}); "
             f"max error {(adv - expected).abs().max().item():.3g}")
@@ -99,14 +98,16 @@ def check_advantages_uniform_group(mod):
 # --- grpo_clipped_loss ---------------------------------------------------------------------
 
 def check_loss_matches_reference(mod):
-    for seed, agg in [(0, "grpo"), (1, "dapo"), (2, "grpo"), (3, "dapo")]:
+    for seed, agg, eps in [(0, "grpo", 0.2), (1, "dapo", 0.2), (2, "grpo", 0.1), (3, "dapo", 0.3),
+                           (10, "grpo", 0.05), (11, "dapo", 0.28)]:
         logps, old, adv, mask = _batch(6, 7, seed)
-        loss = _loss(mod, logps, old, adv, mask, clip_eps=0.2, loss_agg=agg)
-        expected, _ = ref_grpo_loss(logps, old, adv, mask, clip_eps=0.2, loss_agg=agg)
+        loss = _loss(mod, logps, old, adv, mask, clip_eps=eps, loss_agg=agg)
+        expected = reference("grpo.grpo_clipped_loss", logps, old, adv, mask, clip_eps=eps, loss_agg=agg)
         assert abs(loss.item() - expected.item()) < 1e-9, (
-            f'loss_agg="{agg}": expected {expected.item():.6f}, got {loss.item():.6f} on a random '
-            'batch with padding; "grpo" averages each completion\'s own tokens, then the '
-            'completions; "dapo" divides the sum over all tokens by their number')
+            f'loss_agg="{agg}", clip_eps={eps}: expected {expected.item():.6f}, got {loss.item():.6f} on a '
+            'random batch with padding; "grpo" averages each completion\'s own tokens, then the '
+            'completions; "dapo" divides the sum over all tokens by their number; the clip range is '
+            '(1 - clip_eps, 1 + clip_eps), not a fixed (0.8, 1.2)')
 
 
 def check_loss_ignores_padding(mod):
@@ -147,6 +148,21 @@ def check_loss_clipping(mod):
         "with A < 0); take min(ratio * A, clip(ratio) * A), not clip(ratio) * A alone")
 
 
+def check_loss_clip_range_follows_clip_eps(mod):
+    # ratios 1.15 and 0.85: clipped (zero gradient) with clip_eps = 0.1, not with 0.2 or 0.3
+    logps = torch.zeros(2, 2, dtype=f64, requires_grad=True)
+    old = -torch.tensor([[math.log(1.15), math.log(0.85)]] * 2, dtype=f64)
+    mask = torch.ones(2, 2, dtype=torch.bool)
+    adv = torch.tensor([1.0, -1.0], dtype=f64)
+    for eps, clipped in [(0.1, True), (0.2, False), (0.3, False)]:
+        (grad,) = torch.autograd.grad(_loss(mod, logps, old, adv, mask, clip_eps=eps), logps)
+        expected = torch.tensor([[0.0 if clipped else -1.15 / 4, -0.85 / 4],
+                                 [1.15 / 4, 0.0 if clipped else 0.85 / 4]], dtype=f64)
+        assert torch.allclose(grad, expected, atol=1e-12), (
+            f"clip_eps={eps}: gradient {_fmt(grad)}, expected {_fmt(expected)}; clip the ratio to "
+            "(1 - clip_eps, 1 + clip_eps) with the clip_eps argument")
+
+
 def check_loss_treats_old_as_constant(mod):
     logps, _, adv, mask = _batch(3, 4, seed=6)
     logps.requires_grad_(True)
@@ -175,7 +191,7 @@ def check_k3_random_and_nonnegative(mod):
     logps = -5 * torch.rand(4, 9, generator=g, dtype=f64)
     ref = -5 * torch.rand(4, 9, generator=g, dtype=f64)
     got = mod.kl_k3(logps, ref)
-    expected = kl_estimate(logps, ref, "k3")
+    expected = reference("grpo.kl_k3", logps, ref)
     assert torch.allclose(got, expected, atol=1e-9), (
         f"k3 differs from the reference; max error {(got - expected).abs().max().item():.3g}")
     assert (got >= 0).all(), "k3 must never be negative"
@@ -217,7 +233,7 @@ def check_prob_uniform_tensor(mod):
     got = mod.prob_uniform_group(p, 8)
     assert isinstance(got, torch.Tensor) and got.shape == p.shape, (
         "a tensor of probabilities must give a tensor of the same shape")
-    assert torch.allclose(got, ref_prob_uniform_group(p, 8), atol=1e-12), "wrong on a tensor of p"
+    assert torch.allclose(got, reference("grpo.prob_uniform_group", p, 8), atol=1e-12), "wrong on a tensor of p"
 
 
 # --- article exercise 2: zero gradient for uniform groups ---------------------------------
@@ -264,7 +280,7 @@ EXERCISES = {
                          check_advantages_random, check_advantages_uniform_group],
     "grpo_clipped_loss": [check_loss_matches_reference, check_loss_ignores_padding,
                           check_loss_gradient_at_ratio_one, check_loss_clipping,
-                          check_loss_treats_old_as_constant],
+                          check_loss_clip_range_follows_clip_eps, check_loss_treats_old_as_constant],
     "kl_k3": [check_k3_hand_built, check_k3_random_and_nonnegative, check_k3_gradient],
     "prob_uniform_group": [check_prob_uniform_values, check_prob_uniform_enumeration,
                            check_prob_uniform_tensor],

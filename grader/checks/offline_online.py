@@ -2,14 +2,13 @@
 the exact on-policy gradient and the gradient mass outside the data.
 
 Each check receives the student's module and raises AssertionError with a hint when a
-function disagrees with autograd, with a closed form or with refimpl.offline_online.
+function disagrees with autograd, with a closed form or with solutions/offline_online.py.
 """
 import torch
 import torch.nn.functional as F
 
 from grader.checks import assert_close, assert_tensor, get_function
-from refimpl.offline_online import dpo_logit_gradient as ref_dpo_grad
-from refimpl.offline_online import policy_gradient_logits as ref_pg
+from grader.reference import expected as reference
 
 
 def _random_case(N: int, M: int, seed: int):
@@ -68,7 +67,8 @@ def check_dpo_zero_outside_pairs(mod) -> None:
                                       f"gradient; got {float(got[i]):.3g}")
     assert abs(float(got.sum())) < 1e-12, ("each pair adds +g to the rejected and -g to the chosen logit, "
                                            f"so the gradient must sum to 0; got {float(got.sum()):.3g}")
-    assert_close(got, ref_dpo_grad(logits, pairs, 0.3, ref_logits), "gradient vs refimpl", atol=1e-10)
+    assert_close(got, reference("offline_online.dpo_logit_gradient", logits, pairs, 0.3, ref_logits),
+                 "gradient vs the reference", atol=1e-10)
 
 
 def check_dpo_errors(mod) -> None:
@@ -102,7 +102,8 @@ def check_pg_matches_autograd(mod) -> None:
         got = assert_tensor(fn(logits.clone(), rewards), "policy_gradient_logits(...)", shape=(N,),
                             floating=True, finite=True)
         assert_close(got, expected, f"exact gradient of -E_pi[r] (N={N}) vs autograd", atol=1e-8)
-        assert_close(got, ref_pg(logits, rewards), "vs refimpl", atol=1e-8)
+        assert_close(got, reference("offline_online.policy_gradient_logits", logits, rewards), "vs the reference",
+                     atol=1e-8)
 
 
 def check_pg_closed_form(mod) -> None:

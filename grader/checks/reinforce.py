@@ -1,12 +1,11 @@
 """Graded checks for solutions/reinforce.py: `reinforce_loss` and `rloo_baseline`.
 
 Each check receives the student's module and raises AssertionError with a hint when the
-function disagrees with refimpl.reinforce or with a closed form.
+function disagrees with solutions/reinforce.py or with a closed form.
 """
 import torch
 
-from refimpl.reinforce import baseline as ref_baseline
-from refimpl.reinforce import reinforce_loss as ref_reinforce_loss
+from grader.reference import expected as reference
 
 
 def _assert_close(got, expected, what: str, atol: float = 1e-6) -> None:
@@ -43,7 +42,7 @@ def check_loss_hand_built(mod) -> None:
 def check_loss_matches_reference(mod) -> None:
     for B, G, seed in [(1, 2, 0), (3, 4, 1), (5, 8, 2)]:
         seq_logps, rewards, baselines = _random_batch(B, G, seed)
-        expected, _ = ref_reinforce_loss(seq_logps, rewards, baselines, group_size=G)
+        expected = reference("reinforce.reinforce_loss", seq_logps, rewards, baselines)
         _assert_close(mod.reinforce_loss(seq_logps, rewards, baselines), expected,
                       f"loss on a random batch (B={B}, G={G})")
 
@@ -91,7 +90,7 @@ def check_rloo_matches_reference(mod) -> None:
     gen = torch.Generator().manual_seed(5)
     for B, G in [(1, 2), (4, 3), (3, 8)]:
         rewards = torch.rand(B * G, generator=gen)  # (B*G,)
-        _assert_close(mod.rloo_baseline(rewards, G), ref_baseline(rewards, G, kind="rloo"),
+        _assert_close(mod.rloo_baseline(rewards, G), reference("reinforce.rloo_baseline", rewards, G),
                       f"RLOO baseline of random rewards (B={B}, G={G})")
 
 

@@ -1,13 +1,27 @@
 """Checks for exercises/rewards.py: ``process_reward``, the exact step-level reward.
 
-Each check receives the student's imported module and raises AssertionError with a hint.
-Reference: refimpl.rewards.process_reward (tested in tests/test_rewards.py), on hand-built
-completions: right, partly wrong, malformed, and junk that is not even a string.
+Each check receives the student's module (its functions run in the sandbox) and raises
+AssertionError with a hint. Reference: solutions/rewards.py (grader.reference.expected), on
+hand-built completions: right, partly wrong, malformed, untrimmed, and junk that is not even
+a string. Tasks travel to the sandbox as their name and arguments (grader/codec.py).
 """
-from refimpl.rewards import process_reward as ref_process_reward
-from refimpl.tasks import Problem, get_task
+from refimpl.tasks import Problem
+from refimpl.tasks import get_task as _get_task
 
 from grader.checks import get_function
+from grader.reference import expected as reference
+
+
+def get_task(name: str, **kwargs):
+    """refimpl.tasks.get_task, tagged so that the sandbox can rebuild the same task."""
+    task = _get_task(name, **kwargs)
+    task.__grader_task__ = (name, kwargs)
+    return task
+
+
+def ref_process_reward(task, problem, text) -> float:
+    return reference("rewards.process_reward", task, problem, text)
+
 
 ADD3 = get_task("add", digits=3)
 P347 = Problem(prompt="347+285=", answer=632, level=2, operands=(347, 285))  # "12,13,06|632"
@@ -69,6 +83,13 @@ def check_junk_types(mod) -> None:
     assert got == ref_process_reward(ADD3, P347, "１２,１３,０６|６３２"), "non-ASCII digits are not steps"
 
 
+def check_untrimmed_text(mod) -> None:
+    # the policy's text is scored as written: a leading space or a trailing newline is not a
+    # step separator the verifier forgives, so stripping it first changes the reward
+    for text in (" 12,13,06|632\n", "12,13,06|632\n", "\t12,13,06|632", " 12,13,06|633 ", "12,13,06 |632"):
+        _expect(mod, ADD3, P347, text, "score the text exactly as written: do not strip() it first")
+
+
 def check_other_tasks(mod) -> None:
     add4 = get_task("add", digits=4)
     for q in add4.problems("train", 3, seed=5):
@@ -83,5 +104,5 @@ def check_other_tasks(mod) -> None:
 
 EXERCISES = {
     "process_reward": [check_right_answer, check_partly_wrong, check_malformed, check_junk_types,
-                       check_other_tasks],
+                       check_untrimmed_text, check_other_tasks],
 }

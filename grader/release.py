@@ -1,0 +1,241 @@
+"""Instructor commands: a student release and a Gradescope autograder bundle.
+
+    python -m grader release OUT/ [--bundle BUNDLE/]   stubs, public checks, notebooks, refimpl;
+                                                       no solutions/ (and the autograder bundle)
+    python -m grader bundle OUT/     the release plus the hidden checks, setup.sh and run_autograder
+
+Both grade solutions/ first (full marks, hidden checks included, are required) and record
+every expected value the checks ask for in ``OUT/grader/expected.json`` (grader/reference.py),
+so that OUT/ can grade without the solutions; only the bundle's file holds the values of the
+hidden checks.
+
+refimpl in the release: refimpl holds the course's own implementations of several graded
+functions, which the notebooks call through the trainers. In OUT/refimpl/ the body of each of
+these functions (DELEGATES) is replaced by a call to the student's exercise, so the notebooks
+run on the student's code, and an unwritten stub stops them with a message that names the
+exercise file and the grader command. Options an exercise does not cover (IPO, label
+smoothing, a KL term inside grpo_loss, ...) raise NotImplementedError there; the ungraded
+baseline kinds and KL estimators keep their (short) course code.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from grader import make_exercises, reference
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STUDENT_HELPER = '''"""Student release: refimpl's graded functions call the student's exercises/<topic>.py."""
+import importlib.util
+import sys
+from pathlib import Path
+
+EXERCISES = Path(__file__).resolve().parent.parent / "exercises"
+
+
+def student(topic: str, name: str):
+    """exercises/<topic>.py:<name>, re-raising an unwritten stub with directions."""
+    key = f"_student_exercise_{topic}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, EXERCISES / f"{topic}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[key] = module
+    fn = getattr(sys.modules[key], name)
+
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except NotImplementedError as exc:
+            raise NotImplementedError(
+                f"this notebook runs your exercises/{topic}.py:{name}, which is not written yet: write it, "
+                f"then check it with `python -m grader --only {name}`") from exc
+    return run
+
+
+def beyond(name: str, option: str) -> str:
+    return (f"the student release computes {name} with your exercise, which covers {option} only; "
+            "use the course's refimpl for other options")
+'''
+IMPORT = "from refimpl._student import beyond, student\n"
+# (refimpl module, function) -> the new body (after the docstring), indented by 4 spaces
+DELEGATES = {
+    ("dpo", "dpo_gradient_weight"): "return student('dpo', 'dpo_gradient_weight')(chosen_rewards, rejected_rewards)",
+    ("dpo", "dpo_loss"): """\
+if loss_type != "sigmoid" or label_smoothing != 0.0:
+    raise NotImplementedError(beyond("dpo_loss", "loss_type='sigmoid' without label smoothing"))
+losses, chosen, rejected = student("dpo", "dpo_loss")(policy_chosen_logps, policy_rejected_logps,
+                                                      ref_chosen_logps, ref_rejected_logps, beta)
+metrics = {"rewards/chosen": chosen.mean().item(), "rewards/rejected": rejected.mean().item(),
+           "rewards/margins": (chosen - rejected).mean().item(),
+           "rewards/accuracies": (chosen > rejected).float().mean().item(),
+           "logps/chosen": policy_chosen_logps.mean().item(), "logps/rejected": policy_rejected_logps.mean().item()}
+return losses, metrics""",
+    ("grpo", "group_advantages"): """\
+if scale != "group" or not unbiased:
+    raise NotImplementedError(beyond("group_advantages", "scale='group' with the unbiased std"))
+return student("grpo", "group_advantages")(rewards, group_size, eps=eps)""",
+    ("grpo", "prob_uniform_group"): "return student('grpo', 'prob_uniform_group')(p, G)",
+    ("grpo", "grpo_loss"): """\
+if beta != 0 or clip_eps_high not in (None, clip_eps) or loss_agg not in ("grpo", "dapo"):
+    raise NotImplementedError(beyond("grpo_loss", "beta=0, one clip_eps and loss_agg 'grpo' or 'dapo'"))
+loss = student("grpo", "grpo_clipped_loss")(logps, old_logps, advantages, mask, clip_eps=clip_eps,
+                                            loss_agg=loss_agg)
+with torch.no_grad():
+    ratio = torch.exp(logps - old_logps)  # (B, T)
+    n_tok = mask.sum().clamp(min=1)
+    metrics = {"ratio_mean": (ratio * mask).sum().item() / n_tok.item(), "loss/policy": loss.item()}
+return loss, metrics""",
+    ("kl", "kl_estimate"): """\
+if estimator == "k3":
+    return student("grpo", "kl_k3")(logps, ref_logps)
+return _estimate_from_logratio(ref_logps - logps, estimator)""",
+    ("kl", "_estimate_from_logratio"): """\
+if estimator == "k1":
+    return -logratio
+if estimator == "k2":
+    return 0.5 * logratio**2
+return student("grpo", "kl_k3")(torch.zeros_like(logratio), logratio)  # k3""",
+    ("grpo", "_aggregate"): """\
+raise NotImplementedError(beyond("the GRPO token aggregation", "grpo_clipped_loss as a whole"))""",
+    ("reinforce", "baseline"): """\
+if kind not in BASELINE_KINDS:
+    raise ValueError(f"unknown baseline kind {kind!r}; choose one of {BASELINE_KINDS}")
+_check_rewards(rewards, group_size, min_group=2 if kind in ("rloo", "group_mean") else 1)
+if not rewards.is_floating_point():
+    rewards = rewards.to(torch.get_default_dtype())  # (B*G,)
+if kind == "rloo":
+    return student("reinforce", "rloo_baseline")(rewards, group_size)
+groups = rewards.view(-1, group_size)  # (B, G)
+if kind == "none":
+    return torch.zeros_like(rewards)  # (B*G,)
+if kind == "group_mean":
+    return groups.mean(dim=1, keepdim=True).expand(-1, group_size).reshape(-1)  # (B*G,)
+if running is None or keys is None or len(keys) != groups.shape[0]:
+    raise ValueError("kind='running' needs running=RunningBaseline(...) and one key per prompt (B keys)")
+b = running.get(keys).to(rewards.dtype)  # (B,)
+running.update(keys, rewards)
+return b.repeat_interleave(group_size)  # (B*G,)""",
+    ("logprobs", "gather_token_logprobs"): """\
+B, T, V = logits.shape
+flat = student("logprobs", "sequence_logprobs_from_logits")(
+    logits.reshape(B * T, 1, V), ids.reshape(B * T, 1), mask.reshape(B * T, 1).bool())  # (B*T,)
+return flat.reshape(B, T)""",
+    ("offline_online", "dpo_logit_gradient"):
+        "return student('offline_online', 'dpo_logit_gradient')(logits, pairs, beta, ref_logits)",
+    ("offline_online", "policy_gradient_logits"):
+        "return student('offline_online', 'policy_gradient_logits')(logits, rewards)",
+    ("offline_online", "gradient_mass_outside"):
+        "return student('offline_online', 'gradient_mass_outside')(grad, support)",
+    ("reinforce", "reinforce_loss"): """\
+if (ref_logps is not None and kl_beta != 0) or mask is not None:
+    raise NotImplementedError(beyond("reinforce_loss", "sequence log-probs without a KL term"))
+loss = student("reinforce", "reinforce_loss")(logps, rewards, baselines)
+return loss, {"loss": loss.item()}""",
+    ("rewards", "process_reward"): "return student('rewards', 'process_reward')(task, problem, text)",
+}
+def replace_bodies(source: str, module: str) -> str:
+    """The source of refimpl/<module>.py with each DELEGATES function's body replaced."""
+    tree = ast.parse(source)
+    lines = source.splitlines(keepends=True)
+    edits = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and (module, node.name) in DELEGATES:
+            first = node.body[1] if ast.get_docstring(node) and len(node.body) > 1 else node.body[0]
+            body = IMPORT + DELEGATES[(module, node.name)] + "\n"
+            edits.append((first.lineno - 1, node.end_lineno, "".join("    " + l if l.strip() else l
+                                                                      for l in body.splitlines(keepends=True))))
+    for start, end, text in sorted(edits, reverse=True):
+        lines[start:end] = [text]
+    return "".join(lines)
+
+
+def _copy_tree(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints"))
+
+
+def build(outs: dict[str, Path]) -> list[str]:
+    """Write {"release": folder, "bundle": folder} (either or both); returns notes for the instructor."""
+    from grader.runner import main as grade
+
+    for out in outs.values():
+        if out.exists() and any(out.iterdir()):
+            raise SystemExit(f"error: {out} exists and is not empty")
+    reference.RECORDED.clear()
+    if grade([str(REPO_ROOT / "solutions"), "--expect", "full", "--hidden"]) != 0:
+        raise SystemExit("error: the solutions do not get full marks; fix them before releasing")
+    notes = []
+    for kind, out in outs.items():
+        bundle = kind == "bundle"
+        values = {k: v for k, (v, hidden) in reference.RECORDED.items() if bundle or not hidden}
+        _write(out, bundle, values)
+        notes.append(f"wrote {out} ({'autograder bundle' if bundle else 'student release'}), "
+                     f"{len(values)} expected values")
+        for name, line, path in leaked_lines(out):
+            notes.append(f"warning: {path.relative_to(out)} contains a line of solutions/{name}: {line}")
+    return notes
+
+
+def _write(out: Path, bundle: bool, values: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    _copy_tree(REPO_ROOT / "grader", out / "grader")
+    if not bundle:
+        shutil.rmtree(out / "grader" / "checks_hidden", ignore_errors=True)
+    (out / "grader" / "expected.json").write_text(json.dumps(values, sort_keys=True), encoding="utf-8")
+    make_exercises.write_exercises(REPO_ROOT / "solutions", out / "exercises", force=True)
+    _copy_tree(REPO_ROOT / "refimpl", out / "refimpl")
+    for path in sorted((out / "refimpl").glob("*.py")):
+        path.write_text(replace_bodies(path.read_text(encoding="utf-8"), path.stem), encoding="utf-8")
+    (out / "refimpl" / "_student.py").write_text(STUDENT_HELPER, encoding="utf-8")
+    if (REPO_ROOT / "notebooks").is_dir():
+        _copy_tree(REPO_ROOT / "notebooks", out / "notebooks")
+    for name in ("requirements.txt", "requirements-trl.txt", "pyproject.toml"):
+        if (REPO_ROOT / name).is_file():
+            shutil.copy(REPO_ROOT / name, out / name)
+    (out / "README.md").write_text(make_exercises.student_readme(), encoding="utf-8")
+    if bundle:
+        _write_autograder(out)
+
+
+def leaked_lines(folder: Path) -> list[tuple[str, str, Path]]:
+    """(solutions file, line, file of folder) for every solution line found in folder."""
+    texts = {p: p.read_text(encoding="utf-8", errors="replace") for p in sorted(folder.rglob("*"))
+             if p.is_file() and p.suffix in (".py", ".md", ".ipynb", ".txt", ".json", ".toml")}
+    found = []
+    for sol in sorted((REPO_ROOT / "solutions").glob("*.py")):
+        for line in make_exercises.solution_lines(sol.read_text(encoding="utf-8")):
+            found += [(sol.name, line, p) for p, text in texts.items() if line in text]
+    return found
+
+
+def _write_autograder(out: Path) -> None:
+    (out / "setup.sh").write_text("#!/usr/bin/env bash\nset -e\ncd /autograder/source\n"
+                                  "pip3 install -r requirements.txt\n", encoding="utf-8")
+    (out / "run_autograder").write_text(
+        "#!/usr/bin/env bash\n"
+        "# Gradescope runs this as root; the student's code runs under an unprivileged uid.\n"
+        "chmod -R go-rwx /autograder/source  # checks and expected values unreadable from the sandbox\n"
+        "cd /autograder/source\n"
+        "python3 -m grader /autograder/submission --hidden --gradescope /autograder/results/results.json\n",
+        encoding="utf-8")
+    for name in ("setup.sh", "run_autograder"):
+        (out / name).chmod(0o755)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m grader {argv[0]}", description=__doc__.splitlines()[0])
+    parser.add_argument("out", help="an empty or missing folder to write")
+    if argv[0] == "release":
+        parser.add_argument("--bundle", metavar="BUNDLE", default=None,
+                            help="also write the autograder bundle here (one grading run for both)")
+    args = parser.parse_args(argv[1:])
+    outs = {argv[0]: Path(args.out)}
+    if getattr(args, "bundle", None):
+        outs["bundle"] = Path(args.bundle)
+    for note in build(outs):
+        print(note, file=sys.stderr)
+    return 0
