@@ -33,6 +33,8 @@ with N parameters (attention's own FLOPs ignored: the context is 32 tokens). Per
     REINFORCE:  2 N * BG L (sampling) + 6 N * BG L (one update)   [+ 2 N BG L with a KL term]
     PPO:        2 N BG L (sampling) + 2 N BG L (reference) + 2 N_c BG L (critic values)
                 + mu * (6 N + 6 N_c) * BG L (policy and critic updates)
+    online DPO: 2 N BG L (sampling) + 2 N * 2n L (reference on the n pairs formed)
+                + mu * 6 N * 2n L (mu DPO steps on the pairs), n <= B * pairs_per_prompt
 
 with L = prompt + mean completion tokens, N_c the critic's parameters. This is the textbook
 count, in which every sequence runs its own prompt; refimpl's trainers encode a prompt once per
@@ -40,7 +42,9 @@ group (``token_logprobs(group_size=...)``), which does less work, most for GRPO-
 
 Methods: ``dpo`` (pure DPO, Rafailov et al. 2023, eq. 7), ``rpo`` (DPO + NLL on the chosen
 completions, Pang et al. 2024), ``grpo`` (Shao et al. 2024), ``reinforce`` (REINFORCE with the
-RLOO baseline, Ahmadian et al. 2024) and ``ppo`` (with a learned critic, Ouyang et al. 2022).
+RLOO baseline, Ahmadian et al. 2024), ``ppo`` (with a learned critic, Ouyang et al. 2022) and
+``online_dpo`` (the DPO loss on fresh pairs from the current policy, labelled by the verifier;
+Guo et al. 2024), which separates "offline data" from "the DPO loss".
 """
 from __future__ import annotations
 
@@ -56,19 +60,22 @@ import torch
 
 from .dpo_trainer import DPOConfig, train_dpo
 from .grpo_trainer import GRPOConfig, train_grpo
+from .online_dpo import OnlineDPOConfig, train_online_dpo
 from .ppo_trainer import PPOConfig, train_ppo
 from .preferences import build_pairs
 from .reinforce_trainer import ReinforceTrainConfig, train_reinforce
 from .sft import load_base
 from .utils import PRESETS
 
-METHODS = ("dpo", "rpo", "grpo", "reinforce", "ppo")
+METHODS = ("dpo", "rpo", "online_dpo", "grpo", "reinforce", "ppo")
 DEFAULT_METHODS = ("dpo", "grpo", "reinforce", "ppo")
-LABELS = {"dpo": "DPO", "rpo": "DPO+NLL (RPO)", "grpo": "GRPO", "reinforce": "REINFORCE (RLOO)",
-          "ppo": "PPO (critic)"}
-ONLINE = {"dpo": False, "rpo": False, "grpo": True, "reinforce": True, "ppo": True}
-SIGNAL = {"dpo": "implicit (pairs)", "rpo": "implicit (pairs) + NLL", "grpo": "verifier",
-          "reinforce": "verifier", "ppo": "verifier + critic"}
+LABELS = {"dpo": "DPO", "rpo": "DPO+NLL (RPO)", "online_dpo": "online DPO", "grpo": "GRPO",
+          "reinforce": "REINFORCE (RLOO)", "ppo": "PPO (critic)"}
+ONLINE = {"dpo": False, "rpo": False, "online_dpo": True, "grpo": True, "reinforce": True,
+          "ppo": True}
+SIGNAL = {"dpo": "implicit (pairs)", "rpo": "implicit (pairs) + NLL",
+          "online_dpo": "implicit (fresh pairs)", "grpo": "verifier", "reinforce": "verifier",
+          "ppo": "verifier + critic"}
 
 # Per-preset defaults of the study (the methods' own hyper-parameters stay their trainers').
 PRESET_DEFAULTS = {
@@ -141,6 +148,9 @@ def method_config(method: str, cc: CompareConfig, seed: int, steps: int, eval_ev
         cfg = DPOConfig(**common, group_size=cc.group_size, n_prompts=cc.dpo_prompts,
                         pairs_per_prompt=cc.dpo_pairs_per_prompt,
                         nll_coef=cc.rpo_nll_coef if method == "rpo" else 0.0)
+    elif method == "online_dpo":
+        cfg = OnlineDPOConfig(**common, prompts_per_step=cc.prompts_per_step,
+                              group_size=cc.group_size, pairs_per_prompt=cc.dpo_pairs_per_prompt)
     elif method == "grpo":
         cfg = GRPOConfig(**common, prompts_per_step=cc.prompts_per_step, group_size=cc.group_size)
     elif method == "reinforce":
@@ -162,6 +172,9 @@ def flops_per_step(method: str, cfg, N: int, L: float, N_critic: int = 0) -> flo
     if method in ("dpo", "rpo"):
         return 6 * N * 2 * cfg.batch_size * L
     BG = cfg.prompts_per_step * cfg.group_size
+    if method == "online_dpo":
+        n = cfg.prompts_per_step * cfg.pairs_per_prompt
+        return (2 * BG + 2 * 2 * n + cfg.updates_per_step * 6 * 2 * n) * N * L
     if method == "grpo":
         return (2 + 2 + 6 * cfg.inner_updates) * N * BG * L
     if method == "reinforce":
@@ -174,7 +187,8 @@ def flops_per_step(method: str, cfg, N: int, L: float, N_critic: int = 0) -> flo
 def _train(method, base, cfg, heldout, pairs=None, progress=False):
     if method in ("dpo", "rpo"):
         return train_dpo(base, cfg, pairs, progress=progress, heldout=heldout)
-    fn = {"grpo": train_grpo, "reinforce": train_reinforce, "ppo": train_ppo}[method]
+    fn = {"grpo": train_grpo, "reinforce": train_reinforce, "ppo": train_ppo,
+          "online_dpo": train_online_dpo}[method]
     return fn(base, cfg, progress=progress, heldout=heldout)
 
 
@@ -262,6 +276,22 @@ def run_one(method, base, cc, seed, steps, heldout, pairs_info=None, progress=Fa
     rec.update(flops_per_step=fps, tokens_per_seq=L,
                s_per_step=train_s / steps if steps else float("nan"))
     return _finish(rec, curve), res.policy
+
+
+def run_method(method, base, cc: CompareConfig, seed: int, heldout, progress: bool = False):
+    """One (method, seed) run under ``cc``'s budget, judged on ``heldout``; returns its record
+    (see ``run_one``). An offline method builds its own pairs from base samples of this seed,
+    and its step count comes from them, so every run stands alone (the claims study's unit)."""
+    cc = replace(cc, seeds=(seed,), methods=(method,))
+    cc.validate()
+    info, calib = None, {}
+    if not ONLINE[method]:
+        n_data = (cc.budget_samples // cc.group_size if cc.budget_samples is not None
+                  else cc.dpo_prompts)
+        info = _make_pairs(base, cc, seed, n_data)
+        calib = {"pairs": info[0], "gen_s": info[1]}
+    steps = _steps_for_budget(method, base, cc, heldout, calib)
+    return run_one(method, base, cc, seed, steps, heldout, info, progress=progress)[0]
 
 
 def _finish(rec, curve):
