@@ -1,9 +1,9 @@
 """Command line: ``python -m refimpl compare ...`` runs the head-to-head study (refimpl.compare);
 ``python -m refimpl study ...`` runs the declared claim experiments (refimpl.study).
 
-    python -m refimpl compare                          # cpu preset, 15 s per run, seeds 0,1
-    python -m refimpl compare --methods dpo,rpo,grpo --seeds 0,1,2 --budget-s 30
-    python -m refimpl compare --budget-samples 2048    # equal generated completions instead
+    python -m refimpl compare                          # cpu preset, 2,560 completions per run, seeds 0,1
+    python -m refimpl compare --methods dpo,rpo,grpo --seeds 0,1,2 --budget-samples 5120
+    python -m refimpl compare --budget-s 30            # equal training wall time instead
     python -m refimpl compare --preset gpu --out runs/compare-gpu   # CUDA, larger model
     python -m refimpl compare --preset tiny --out /tmp/cmp          # seconds, for tests
 
@@ -76,10 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_seeds, default=(0, 1), help="comma-separated seeds (default 0,1)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--budget-s", type=_positive(float), default=None,
-                        help="equal training wall time per run, in seconds (default: the preset's, "
-                             f"{PRESET_DEFAULTS['cpu']['budget_s']:g} s on cpu)")
+                        help="equal training wall time per run, in seconds, instead of samples")
     budget.add_argument("--budget-samples", type=_positive(int), default=None,
-                        help="equal number of generated completions per run instead of wall time")
+                        help="equal number of generated completions per run (default: the preset's, "
+                             f"{PRESET_DEFAULTS['cpu']['budget_samples']:,} on cpu)")
     p.add_argument("--preset", choices=sorted(PRESET_DEFAULTS), default="cpu",
                    help="model and study size: cpu (default), gpu (CUDA, larger), tiny (tests)")
     p.add_argument("--eval-problems", type=_positive(int), default=None,

@@ -64,6 +64,7 @@ from .online_dpo import OnlineDPOConfig, train_online_dpo
 from .ppo_trainer import PPOConfig, train_ppo
 from .preferences import build_pairs
 from .reinforce_trainer import ReinforceTrainConfig, train_reinforce
+from . import stats
 from .sft import load_base
 from .utils import PRESETS
 
@@ -77,15 +78,23 @@ SIGNAL = {"dpo": "implicit (pairs)", "rpo": "implicit (pairs) + NLL",
           "online_dpo": "implicit (fresh pairs)", "grpo": "verifier", "reinforce": "verifier",
           "ppo": "verifier + critic"}
 
-# Per-preset defaults of the study (the methods' own hyper-parameters stay their trainers').
+# Per-preset defaults of the study. Budgets count generated completions, so a result does not
+# depend on the machine's speed; --budget-s gives the wall-time race instead.
 PRESET_DEFAULTS = {
-    "cpu": dict(budget_s=15.0, eval_problems=256, prompts_per_step=16, group_size=8,
+    "cpu": dict(budget_samples=2560, eval_problems=256, prompts_per_step=16, group_size=8,
                 dpo_prompts=256),
-    "gpu": dict(budget_s=120.0, eval_problems=1024, prompts_per_step=64, group_size=8,
+    "gpu": dict(budget_samples=20480, eval_problems=1024, prompts_per_step=64, group_size=8,
                 dpo_prompts=2048),
     "tiny": dict(budget_samples=64, eval_problems=16, prompts_per_step=4, group_size=4,
                  dpo_prompts=16, evals=1),
 }
+
+
+# Learning rates picked on a validation split by the claims study (results/study/C17.json,
+# `python -m refimpl study --claims C17`); a test keeps this table equal to the record's picks.
+# Methods without an entry run at their trainer's default.
+TUNED = {"cpu": {"dpo": {"lr": 2e-5}, "rpo": {"lr": 1e-4}, "online_dpo": {"lr": 2e-5},
+                 "grpo": {"lr": 5e-5}, "reinforce": {"lr": 5e-5}}}
 
 
 @dataclass
@@ -94,8 +103,8 @@ class CompareConfig:
 
     methods: tuple = DEFAULT_METHODS
     seeds: tuple = (0, 1)
-    budget_s: float | None = 15.0       # equal training wall time per run (seconds)
-    budget_samples: int | None = None   # or: equal generated completions per run
+    budget_s: float | None = None       # equal training wall time per run (seconds)
+    budget_samples: int | None = 2560   # or: equal generated completions per run
     preset: str = "cpu"
     eval_problems: int = 256            # held-out problems (the same for every run)
     evals: int = 4                      # held-out evaluations per run after step 0
@@ -129,15 +138,19 @@ class CompareConfig:
             raise ValueError(f"group_size must be >= 2 (groups and pairs compare samples), got {self.group_size}")
 
 
-def config_for_preset(preset: str = "cpu", **kw) -> CompareConfig:
-    """A CompareConfig with the preset's defaults, then ``kw`` on top."""
+def config_for_preset(preset: str = "cpu", tuned: bool = True, **kw) -> CompareConfig:
+    """A CompareConfig with the preset's defaults, then ``kw`` on top. tuned: start from the
+    study's tuned learning rates (``TUNED``); ``kw["overrides"]`` is applied over them."""
     if preset not in PRESET_DEFAULTS:
         raise ValueError(f"unknown preset {preset!r}: choose one of {sorted(PRESET_DEFAULTS)}")
     d = dict(budget_s=None, budget_samples=None, preset=preset)
     d.update(PRESET_DEFAULTS[preset])
     if "budget_s" in kw or "budget_samples" in kw:      # the caller picks the budget kind
         d.update(budget_s=None, budget_samples=None)
-    d.update(kw)
+    overrides = {m: dict(v) for m, v in (TUNED.get(preset, {}) if tuned else {}).items()}
+    for m, v in kw.pop("overrides", {}).items():
+        overrides.setdefault(m, {}).update(v)
+    d.update(kw, overrides=overrides)
     return CompareConfig(**d)
 
 
@@ -364,9 +377,10 @@ def run_compare(cc: CompareConfig | None = None, base=None, progress: bool = Tru
 def _stats(values) -> dict:
     v = [x for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))]
     if not v:
-        return {"mean": float("nan"), "std": float("nan"), "min": float("nan"), "max": float("nan")}
+        return {k: float("nan") for k in ("mean", "std", "ci95", "min", "max")}
+    ci95 = stats.t_interval(v)["hi"] - statistics.fmean(v) if len(v) > 1 else 0.0
     return {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0,
-            "min": min(v), "max": max(v)}
+            "ci95": ci95, "min": min(v), "max": max(v)}
 
 
 SUMMARY_KEYS = ("final_acc", "base_acc", "wall_s", "samples", "steps", "s_per_step",
@@ -383,17 +397,19 @@ def summarize(result: CompareResult) -> dict:
 
 
 def format_table(result: CompareResult) -> str:
-    """A plain-text table of the summary: one row per method (mean +- std over seeds)."""
+    """A plain-text table of the summary: one row per method; held-out accuracy as the mean over
+    seeds +- the half-width of its 95% t interval (0 with one seed)."""
     s = summarize(result)
     head = (f"{'method':<18}{'held-out acc':>16}{'base':>7}{'wall s':>8}{'samples':>9}"
             f"{'steps':>7}{'s/step':>8}{'GFLOP/step':>11}{'GFLOP total':>12}")
     lines = [f"budget: {result.meta.get('budget')}, seeds: {list(result.config.seeds)}, "
-             f"{result.config.eval_problems} held-out problems", head, "-" * len(head)]
+             f"{result.config.eval_problems} held-out problems; accuracy: mean +- 95% CI over seeds",
+             head, "-" * len(head)]
     for m in result.config.methods:
         if m not in s:
             continue
         r = s[m]
-        acc = f"{r['final_acc']['mean']:.3f} +- {r['final_acc']['std']:.3f}"
+        acc = f"{r['final_acc']['mean']:.3f} +- {r['final_acc']['ci95']:.3f}"
         lines.append(f"{LABELS[m]:<18}{acc:>16}{r['base_acc']['mean']:>7.3f}"
                      f"{r['wall_s']['mean']:>8.1f}{r['samples']['mean']:>9.0f}"
                      f"{r['steps']['mean']:>7.0f}{r['s_per_step']['mean']:>8.3f}"
