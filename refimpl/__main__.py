@@ -1,13 +1,19 @@
-"""Command line: ``python -m refimpl compare ...`` runs the head-to-head study (refimpl.compare).
+"""Command line: ``python -m refimpl compare ...`` runs the head-to-head study (refimpl.compare);
+``python -m refimpl study ...`` runs the declared claim experiments (refimpl.study).
 
-    python -m refimpl compare                          # cpu preset, 15 s per run, seeds 0,1
-    python -m refimpl compare --methods dpo,rpo,grpo --seeds 0,1,2 --budget-s 30
-    python -m refimpl compare --budget-samples 2048    # equal generated completions instead
+    python -m refimpl compare                          # cpu preset, 2,560 completions per run, seeds 0,1
+    python -m refimpl compare --methods dpo,rpo,grpo --seeds 0,1,2 --budget-samples 5120
+    python -m refimpl compare --budget-s 30            # equal training wall time instead
     python -m refimpl compare --preset gpu --out runs/compare-gpu   # CUDA, larger model
     python -m refimpl compare --preset tiny --out /tmp/cmp          # seconds, for tests
 
-Writes results.csv, results.json and acc_vs_{time,samples,flops}.png to --out and prints the
-table. Bad arguments exit with status 2 and a message naming the problem.
+    python -m refimpl study                            # every declared claim: 3 bases x 5 seeds
+    python -m refimpl study --claims C17 --quick       # 1 base x 2 seeds, no tuning (minutes)
+
+``compare`` writes results.csv, results.json and acc_vs_{time,samples,flops}.png to --out and
+prints the table; ``study`` writes one JSON record per claim to --out (default results/study,
+or runs/study-quick with --quick) and prints each verdict with its interval. Bad arguments
+exit with status 2 and a message naming the problem.
 """
 from __future__ import annotations
 
@@ -70,10 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_seeds, default=(0, 1), help="comma-separated seeds (default 0,1)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--budget-s", type=_positive(float), default=None,
-                        help="equal training wall time per run, in seconds (default: the preset's, "
-                             f"{PRESET_DEFAULTS['cpu']['budget_s']:g} s on cpu)")
+                        help="equal training wall time per run, in seconds, instead of samples")
     budget.add_argument("--budget-samples", type=_positive(int), default=None,
-                        help="equal number of generated completions per run instead of wall time")
+                        help="equal number of generated completions per run (default: the preset's, "
+                             f"{PRESET_DEFAULTS['cpu']['budget_samples']:,} on cpu)")
     p.add_argument("--preset", choices=sorted(PRESET_DEFAULTS), default="cpu",
                    help="model and study size: cpu (default), gpu (CUDA, larger), tiny (tests)")
     p.add_argument("--eval-problems", type=_positive(int), default=None,
@@ -83,7 +89,39 @@ def build_parser() -> argparse.ArgumentParser:
                         "tiny and extra threads cost more than they save on a shared machine)")
     p.add_argument("--out", default="runs/compare", help="output folder (default runs/compare)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _study_parser(sub)
     return parser
+
+
+def _claims(text: str) -> tuple:
+    from .study import CLAIMS
+    ids = tuple(t.strip().upper() for t in text.split(",") if t.strip())
+    bad = [c for c in ids if c not in CLAIMS]
+    if bad or not ids:
+        raise argparse.ArgumentTypeError(f"unknown claim(s) {bad or '(none given)'}: "
+                                         f"declared are {', '.join(CLAIMS)}")
+    return ids
+
+
+def _study_parser(sub) -> None:
+    from .study import CLAIMS
+    p = sub.add_parser("study", help="the declared claim experiments: bases x seeds, tuned, paired",
+                       description="Run each claim's declared experiment over several base "
+                                   "policies and run seeds, with learning rates tuned on a "
+                                   "validation split, and write one record per claim. Finished "
+                                   "runs are stored under --runs, so a killed study resumes.")
+    p.add_argument("--claims", type=_claims, default=tuple(CLAIMS),
+                   help=f"comma-separated claim ids (default: all declared, {','.join(CLAIMS)})")
+    p.add_argument("--bases", type=_seeds, default=(0, 1, 2), help="SFT seeds of the bases (default 0,1,2)")
+    p.add_argument("--seeds", type=_seeds, default=(0, 1, 2, 3, 4), help="run seeds (default 0-4)")
+    p.add_argument("--quick", action="store_true",
+                   help="first base only, seeds 0,1, no tuning: a smoke run of a few minutes")
+    p.add_argument("--out", default=None, help="record folder (default results/study; "
+                                               "runs/study-quick with --quick)")
+    p.add_argument("--runs", default="runs/study", help="per-run cache (default runs/study)")
+    p.add_argument("--report", action="store_true",
+                   help="run nothing: regenerate docs/CLAIMS.md's study section from the records in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def main(argv=None) -> int:
@@ -91,6 +129,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.command == "compare":
         return _compare(parser, args)
+    if args.command == "study":
+        return _study(args, sys.argv[1:] if argv is None else list(argv))
     parser.error(f"unknown command {args.command!r}")     # pragma: no cover
 
 
@@ -122,6 +162,35 @@ def _compare(parser, args) -> int:
     print(f"total wall time {result.meta['total_s']:.1f} s ({result.meta['threads']} torch threads, "
           f"{result.meta['device']})")
     print("wrote " + ", ".join(paths.values()))
+    return 0
+
+
+def _study(args, argv: list) -> int:
+    import torch
+
+    from .study import CLAIMS, RESULTS, load_records, run_claim, update_claims_doc, write_record
+
+    out = args.out or ("runs/study-quick" if args.quick else RESULTS)
+    if args.report:
+        doc = RESULTS.parent.parent / "docs" / "CLAIMS.md"
+        changed = update_claims_doc(doc, load_records(out))
+        print(f"{doc}: {'updated' if changed else 'already up to date'}")
+        return 0
+    torch.set_num_threads(1)
+    bases, seeds = (args.bases[:1], (0, 1)) if args.quick else (args.bases, args.seeds)
+    for cid in args.claims:
+        rec = run_claim(CLAIMS[cid], bases, seeds, runs_dir=args.runs, tuned=not args.quick,
+                        progress=not args.quiet)
+        rec["command"] = "python -m refimpl " + " ".join(argv)
+        path = write_record(rec, out)
+        print(f"{cid}: {rec['verdict']}  ({len(bases)} bases x {len(seeds)} seeds, "
+              f"{rec['wall_s'] / 60:.1f} min) -> {path}")
+        for c in rec["comparisons"]:
+            ci = c["ci"]
+            print(f"    {c['treatment']:>10} - {c['control']:<10} {ci['mean']:+.3f} "
+                  f"[{ci['lo']:+.3f}, {ci['hi']:+.3f}]  {c['verdict']}")
+        for text in rec["caveats"]:
+            print(f"    caveat: {text}")
     return 0
 
 

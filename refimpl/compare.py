@@ -33,6 +33,8 @@ with N parameters (attention's own FLOPs ignored: the context is 32 tokens). Per
     REINFORCE:  2 N * BG L (sampling) + 6 N * BG L (one update)   [+ 2 N BG L with a KL term]
     PPO:        2 N BG L (sampling) + 2 N BG L (reference) + 2 N_c BG L (critic values)
                 + mu * (6 N + 6 N_c) * BG L (policy and critic updates)
+    online DPO: 2 N BG L (sampling) + 2 N * 2n L (reference on the n pairs formed)
+                + mu * 6 N * 2n L (mu DPO steps on the pairs), n <= B * pairs_per_prompt
 
 with L = prompt + mean completion tokens, N_c the critic's parameters. This is the textbook
 count, in which every sequence runs its own prompt; refimpl's trainers encode a prompt once per
@@ -40,7 +42,9 @@ group (``token_logprobs(group_size=...)``), which does less work, most for GRPO-
 
 Methods: ``dpo`` (pure DPO, Rafailov et al. 2023, eq. 7), ``rpo`` (DPO + NLL on the chosen
 completions, Pang et al. 2024), ``grpo`` (Shao et al. 2024), ``reinforce`` (REINFORCE with the
-RLOO baseline, Ahmadian et al. 2024) and ``ppo`` (with a learned critic, Ouyang et al. 2022).
+RLOO baseline, Ahmadian et al. 2024), ``ppo`` (with a learned critic, Ouyang et al. 2022) and
+``online_dpo`` (the DPO loss on fresh pairs from the current policy, labelled by the verifier;
+Guo et al. 2024), which separates "offline data" from "the DPO loss".
 """
 from __future__ import annotations
 
@@ -56,29 +60,41 @@ import torch
 
 from .dpo_trainer import DPOConfig, train_dpo
 from .grpo_trainer import GRPOConfig, train_grpo
+from .online_dpo import OnlineDPOConfig, train_online_dpo
 from .ppo_trainer import PPOConfig, train_ppo
 from .preferences import build_pairs
 from .reinforce_trainer import ReinforceTrainConfig, train_reinforce
+from . import stats
 from .sft import load_base
 from .utils import PRESETS
 
-METHODS = ("dpo", "rpo", "grpo", "reinforce", "ppo")
+METHODS = ("dpo", "rpo", "online_dpo", "grpo", "reinforce", "ppo")
 DEFAULT_METHODS = ("dpo", "grpo", "reinforce", "ppo")
-LABELS = {"dpo": "DPO", "rpo": "DPO+NLL (RPO)", "grpo": "GRPO", "reinforce": "REINFORCE (RLOO)",
-          "ppo": "PPO (critic)"}
-ONLINE = {"dpo": False, "rpo": False, "grpo": True, "reinforce": True, "ppo": True}
-SIGNAL = {"dpo": "implicit (pairs)", "rpo": "implicit (pairs) + NLL", "grpo": "verifier",
-          "reinforce": "verifier", "ppo": "verifier + critic"}
+LABELS = {"dpo": "DPO", "rpo": "DPO+NLL (RPO)", "online_dpo": "online DPO", "grpo": "GRPO",
+          "reinforce": "REINFORCE (RLOO)", "ppo": "PPO (critic)"}
+ONLINE = {"dpo": False, "rpo": False, "online_dpo": True, "grpo": True, "reinforce": True,
+          "ppo": True}
+SIGNAL = {"dpo": "implicit (pairs)", "rpo": "implicit (pairs) + NLL",
+          "online_dpo": "implicit (fresh pairs)", "grpo": "verifier", "reinforce": "verifier",
+          "ppo": "verifier + critic"}
 
-# Per-preset defaults of the study (the methods' own hyper-parameters stay their trainers').
+# Per-preset defaults of the study. Budgets count generated completions, so a result does not
+# depend on the machine's speed; --budget-s gives the wall-time race instead.
 PRESET_DEFAULTS = {
-    "cpu": dict(budget_s=15.0, eval_problems=256, prompts_per_step=16, group_size=8,
+    "cpu": dict(budget_samples=2560, eval_problems=256, prompts_per_step=16, group_size=8,
                 dpo_prompts=256),
-    "gpu": dict(budget_s=120.0, eval_problems=1024, prompts_per_step=64, group_size=8,
+    "gpu": dict(budget_samples=20480, eval_problems=1024, prompts_per_step=64, group_size=8,
                 dpo_prompts=2048),
     "tiny": dict(budget_samples=64, eval_problems=16, prompts_per_step=4, group_size=4,
                  dpo_prompts=16, evals=1),
 }
+
+
+# Learning rates picked on a validation split by the claims study (results/study/C17.json,
+# `python -m refimpl study --claims C17`); a test keeps this table equal to the record's picks.
+# Methods without an entry run at their trainer's default.
+TUNED = {"cpu": {"dpo": {"lr": 2e-5}, "rpo": {"lr": 1e-4}, "online_dpo": {"lr": 2e-5},
+                 "grpo": {"lr": 5e-5}, "reinforce": {"lr": 5e-5}}}
 
 
 @dataclass
@@ -87,8 +103,8 @@ class CompareConfig:
 
     methods: tuple = DEFAULT_METHODS
     seeds: tuple = (0, 1)
-    budget_s: float | None = 15.0       # equal training wall time per run (seconds)
-    budget_samples: int | None = None   # or: equal generated completions per run
+    budget_s: float | None = None       # equal training wall time per run (seconds)
+    budget_samples: int | None = 2560   # or: equal generated completions per run
     preset: str = "cpu"
     eval_problems: int = 256            # held-out problems (the same for every run)
     evals: int = 4                      # held-out evaluations per run after step 0
@@ -122,15 +138,19 @@ class CompareConfig:
             raise ValueError(f"group_size must be >= 2 (groups and pairs compare samples), got {self.group_size}")
 
 
-def config_for_preset(preset: str = "cpu", **kw) -> CompareConfig:
-    """A CompareConfig with the preset's defaults, then ``kw`` on top."""
+def config_for_preset(preset: str = "cpu", tuned: bool = True, **kw) -> CompareConfig:
+    """A CompareConfig with the preset's defaults, then ``kw`` on top. tuned: start from the
+    study's tuned learning rates (``TUNED``); ``kw["overrides"]`` is applied over them."""
     if preset not in PRESET_DEFAULTS:
         raise ValueError(f"unknown preset {preset!r}: choose one of {sorted(PRESET_DEFAULTS)}")
     d = dict(budget_s=None, budget_samples=None, preset=preset)
     d.update(PRESET_DEFAULTS[preset])
     if "budget_s" in kw or "budget_samples" in kw:      # the caller picks the budget kind
         d.update(budget_s=None, budget_samples=None)
-    d.update(kw)
+    overrides = {m: dict(v) for m, v in (TUNED.get(preset, {}) if tuned else {}).items()}
+    for m, v in kw.pop("overrides", {}).items():
+        overrides.setdefault(m, {}).update(v)
+    d.update(kw, overrides=overrides)
     return CompareConfig(**d)
 
 
@@ -141,6 +161,9 @@ def method_config(method: str, cc: CompareConfig, seed: int, steps: int, eval_ev
         cfg = DPOConfig(**common, group_size=cc.group_size, n_prompts=cc.dpo_prompts,
                         pairs_per_prompt=cc.dpo_pairs_per_prompt,
                         nll_coef=cc.rpo_nll_coef if method == "rpo" else 0.0)
+    elif method == "online_dpo":
+        cfg = OnlineDPOConfig(**common, prompts_per_step=cc.prompts_per_step,
+                              group_size=cc.group_size, pairs_per_prompt=cc.dpo_pairs_per_prompt)
     elif method == "grpo":
         cfg = GRPOConfig(**common, prompts_per_step=cc.prompts_per_step, group_size=cc.group_size)
     elif method == "reinforce":
@@ -162,6 +185,9 @@ def flops_per_step(method: str, cfg, N: int, L: float, N_critic: int = 0) -> flo
     if method in ("dpo", "rpo"):
         return 6 * N * 2 * cfg.batch_size * L
     BG = cfg.prompts_per_step * cfg.group_size
+    if method == "online_dpo":
+        n = cfg.prompts_per_step * cfg.pairs_per_prompt
+        return (2 * BG + 2 * 2 * n + cfg.updates_per_step * 6 * 2 * n) * N * L
     if method == "grpo":
         return (2 + 2 + 6 * cfg.inner_updates) * N * BG * L
     if method == "reinforce":
@@ -174,7 +200,8 @@ def flops_per_step(method: str, cfg, N: int, L: float, N_critic: int = 0) -> flo
 def _train(method, base, cfg, heldout, pairs=None, progress=False):
     if method in ("dpo", "rpo"):
         return train_dpo(base, cfg, pairs, progress=progress, heldout=heldout)
-    fn = {"grpo": train_grpo, "reinforce": train_reinforce, "ppo": train_ppo}[method]
+    fn = {"grpo": train_grpo, "reinforce": train_reinforce, "ppo": train_ppo,
+          "online_dpo": train_online_dpo}[method]
     return fn(base, cfg, progress=progress, heldout=heldout)
 
 
@@ -264,6 +291,22 @@ def run_one(method, base, cc, seed, steps, heldout, pairs_info=None, progress=Fa
     return _finish(rec, curve), res.policy
 
 
+def run_method(method, base, cc: CompareConfig, seed: int, heldout, progress: bool = False):
+    """One (method, seed) run under ``cc``'s budget, judged on ``heldout``; returns its record
+    (see ``run_one``). An offline method builds its own pairs from base samples of this seed,
+    and its step count comes from them, so every run stands alone (the claims study's unit)."""
+    cc = replace(cc, seeds=(seed,), methods=(method,))
+    cc.validate()
+    info, calib = None, {}
+    if not ONLINE[method]:
+        n_data = (cc.budget_samples // cc.group_size if cc.budget_samples is not None
+                  else cc.dpo_prompts)
+        info = _make_pairs(base, cc, seed, n_data)
+        calib = {"pairs": info[0], "gen_s": info[1]}
+    steps = _steps_for_budget(method, base, cc, heldout, calib)
+    return run_one(method, base, cc, seed, steps, heldout, info, progress=progress)[0]
+
+
 def _finish(rec, curve):
     rec.update(base_acc=curve[0]["heldout_acc"], final_acc=curve[-1]["heldout_acc"],
                wall_s=curve[-1]["time_s"], samples=curve[-1]["samples"],
@@ -334,9 +377,10 @@ def run_compare(cc: CompareConfig | None = None, base=None, progress: bool = Tru
 def _stats(values) -> dict:
     v = [x for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))]
     if not v:
-        return {"mean": float("nan"), "std": float("nan"), "min": float("nan"), "max": float("nan")}
+        return {k: float("nan") for k in ("mean", "std", "ci95", "min", "max")}
+    ci95 = stats.t_interval(v)["hi"] - statistics.fmean(v) if len(v) > 1 else 0.0
     return {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0,
-            "min": min(v), "max": max(v)}
+            "ci95": ci95, "min": min(v), "max": max(v)}
 
 
 SUMMARY_KEYS = ("final_acc", "base_acc", "wall_s", "samples", "steps", "s_per_step",
@@ -353,17 +397,19 @@ def summarize(result: CompareResult) -> dict:
 
 
 def format_table(result: CompareResult) -> str:
-    """A plain-text table of the summary: one row per method (mean +- std over seeds)."""
+    """A plain-text table of the summary: one row per method; held-out accuracy as the mean over
+    seeds +- the half-width of its 95% t interval (0 with one seed)."""
     s = summarize(result)
     head = (f"{'method':<18}{'held-out acc':>16}{'base':>7}{'wall s':>8}{'samples':>9}"
             f"{'steps':>7}{'s/step':>8}{'GFLOP/step':>11}{'GFLOP total':>12}")
     lines = [f"budget: {result.meta.get('budget')}, seeds: {list(result.config.seeds)}, "
-             f"{result.config.eval_problems} held-out problems", head, "-" * len(head)]
+             f"{result.config.eval_problems} held-out problems; accuracy: mean +- 95% CI over seeds",
+             head, "-" * len(head)]
     for m in result.config.methods:
         if m not in s:
             continue
         r = s[m]
-        acc = f"{r['final_acc']['mean']:.3f} +- {r['final_acc']['std']:.3f}"
+        acc = f"{r['final_acc']['mean']:.3f} +- {r['final_acc']['ci95']:.3f}"
         lines.append(f"{LABELS[m]:<18}{acc:>16}{r['base_acc']['mean']:>7.3f}"
                      f"{r['wall_s']['mean']:>8.1f}{r['samples']['mean']:>9.0f}"
                      f"{r['steps']['mean']:>7.0f}{r['s_per_step']['mean']:>8.3f}"

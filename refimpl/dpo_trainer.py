@@ -96,6 +96,25 @@ def pair_logps(model, pairs: PreferencePairs, chunk: int = 512):
     return torch.cat(outs_c), torch.cat(outs_r)                                 # (N, T) each
 
 
+def dpo_update(policy, opt, batch: PreferencePairs, ref_chosen, ref_rejected, cfg) -> dict:
+    """One optimizer step of DPO (+ cfg.nll_coef * NLL of the chosen) on ``batch``.
+
+    batch: B pairs; ref_chosen, ref_rejected: (B,) sequence log-probs of the frozen reference;
+    cfg: any config with beta, loss_type, label_smoothing, nll_coef and max_grad_norm.
+    Returns {"loss", "nll", and the TRL metrics of ``dpo_loss``} for the batch.
+    """
+    pc, pr = pair_logps(policy, batch)                                   # (B, T) each
+    losses, metrics = dpo_loss(pc.sum(-1), pr.sum(-1), ref_chosen, ref_rejected, cfg.beta,
+                               cfg.loss_type, cfg.label_smoothing)       # (B,)
+    nll = -pc.sum() / batch.chosen_mask.sum()                            # per-token NLL of y_w
+    loss = losses.mean() + cfg.nll_coef * nll
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+    opt.step()
+    return {"loss": loss.item(), "nll": nll.item(), **metrics}
+
+
 @torch.no_grad()
 def probe_logps(model, probe) -> float:
     """Mean sequence log-prob of a probe set (prompt_ids, prompt_mask, ids, mask), (N, .) each."""
@@ -252,19 +271,9 @@ def train_dpo(base, cfg: DPOConfig | None = None, pairs: PreferencePairs | None 
         idx = order[pos:pos + cfg.batch_size]                            # (B,)
         pos += cfg.batch_size
         consumed += len(idx)
-        batch = pairs[idx]
-        pc, pr = pair_logps(policy, batch)                               # (B, T) each
-        losses, metrics = dpo_loss(pc.sum(-1), pr.sum(-1), ref_chosen[idx.to(device)],
-                                   ref_rejected[idx.to(device)], cfg.beta, cfg.loss_type,
-                                   cfg.label_smoothing)                  # (B,)
-        nll = -pc.sum() / batch.chosen_mask.sum()                        # per-token NLL of y_w
-        loss = losses.mean() + cfg.nll_coef * nll
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-        opt.step()
-        row = {"step": step, "time_s": clock(), "samples": consumed,
-               "loss": loss.item(), "nll": nll.item(), **metrics}
+        metrics = dpo_update(policy, opt, pairs[idx], ref_chosen[idx.to(device)],
+                             ref_rejected[idx.to(device)], cfg)
+        row = {"step": step, "time_s": clock(), "samples": consumed, **metrics}
         if step % cfg.eval_every == 0 or step == cfg.steps:
             evaluate(row)
             bar.set_postfix(acc=f"{row['heldout_acc']:.2f}",

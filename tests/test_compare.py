@@ -9,6 +9,7 @@ import json
 import math
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -166,3 +167,28 @@ def test_gpu_preset_without_cuda_is_a_clear_error(capsys):
     with pytest.raises(SystemExit) as e:
         main(["compare", "--preset", "gpu"])
     assert e.value.code == 2 and "needs a CUDA GPU" in capsys.readouterr().err
+
+
+def test_tuned_learning_rates_are_the_study_records_picks():
+    from refimpl.compare import TUNED
+    from refimpl.study import load_record
+    pick = load_record("C17")["tuning"]["pick"]
+    assert {m: v["lr"] for m, v in TUNED["cpu"].items()} == pick, (
+        "compare.TUNED is stale: copy the picks of results/study/C17.json")
+    cc = config_for_preset("cpu", overrides={"grpo": {"beta": 0.0}})
+    assert cc.overrides["grpo"] == {"lr": pick["grpo"], "beta": 0.0}
+    assert method_config("dpo", cc, 0, 1, 1).lr == pick["dpo"]
+    assert config_for_preset("cpu", tuned=False).overrides == {}
+
+
+def test_default_budget_counts_samples_and_table_gives_a_ci():
+    from refimpl import stats
+    from refimpl.compare import CompareResult, format_table
+    cc = config_for_preset("cpu")
+    assert cc.budget_s is None and cc.budget_samples == 2560
+    runs = [{"method": "grpo", "seed": s, "final_acc": a, "base_acc": 0.4, "wall_s": 1.0,
+             "samples": 2560, "steps": 20, "s_per_step": 0.1, "flops_per_step": 1e9,
+             "flops": 2e10, "data_s": 0.0} for s, a in enumerate((0.50, 0.54, 0.55))]
+    res = CompareResult(replace(cc, methods=("grpo",), seeds=(0, 1, 2)), runs, meta={"budget": "2560 samples"})
+    half = stats.t_interval([0.50, 0.54, 0.55])["hi"] - 0.53
+    assert f"0.530 +- {half:.3f}" in format_table(res)

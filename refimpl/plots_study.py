@@ -1,0 +1,83 @@
+"""Figures of a claims-study record (refimpl.study): what was run, per seed, and the verdict.
+
+``plot_record`` draws three panels that read alone:
+
+1. test accuracy against generated completions for each method: the mean over every
+   (base, seed) run and the min-max band;
+2. each run's final test accuracy per method (one point per run, one marker per base);
+3. each comparison's paired differences treatment - control (points) with the mean and its
+   95% t interval (bar), a zero line, and the verdict in the label.
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .compare import LABELS
+
+MARKERS = "os^Dv<>p"
+
+
+def _curve_panel(ax, record: dict) -> None:
+    for i, (m, runs) in enumerate(record["runs"].items()):
+        # offline methods draw all their samples before training (and their step counts differ
+        # with the pairs each seed formed): start and end point only, as a step
+        step = runs[0]["curve"][1]["samples"] == runs[0]["curve"][-1]["samples"]
+        curves = [[r["curve"][0], r["curve"][-1]] if step else r["curve"] for r in runs]
+        xs = np.array([c["samples"] for c in curves[0]], dtype=float)
+        Y = np.array([[c["heldout_acc"] for c in cur] for cur in curves])   # (runs, points)
+        kw = {"drawstyle": "steps-post"} if step else {}
+        ax.plot(xs, Y.mean(0), color=f"C{i}", label=f"{LABELS[m]} (n={len(runs)})", **kw)
+        ax.fill_between(xs, Y.min(0), Y.max(0), color=f"C{i}", alpha=0.15,
+                        step="post" if step else None)
+    ax.set(xlabel="completions generated", ylabel="test accuracy (greedy)",
+           title=f"{record['id']}: accuracy vs samples (mean, min-max band)")
+    ax.legend(fontsize=7)
+
+
+def _final_panel(ax, record: dict) -> None:
+    bases = record["bases"]
+    for i, (m, runs) in enumerate(record["runs"].items()):
+        for j, b in enumerate(bases):
+            y = [r["final_acc"] for r in runs if r["base"] == b]
+            x = i + np.linspace(-0.25, 0.25, len(bases))[j] * np.ones(len(y))
+            ax.plot(x, y, MARKERS[j % len(MARKERS)], color=f"C{i}", ms=4, alpha=0.8,
+                    label=f"base {b}" if i == 0 else None)
+        ax.hlines(np.mean([r["final_acc"] for r in runs]), i - 0.35, i + 0.35, color="k", lw=1.5)
+    base_acc = np.mean([r["base_acc"] for rs in record["runs"].values() for r in rs])
+    ax.axhline(base_acc, color="grey", ls=":", lw=1, label=f"bases' mean ({base_acc:.3f})")
+    ax.set_xticks(range(len(record["runs"])),
+                  [LABELS[m] for m in record["runs"]], rotation=30, ha="right", fontsize=7)
+    ax.set(ylabel="final test accuracy", xlabel="method (bar: mean over runs)",
+           title=f"{record['id']}: every run at its tuned lr")
+    ax.legend(fontsize=6, loc="lower right")
+
+
+def _diff_panel(ax, record: dict) -> None:
+    comps = record["comparisons"]
+    for k, c in enumerate(comps):
+        d = np.array([x["diff"] for x in c["diffs"]])
+        y = np.full(len(d), len(comps) - 1 - k, dtype=float)
+        ax.plot(d, y + np.linspace(-0.15, 0.15, len(d)), ".", color="C7", ms=4, alpha=0.7,
+                label="one (base, seed) pair" if k == 0 else None)
+        ci = c["ci"]
+        ax.errorbar(ci["mean"], y[0], xerr=[[ci["mean"] - ci["lo"]], [ci["hi"] - ci["mean"]]],
+                    fmt="o", color="C3", capsize=3, label="mean, 95% t interval" if k == 0 else None)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(range(len(comps))[::-1],
+                  [f"{LABELS[c['treatment']]} - {LABELS[c['control']]}\n({c['verdict']})"
+                   for c in comps], fontsize=7)
+    ax.set(xlabel="paired difference in test accuracy",
+           title=f"{record['id']}: paired differences -> {record['verdict']}")
+    ax.legend(fontsize=6, loc="lower right")
+
+
+def plot_record(record: dict):
+    """The three panels of a study record (module docstring). Returns the Figure."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [1.1, 1, 1.3]})
+    _curve_panel(axes[0], record)
+    _final_panel(axes[1], record)
+    _diff_panel(axes[2], record)
+    fig.suptitle(f"{record['id']}: {record['hypothesis']}", fontsize=9, wrap=True)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,333 @@
+"""The claims study: each training claim's declared experiment, over bases x seeds, paired.
+
+A verdict a learner reads must come out the same on another machine, seed and base. So every
+trained claim is declared here *before* it is run (hypothesis, metric, budget, decision rule,
+what would contradict it, what would leave it not shown), and run the same way:
+
+    for each method m of the claim:                        # fair tuning, on validation only
+        for each lr in m's declared grid:
+            score(m, lr) = mean over tune seeds of validation accuracy after the budget
+        pick(m) = argmax_lr score(m, lr)                    (ties: the smaller lr)
+    for each base b (an SFT seed) and run seed s:           # the verdict, on the test half
+        for each method m:  acc[m, b, s] = test accuracy of m at pick(m) after the budget
+    for each comparison (treatment t, control c, predicted sign):
+        d_{b,s} = acc[t, b, s] - acc[c, b, s]               # paired: same base, same seed
+        CI = t interval of mean(d)  (refimpl.stats)  ->  holds / contradicted / not shown
+
+The first comparison of a claim decides its verdict; a declared caveat turns "holds" into
+"holds with a caveat" when another comparison comes out as the caveat says. Budgets count
+generated completions (never wall time), so the numbers do not depend on the machine's speed.
+The validation and test sets are the two halves of the task's held-out split (split by a hash
+of the prompt), so tuning never sees the problems the verdict is measured on.
+
+Every run is stored as one JSON file under ``runs_dir`` as soon as it finishes: a killed study
+continues where it stopped. Each claim ends as one record (``results/study/<id>.json``) with
+the declaration, the grid and the picks, every per-seed value, each comparison's paired
+differences, t and bootstrap intervals and verdict, and the machine and versions.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import stats
+from .compare import LABELS, config_for_preset, method_config, run_method
+from .sft import load_base
+
+STUDY_VERSION = 1
+TUNE_SEEDS = (100, 101)       # run seeds of the tuning runs (disjoint from the verdict's)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """treatment - control, paired; ``predicted`` = +1 if the article expects treatment > control."""
+
+    treatment: str
+    control: str
+    predicted: int = 1
+    question: str = ""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One declared experiment (shared/EVIDENCE.md, sec. 1)."""
+
+    id: str
+    article: str                  # the article's sentence, paraphrased
+    hypothesis: str               # in measurable form
+    metric: str
+    budget_samples: int           # generated completions per run
+    methods: tuple
+    comparisons: tuple            # of Comparison; the first decides the verdict
+    contradicts: str              # what result would contradict the article
+    not_shown: str                # what result would leave it not shown
+    grids: dict = field(default_factory=dict)     # {method: (lr, ...)} tuned on validation
+    fixed: dict = field(default_factory=dict)     # {method: {config field: value}}
+    caveats: tuple = ()           # (comparison index, verdicts that trigger it, text)
+    eval_problems: int = 256      # validation and test problems (each)
+
+
+LR_GRIDS = {"dpo": (1e-5, 2e-5, 5e-5), "rpo": (2e-5, 5e-5, 1e-4),
+            "online_dpo": (1e-5, 2e-5, 5e-5), "grpo": (5e-5, 1e-4, 2e-4),
+            "reinforce": (5e-5, 1e-4, 2e-4)}
+
+CLAIMS = {
+    "C17": Claim(
+        id="C17",
+        article="With a verifier, RL beats DPO on reasoning tasks.",
+        hypothesis="Greedy test accuracy after 2,560 generated completions from the same SFT "
+                   "base: GRPO (online, verifier reward) > pure DPO (offline pairs of base "
+                   "samples labelled by the same verifier).",
+        metric="greedy accuracy on 256 test problems (held-out half never used for tuning)",
+        budget_samples=2560,
+        methods=("dpo", "rpo", "online_dpo", "grpo", "reinforce"),
+        comparisons=(
+            Comparison("grpo", "dpo", 1, "RL (GRPO) vs pure offline DPO: the article's claim"),
+            Comparison("reinforce", "dpo", 1, "RL (REINFORCE, RLOO) vs pure offline DPO"),
+            Comparison("online_dpo", "dpo", 1, "the same DPO loss on fresh on-policy pairs: "
+                                               "does the data explain the gap?"),
+            Comparison("grpo", "online_dpo", 1, "policy gradient vs the DPO loss on the same "
+                                                "kind of fresh data: does the loss matter?"),
+            Comparison("grpo", "rpo", 1, "RL vs offline DPO with an NLL term on the chosen"),
+        ),
+        contradicts="the 95% CI of GRPO - DPO lies entirely below 0",
+        not_shown="the 95% CI of GRPO - DPO contains 0",
+        grids={m: LR_GRIDS[m] for m in ("dpo", "rpo", "online_dpo", "grpo", "reinforce")},
+        caveats=((2, ("holds",), "online DPO beats offline DPO too: much of the gap comes from "
+                                 "offline data, not from the DPO loss"),
+                 (4, ("not shown", "contradicted (erratum)"),
+                  "offline DPO with an NLL term on the chosen completions is not beaten by GRPO "
+                  "at this budget")),
+    ),
+}
+
+
+def eval_splits(base, n: int) -> tuple[list, list]:
+    """(validation, test): two disjoint sets of ``n`` held-out problems, split by a hash of
+    the prompt (stable across runs and machines)."""
+    pool = base.heldout(4 * n, seed=7)
+    halves = ([], [])
+    for p in pool:
+        halves[zlib.crc32(p.prompt.encode()) % 2].append(p)
+    if min(len(h) for h in halves) < n:
+        raise ValueError(f"the held-out split gave too few problems for two halves of {n}")
+    return halves[0][:n], halves[1][:n]
+
+
+def _run_key(claim: Claim, preset: str, method: str, lr: float, base_seed: int, seed: int,
+             split: str) -> str:
+    spec = {"v": STUDY_VERSION, "claim": claim.id, "preset": preset, "budget": claim.budget_samples,
+            "fixed": claim.fixed.get(method, {}), "n": claim.eval_problems, "method": method,
+            "lr": lr, "base": base_seed, "seed": seed, "split": split}
+    digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{split}-{method}-lr{lr:g}-b{base_seed}-s{seed}-{digest}"
+
+
+def run_cached(claim, preset, method, lr, base, base_seed, seed, split, problems, runs_dir):
+    """One run's {final_acc, base_acc, curve, ...}: from ``runs_dir`` if stored, else trained
+    and stored atomically (so an interrupted study resumes without redoing it)."""
+    path = Path(runs_dir) / claim.id / f"{_run_key(claim, preset, method, lr, base_seed, seed, split)}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    cc = config_for_preset(preset, budget_samples=claim.budget_samples,
+                           eval_problems=claim.eval_problems, evals=4,
+                           overrides={method: {"lr": lr, **claim.fixed.get(method, {})}})
+    rec = run_method(method, base, cc, seed, problems)
+    out = {"method": method, "lr": lr, "base": base_seed, "seed": seed, "split": split,
+           "final_acc": rec["final_acc"], "base_acc": rec["base_acc"], "steps": rec["steps"],
+           "samples": rec["samples"], "flops": rec["flops"],
+           "curve": [{"samples": c["samples"], "heldout_acc": c["heldout_acc"]} for c in rec["curve"]]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(out))
+    os.replace(tmp, path)
+    return out
+
+
+def default_lr(claim: Claim, method: str) -> float:
+    """The lr used without tuning: the middle of the method's grid (its trainer's own default
+    when the claim declares no grid for it)."""
+    grid = claim.grids.get(method)
+    if grid:
+        return grid[len(grid) // 2]
+    cc = config_for_preset("cpu", budget_samples=claim.budget_samples)
+    return method_config(method, cc, 0, 1, 1).lr
+
+
+def tune(claim: Claim, base, base_seed: int, preset: str, runs_dir, bar=None) -> dict:
+    """Pick each method's lr on the validation half: {"scores": {m: {lr: mean acc}},
+    "pick": {m: lr}, "seeds": TUNE_SEEDS, "base": base_seed}."""
+    val, _ = eval_splits(base, claim.eval_problems)
+    scores, pick = {}, {}
+    for m in claim.methods:
+        grid = claim.grids.get(m) or (default_lr(claim, m),)
+        scores[m] = {}
+        for lr in grid:
+            accs = [run_cached(claim, preset, m, lr, base, base_seed, s, "validation", val,
+                               runs_dir)["final_acc"] for s in TUNE_SEEDS]
+            scores[m][f"{lr:g}"] = sum(accs) / len(accs)
+            if bar is not None:
+                bar.update(len(TUNE_SEEDS))
+        best = max(scores[m].values())
+        pick[m] = min(lr for lr in grid if scores[m][f"{lr:g}"] == best)
+    return {"base": base_seed, "seeds": list(TUNE_SEEDS), "split": "validation",
+            "grid": {m: list(claim.grids.get(m) or (pick[m],)) for m in claim.methods},
+            "scores": scores, "pick": pick}
+
+
+def compare_runs(runs: dict, c: Comparison) -> dict:
+    """Paired differences treatment - control over (base, seed), their intervals and verdict."""
+    ctrl = {(r["base"], r["seed"]): r["final_acc"] for r in runs[c.control]}
+    pairs = [(r["base"], r["seed"], r["final_acc"] - ctrl[(r["base"], r["seed"])])
+             for r in runs[c.treatment]]
+    diffs = [d for _, _, d in pairs]
+    ci = stats.t_interval(diffs)
+    return {**asdict(c), "diffs": [{"base": b, "seed": s, "diff": d} for b, s, d in pairs],
+            "ci": ci, "bootstrap": stats.bootstrap_interval(diffs),
+            "verdict": stats.verdict(ci, c.predicted),
+            "seeds_needed": stats.seeds_needed(ci) if stats.verdict(ci, c.predicted) == "not shown" else None}
+
+
+def decide(claim: Claim, comparisons: list) -> tuple[str, list]:
+    """The claim's verdict from its first comparison, plus the caveats that apply."""
+    v = comparisons[0]["verdict"]
+    caveats = [text for i, when, text in claim.caveats if comparisons[i]["verdict"] in when]
+    if v == "holds" and caveats:
+        v = "holds with a caveat"
+    return v, caveats
+
+
+def machine() -> dict:
+    """Where the record was made: CPU, threads, versions."""
+    cpu = platform.processor()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import numpy
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "platform": platform.platform(), "python": sys.version.split()[0],
+            "torch": torch.__version__, "numpy": numpy.__version__}
+
+
+def run_claim(claim: Claim, bases=(0, 1, 2), seeds=(0, 1, 2, 3, 4), preset: str = "cpu",
+              runs_dir="runs/study", tuned: bool = True, progress: bool = True) -> dict:
+    """Run ``claim``'s declared experiment and return its record (see the module docstring).
+
+    bases: SFT seeds of the base policies; seeds: run seeds (the same for every method and
+    base: the comparison is paired); tuned: pick each lr on validation (else the grid's middle).
+    """
+    from tqdm.auto import tqdm
+
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds) or len(set(bases)) != len(bases):
+        raise ValueError(f"need >= 2 distinct run seeds and distinct bases, got {seeds}, {bases}")
+    unknown = [m for m in claim.methods if m not in LABELS]
+    if unknown:
+        raise ValueError(f"claim {claim.id} names unknown methods {unknown}")
+    t0 = time.perf_counter()
+    n_tune = sum(len(claim.grids.get(m) or (0,)) for m in claim.methods) * len(TUNE_SEEDS)
+    bar = tqdm(total=(n_tune if tuned else 0) + len(claim.methods) * len(bases) * len(seeds),
+               desc=f"study {claim.id}", disable=not progress)
+    base0 = load_base(preset, seed=bases[0], progress=False)
+    tuning = (tune(claim, base0, bases[0], preset, runs_dir, bar) if tuned else
+              {"pick": {m: default_lr(claim, m) for m in claim.methods}, "note": "not tuned"})
+    runs = {m: [] for m in claim.methods}
+    for b in bases:
+        base = base0 if b == bases[0] else load_base(preset, seed=b, progress=False)
+        _, test = eval_splits(base, claim.eval_problems)
+        for s in seeds:
+            for m in claim.methods:
+                runs[m].append(run_cached(claim, preset, m, tuning["pick"][m], base, b, s, "test",
+                                          test, runs_dir))
+                bar.update(1)
+    bar.close()
+    comps = [compare_runs(runs, c) for c in claim.comparisons]
+    verdict, caveats = decide(claim, comps)
+    decl = {k: v for k, v in asdict(claim).items() if k not in ("comparisons", "caveats", "grids")}
+    return {**decl, "decision_rule": "95% paired t interval of treatment - control over "
+                                     "(base, seed): holds if it excludes 0 on the predicted side, "
+                                     "contradicted if on the other side, not shown otherwise",
+            "bases": list(bases), "seeds": list(seeds), "preset": preset, "tuning": tuning,
+            "runs": runs, "comparisons": comps, "verdict": verdict, "caveats": caveats,
+            "machine": machine(), "wall_s": time.perf_counter() - t0,
+            "version": STUDY_VERSION}
+
+
+def write_record(record: dict, out_dir) -> Path:
+    """Write ``record`` to ``out_dir/<claim id>.json`` (atomically) and return the path."""
+    path = Path(out_dir) / f"{record['id']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+RESULTS = Path(__file__).resolve().parent.parent / "results" / "study"   # the committed records
+
+
+def load_record(claim_id: str, out_dir=None) -> dict:
+    """The committed record of ``claim_id`` (default folder: <repo>/results/study)."""
+    path = Path(out_dir or RESULTS) / f"{claim_id}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no study record {path}: run `python -m refimpl study --claims {claim_id}`")
+    return json.loads(path.read_text())
+
+
+def load_records(out_dir=None) -> list:
+    """Every record in ``out_dir`` (default: the committed ones), in claim order."""
+    paths = sorted(Path(out_dir or RESULTS).glob("C*.json"), key=lambda p: int(p.stem[1:]))
+    return [json.loads(p.read_text()) for p in paths]
+
+
+BEGIN, END = "<!-- study-records:begin -->", "<!-- study-records:end -->"
+
+
+def records_markdown(records: list) -> str:
+    """The generated section of docs/CLAIMS.md: one block per study record."""
+    out = [BEGIN, "", "Generated by `python -m refimpl study --report` from `results/study/*.json`;",
+           "a test fails when it is stale. Intervals: 95% paired t over (base, seed).", ""]
+    for r in records:
+        ci = r["comparisons"][0]["ci"]
+        out += [f"### {r['id']}: {r['verdict']}", "",
+                f"*Hypothesis:* {r['hypothesis']}  ",
+                f"*Runs:* {len(r['bases'])} bases x {len(r['seeds'])} seeds, "
+                f"{r['budget_samples']:,} completions each, lr "
+                f"{'not tuned' if 'note' in r['tuning'] else 'tuned on validation'} "
+                f"({', '.join(f'{LABELS[m]} {lr:g}' for m, lr in r['tuning']['pick'].items())}).  ",
+                f"*Decision:* {LABELS[r['comparisons'][0]['treatment']]} - "
+                f"{LABELS[r['comparisons'][0]['control']]} = "
+                f"{ci['mean']:+.3f} [{ci['lo']:+.3f}, {ci['hi']:+.3f}]", "",
+                "| comparison | mean difference [95% CI] | verdict |", "|---|---|---|"]
+        for c in r["comparisons"]:
+            ci = c["ci"]
+            out.append(f"| {LABELS[c['treatment']]} - {LABELS[c['control']]} | "
+                       f"{ci['mean']:+.3f} [{ci['lo']:+.3f}, {ci['hi']:+.3f}] | {c['verdict']} |")
+        out += [""] + [f"Caveat: {t}" for t in r["caveats"]] + [""] * bool(r["caveats"])
+        out += [f"Command: `{r.get('command', 'python -m refimpl study --claims ' + r['id'])}` "
+                f"({r['wall_s'] / 60:.0f} min on {r['machine']['cpu']}, "
+                f"{r['machine']['torch_threads']} thread)", ""]
+    return "\n".join(out + [END])
+
+
+def update_claims_doc(doc_path, records: list) -> bool:
+    """Replace the generated section of ``doc_path``; returns True if the file changed."""
+    path = Path(doc_path)
+    text = path.read_text()
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"{path} has no {BEGIN} ... {END} section to regenerate")
+    head, rest = text.split(BEGIN, 1)
+    new = head + records_markdown(records) + rest.split(END, 1)[1]
+    if new != text:
+        path.write_text(new)
+    return new != text

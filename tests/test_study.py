@@ -1,0 +1,114 @@
+"""The claims study (refimpl/study.py) end to end at the tiny preset.
+
+A tiny declared claim runs over one base and two seeds: the record must hold the declaration,
+the grid and a pick that is the argmax of its validation scores, the per-seed values, paired
+differences that are exactly treatment - control per (base, seed), and a verdict that follows
+from the interval. A second run must come entirely from the stored runs (resumable) and give
+the same record.
+"""
+import json
+
+import pytest
+
+from refimpl import stats, study
+from refimpl.__main__ import main
+from refimpl.study import Claim, Comparison, eval_splits, run_claim, write_record
+
+TINY = Claim(id="T1", article="a test claim", hypothesis="grpo > dpo", metric="acc",
+             budget_samples=16, methods=("dpo", "grpo"),
+             comparisons=(Comparison("grpo", "dpo", 1, "q"),), contradicts="c", not_shown="n",
+             grids={"grpo": (1e-4, 3e-4)}, eval_problems=8,
+             caveats=((0, ("holds", "not shown", "contradicted (erratum)"), "always"),))
+
+
+@pytest.fixture(scope="module")
+def record(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    return runs, run_claim(TINY, bases=(0,), seeds=(0, 1), preset="tiny", runs_dir=runs,
+                           progress=False)
+
+
+def test_record_holds_declaration_grid_and_runs(record):
+    _, rec = record
+    assert rec["id"] == "T1" and rec["hypothesis"] == "grpo > dpo"
+    tuning = rec["tuning"]
+    assert tuning["grid"]["grpo"] == [1e-4, 3e-4] and len(tuning["grid"]["dpo"]) == 1
+    scores = tuning["scores"]["grpo"]
+    assert scores[f"{tuning['pick']['grpo']:g}"] == max(scores.values())
+    assert {(r["base"], r["seed"]) for r in rec["runs"]["grpo"]} == {(0, 0), (0, 1)}
+    assert all(r["split"] == "test" and r["lr"] == tuning["pick"][r["method"]]
+               for m in rec["runs"] for r in rec["runs"][m])
+    assert rec["machine"]["torch"] and rec["wall_s"] >= 0
+
+
+def test_paired_differences_and_verdict(record):
+    _, rec = record
+    acc = {(r["method"], r["seed"]): r["final_acc"] for m in rec["runs"] for r in rec["runs"][m]}
+    comp = rec["comparisons"][0]
+    assert [d["diff"] for d in comp["diffs"]] == [acc[("grpo", s)] - acc[("dpo", s)] for s in (0, 1)]
+    assert comp["ci"] == stats.t_interval([d["diff"] for d in comp["diffs"]])
+    assert comp["verdict"] == stats.verdict(comp["ci"], 1)
+    assert rec["caveats"] == ["always"]
+    assert rec["verdict"] == ("holds with a caveat" if comp["verdict"] == "holds" else comp["verdict"])
+
+
+def test_second_run_resumes_from_stored_runs(record, monkeypatch):
+    runs, rec = record
+    monkeypatch.setattr(study, "run_method", lambda *a, **k: pytest.fail("retrained a stored run"))
+    again = run_claim(TINY, bases=(0,), seeds=(0, 1), preset="tiny", runs_dir=runs, progress=False)
+    assert again["runs"] == rec["runs"] and again["comparisons"] == rec["comparisons"]
+
+
+def test_validation_and_test_are_disjoint():
+    from refimpl.sft import load_base
+    val, test = eval_splits(load_base("tiny", progress=False), 8)
+    assert len(val) == len(test) == 8
+    assert not {p.prompt for p in val} & {p.prompt for p in test}
+
+
+def test_records_round_trip(record, tmp_path):
+    _, rec = record
+    path = write_record(rec, tmp_path)
+    assert json.loads(path.read_text()) == json.loads(json.dumps(rec))
+    assert study.load_record("T1", tmp_path)["verdict"] == rec["verdict"]
+    with pytest.raises(FileNotFoundError, match="python -m refimpl study"):
+        study.load_record("C99", tmp_path)
+
+
+def test_every_declared_claim_is_well_formed():
+    for cid, c in study.CLAIMS.items():
+        assert c.id == cid and c.comparisons and c.budget_samples > 0
+        for comp in c.comparisons:
+            assert {comp.treatment, comp.control} <= set(c.methods)
+        for i, when, _ in c.caveats:
+            assert 0 <= i < len(c.comparisons) and set(when) <= set(stats.VERDICTS)
+
+
+def test_cli_refuses_unknown_claims_and_too_few_seeds(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["study", "--claims", "C99"])
+    assert e.value.code == 2 and "unknown claim" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="2 distinct run seeds"):
+        run_claim(TINY, bases=(0,), seeds=(0,), preset="tiny", progress=False)
+
+
+def test_claims_doc_section_is_generated_from_the_committed_records(tmp_path):
+    from pathlib import Path
+    doc = Path(study.__file__).resolve().parent.parent / "docs" / "CLAIMS.md"
+    copy = tmp_path / "CLAIMS.md"
+    copy.write_text(doc.read_text())
+    assert not study.update_claims_doc(copy, study.load_records()), (
+        "docs/CLAIMS.md is stale: run `python -m refimpl study --report`")
+
+
+def test_records_markdown_quotes_every_comparison(record, tmp_path):
+    _, rec = record
+    rec = {**rec, "command": "python -m refimpl study --claims T1"}
+    text = study.records_markdown([rec])
+    ci = rec["comparisons"][0]["ci"]
+    assert f"{ci['mean']:+.3f} [{ci['lo']:+.3f}, {ci['hi']:+.3f}]" in text
+    assert rec["verdict"] in text and "python -m refimpl study --claims T1" in text
+    doc = tmp_path / "doc.md"
+    doc.write_text(f"head\n{study.BEGIN}\nold\n{study.END}\ntail\n")
+    assert study.update_claims_doc(doc, [rec]) and not study.update_claims_doc(doc, [rec])
+    assert doc.read_text().startswith("head\n") and doc.read_text().endswith("\ntail\n")
