@@ -22,7 +22,6 @@ import time
 from dataclasses import dataclass, replace
 
 import torch
-from tqdm.auto import tqdm
 
 from .grpo import LOSS_AGGS, SCALES, frac_reward_zero_std, group_advantages, grpo_loss
 from .kl import ESTIMATORS
@@ -30,6 +29,7 @@ from .logprobs import token_logprobs
 from .rollouts import sample_groups
 from .training import (Clock, TrainResult, adamw, check_fields, heldout_accuracy, problem_sets,
                        start_policy)
+from .training import StepBar
 
 
 @dataclass
@@ -238,7 +238,7 @@ def train_grpo(base, cfg: GRPOConfig | None = None, *, policy=None, reward_fn=No
         with clock.paused():
             row0["heldout_acc"] = heldout_accuracy(policy, base, heldout)
     history.append(row0)
-    bar = tqdm(range(1, cfg.steps + 1), desc="GRPO", disable=not progress)
+    bar = StepBar(cfg.steps, "GRPO", progress)
     for step in bar:
         t0 = time.perf_counter()
         batch, st = collect_batch(policy, base, cfg, lambda n: rng.sample(pool, n), reward_fn, gen)
