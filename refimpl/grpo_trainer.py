@@ -57,6 +57,10 @@ class GRPOConfig:
     eval_every: int = 10              # held-out greedy accuracy every this many steps (<= 0: never)
     eval_problems: int = 256
     seed: int = 0
+    # Hook: a learner's own clipped surrogate, with the signature of exercises/grpo.py's
+    # grpo_clipped_loss(logps, old_logps, advantages, mask, clip_eps, loss_agg) -> scalar.
+    # It replaces refimpl's surrogate in every inner step; the beta * KL term stays refimpl's.
+    policy_loss: object = None
 
 
 def validate_config(cfg: GRPOConfig) -> None:
@@ -196,6 +200,12 @@ def grpo_update(policy, ref_model, opt, batch, cfg: GRPOConfig) -> list[dict]:
                                   clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high,
                                   ref_logps=ref_logps, beta=cfg.beta,
                                   kl_estimator=cfg.kl_estimator, loss_agg=cfg.loss_agg)
+        if cfg.policy_loss is not None:                  # swap in the learner's surrogate
+            ours, _ = grpo_loss(logps, batch.old_logps, advantages, batch.completion_mask,
+                                clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high,
+                                loss_agg=cfg.loss_agg)   # refimpl's surrogate alone (no KL)
+            loss = loss - ours + cfg.policy_loss(logps, batch.old_logps, advantages,
+                                                 batch.completion_mask, cfg.clip_eps, cfg.loss_agg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(

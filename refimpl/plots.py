@@ -80,3 +80,44 @@ def plot_step_phases(bench: dict):
     fig.legend(legend.values(), legend.keys(), loc="center right", fontsize=8)
     fig.tight_layout(rect=(0, 0, 0.86, 1))
     return fig
+
+
+class SliderFigure:
+    """A slider that redraws a figure, which also reads in a notebook that was never run.
+
+    draw(value) -> matplotlib Figure; slider: an ipywidgets slider (its ``description``
+    names the parameter, its ``value`` is the starting point). Displayed in a running
+    notebook it is ``ipywidgets.interactive``: the slider, and the figure drawn in the
+    widget's output. Its display bundle also carries a static PNG of ``draw(slider.value)``
+    and a one-line note as plain text, which is what a notebook viewer shows where widgets
+    are not rendered (an untrusted notebook, a notebook opened before running it).
+    """
+
+    def __init__(self, draw, slider):
+        import ipywidgets as widgets
+        from IPython.display import display
+        self.draw, self.slider = draw, slider
+        name = slider.description
+
+        def show(**kw):
+            display(draw(kw[name]))
+        self.widget = widgets.interactive(show, **{name: slider})
+
+    def static_png(self) -> bytes:
+        """The figure at the slider's starting value, with a note to run the cell."""
+        import io
+        fig = self.draw(self.slider.value)
+        fig.text(0.5, 0.005, f"static view at {self.slider.description} = {self.slider.value:g}: "
+                 "run this cell to get the slider", ha="center", va="bottom", fontsize=8,
+                 color="dimgrey")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+        return buf.getvalue()
+
+    def _repr_mimebundle_(self, **kw):
+        import base64
+        bundle = self.widget._repr_mimebundle_(**kw)
+        bundle["image/png"] = base64.b64encode(self.static_png()).decode()
+        bundle["text/plain"] = (f"[slider for {self.slider.description}: run this cell to get it; "
+                                "until then the figure shows its starting value]")
+        return bundle
