@@ -70,7 +70,8 @@ def plot_uniform_share(pass_rates: torch.Tensor, Gs=(2, 4, 8, 16), per_prompt=No
         axes[0].plot(p, prob_uniform_group(p, G), label=f"G = {G}")
     axes[0].plot(pass_rates, torch.zeros_like(pass_rates), "|", color="k", ms=12, alpha=0.5)
     axes[0].set(xlabel="pass rate p of a prompt", ylabel="P(group is uniform)",
-                title=r"$p^G + (1-p)^G$ (ticks: the base's prompts)")
+                title=r"C8: P(uniform group) $= p^G + (1-p)^G$ (ticks: the base's prompts)")
+    axes[0].plot([], [], "|", color="k", ms=12, alpha=0.5, label="a prompt's pass rate")
     axes[0].legend(fontsize=8)
     if per_prompt:
         Gx = sorted(per_prompt)
@@ -79,7 +80,7 @@ def plot_uniform_share(pass_rates: torch.Tensor, Gs=(2, 4, 8, 16), per_prompt=No
         axes[1].plot(Gx, [prob_uniform_group(pbar, k) for k in Gx], "s--",
                      label=f"mean p = {pbar:.2f}: " + r"$\bar p^G + (1-\bar p)^G$")
         axes[1].set(xlabel="group size G", ylabel="share of uniform groups",
-                    title="predicted share of zero-gradient groups")
+                    title="C8: predicted share of zero-gradient groups")
         _log2_axis(axes[1], Gx)
         axes[1].legend(fontsize=8)
     plt.tight_layout()
@@ -183,7 +184,7 @@ def plot_gradient_noise(rows: list[dict], ax=None):
     ax.plot(G, [rel[0] * math.sqrt(G[0] / k) for k in G], "k:", label=r"$\propto 1/\sqrt{G}$")
     ax.set(yscale="log", xlabel="group size G",
            ylabel=r"$\sqrt{\mathrm{Var}\,g}\;/\;\|\mathbb{E}\,g\|$",
-           title="noise of the GRPO gradient")
+           title="C9: noise of the GRPO gradient against group size")
     _log2_axis(ax, G)
     ax.legend(fontsize=8)
     return ax
@@ -206,14 +207,22 @@ def expected_abs_advantage(p: float, G: int, scale: str = "group", eps: float = 
     return total
 
 
-def plot_advantage_vs_std(stds, abs_scaled, abs_none, ax=None):
-    """Mean |A| per group against the group's reward std, with and without std scaling."""
-    ax = ax or plt.subplots(figsize=(5, 3.4))[1]
-    ax.plot(stds, abs_scaled, "o", ms=4, label="scale='group': (r - mean) / (std + eps)")
-    ax.plot(stds, abs_none, "s", ms=4, label="scale='none': r - mean (Dr. GRPO)")
-    ax.set(xscale="log", yscale="log", xlabel="group reward std",
-           ylabel="mean |advantage| in the group", title="std scaling vs group variance")
-    ax.legend(fontsize=8)
+def plot_advantage_vs_std(stds, abs_scaled, abs_none, ax=None, real=None):
+    """Mean |A| per group against the group's reward std, with and without std scaling.
+
+    stds, abs_scaled, abs_none: (n,) synthetic groups (open markers); real: optional
+    (stds, abs_scaled, abs_none) of groups sampled from the model (filled markers)."""
+    ax = ax or plt.subplots(figsize=(5.5, 3.6))[1]
+    sets = [("synthetic", (stds, abs_scaled, abs_none), "none")]
+    if real is not None:
+        sets.append(("real samples", real, None))
+    for name, (sd, a_s, a_n), face in sets:
+        ax.plot(sd, a_s, "o", ms=5, color="C0", mfc=face,
+                label=f"{name}, scale='group': (r - mean) / (std + eps)")
+        ax.plot(sd, a_n, "s", ms=5, color="C1", mfc=face, label=f"{name}, scale='none' (Dr. GRPO)")
+    ax.set(xscale="log", yscale="log", xlabel="group reward std (reward units)",
+           ylabel="mean |advantage| in the group", title="C11: std scaling vs group variance")
+    ax.legend(fontsize=7)
     return ax
 
 
@@ -226,7 +235,7 @@ def plot_difficulty_bias(G: int = 8, eps: float = 1e-4, ax=None):
         mid = expected_abs_advantage(0.5, G, scale, eps)
         ax.plot(ps, [x / mid for x in w], style, label=f"scale='{scale}'")
     ax.set(xlabel="pass rate p of the prompt", ylabel="E sum|A| (relative to p = 0.5)",
-           title=f"weight of a prompt in the update (G = {G})")
+           title=f"C11: weight of a prompt in the update (G = {G})")
     ax.legend(fontsize=8)
     return ax
 
@@ -238,14 +247,13 @@ def plot_grpo_history(history: list[dict], predicted_share: float | None = None,
     """Three panels: held-out accuracy and mean reward; shares of all-wrong, all-correct and
     uniform groups per step (faint) and their ``window``-step running means, with an optional
     predicted share at the start; KL to the reference and the clipped share."""
-    axes = axes if axes is not None else plt.subplots(1, 3, figsize=(13, 3.4))[1]
+    axes = axes if axes is not None else plt.subplots(1, 4, figsize=(16, 3.4))[1]
     rows = [r for r in history if "reward" in r]
     steps = [r["step"] for r in rows]
     ev = [r for r in history if "heldout_acc" in r]
     axes[0].plot([r["step"] for r in ev], [r["heldout_acc"] for r in ev], "o-", label="held-out greedy acc")
     axes[0].plot(steps, [r["reward"] for r in rows], alpha=0.6, label="mean reward (samples, T=1)")
-    axes[0].set(xlabel="step", ylabel="accuracy", title="GRPO on the verifier")
-    axes[0].legend(fontsize=8)
+    axes[0].set(xlabel="GRPO step", ylabel="share correct", title="GRPO on the verifier (C8)")
     for key, lab, ls in (("frac_all_wrong", "all wrong", "-"), ("frac_all_correct", "all correct", "-"),
                          ("frac_reward_zero_std", "uniform (either)", "--")):
         vals = [r[key] for r in rows]
@@ -255,11 +263,13 @@ def plot_grpo_history(history: list[dict], predicted_share: float | None = None,
         axes[1].plot(steps, vals, lw=0.8, alpha=0.35, color=line.get_color())
     if predicted_share is not None:
         axes[1].axhline(predicted_share, color="grey", ls=":", label="predicted at the base")
-    axes[1].set(xlabel="step", ylabel="share of groups", title="zero-gradient groups")
-    axes[1].legend(fontsize=8)
-    axes[2].plot(steps, [r.get("kl", float("nan")) for r in rows], label="kl (k3)")
-    axes[2].plot(steps, [r.get("clip_ratio", float("nan")) for r in rows], label="clip_ratio")
-    axes[2].set(xlabel="step", title="KL to the reference, clipped share")
-    axes[2].legend(fontsize=8)
+    axes[1].set(xlabel="GRPO step", ylabel="share of groups", title="C8: zero-gradient groups")
+    axes[2].plot(steps, [r.get("kl", float("nan")) for r in rows], c="C4", label="kl (k3 estimate)")
+    axes[2].set(xlabel="GRPO step", ylabel="KL to pi_ref per token (nats)",
+                title="C18: KL to the reference")
+    axes[3].plot(steps, [r.get("clip_ratio", float("nan")) for r in rows], c="C5", label="clip_ratio")
+    axes[3].set(xlabel="GRPO step", ylabel="share of tokens clipped", title="Clipped share of tokens")
+    for ax in axes:
+        ax.legend(fontsize=8)
     plt.tight_layout()
     return axes
