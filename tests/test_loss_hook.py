@@ -1,4 +1,4 @@
-"""The GRPO trainer's hook for a learner's own surrogate (GRPOConfig.policy_loss).
+"""The GRPO trainer's hook for a learner's own surrogate (``policy_loss`` of train_grpo).
 
 The reference solution of exercises/grpo.py plugged in must give the same training as
 refimpl's own loss (the KL term stays refimpl's), and a broken surrogate must change it.
@@ -17,14 +17,14 @@ def parity_reward(problem, text):
 def run(policy_loss):
     tiny = load_base("tiny", progress=False)
     cfg = GRPOConfig(steps=1, prompts_per_step=4, group_size=4, eval_every=0, train_pool=64,
-                     inner_updates=2, policy_loss=policy_loss)
+                     inner_updates=2)
     torch.manual_seed(0)
     policy, ref = tiny.policy(), tiny.reference()
     pool = tiny.train_problems(16)
     batch, _ = collect_batch(policy, tiny, cfg, lambda n: pool[:n], parity_reward,
                              torch.Generator().manual_seed(0))
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-2)
-    inner = grpo_update(policy, ref, opt, batch, cfg)
+    inner = grpo_update(policy, ref, opt, batch, cfg, policy_loss=policy_loss)
     return inner, [p.detach().clone() for p in policy.parameters()]
 
 
