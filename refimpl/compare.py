@@ -66,6 +66,7 @@ from .preferences import build_pairs
 from .reinforce_trainer import ReinforceTrainConfig, train_reinforce
 from . import stats
 from .sft import load_base
+from .training import StepBar
 from .utils import PRESETS
 
 METHODS = ("dpo", "rpo", "online_dpo", "grpo", "reinforce", "ppo")
@@ -335,8 +336,6 @@ def run_compare(cc: CompareConfig | None = None, base=None, progress: bool = Tru
     base: a loaded Base (default ``load_base(cc.preset)``). Runs go seed by seed, each seed
     through every method, so that slow phases of a shared machine hit all methods alike.
     """
-    from tqdm.auto import tqdm
-
     cc = cc or CompareConfig()
     cc.validate()
     base = base if base is not None else load_base(cc.preset, progress=progress)
@@ -352,7 +351,7 @@ def run_compare(cc: CompareConfig | None = None, base=None, progress: bool = Tru
              if offline else {})
     steps = {m: _steps_for_budget(m, base, cc, heldout, calib) for m in cc.methods}
     runs, policies = [], {}
-    bar = tqdm(total=len(cc.methods) * len(cc.seeds), desc="head-to-head", disable=not progress)
+    bar = StepBar(len(cc.methods) * len(cc.seeds), "head-to-head", progress)
     for seed in cc.seeds:
         for m in cc.methods:
             bar.set_postfix(method=m, seed=seed)

@@ -32,7 +32,7 @@ from .dpo import LOSS_TYPES, dpo_loss, implicit_reward
 from .evaluation import completions_for
 from .logprobs import completion_logits, gather_token_logprobs, sequence_logprobs, token_logprobs
 from .preferences import PreferencePairs, build_pairs
-from .training import Clock, TrainResult, adamw, check_fields, heldout_accuracy
+from .training import Clock, StepBar, TrainResult, adamw, check_fields, heldout_accuracy
 from .utils import seed_everything
 
 EVAL_PAIRS = 256   # pairs (a fixed random subset) behind the ``pairs/...`` metrics
@@ -216,8 +216,6 @@ def train_dpo(base, cfg: DPOConfig | None = None, pairs: PreferencePairs | None 
         the mean sequence log-prob of each is logged as ``logps/<name>`` at every evaluation
         (e.g. the correct completions of held-out prompts: where did the mass go?).
     """
-    from tqdm.auto import tqdm
-
     cfg = checks.config("cfg", cfg, DPOConfig)
     cfg.validate()
     checks.function("reward_fn", reward_fn)
@@ -264,7 +262,7 @@ def train_dpo(base, cfg: DPOConfig | None = None, pairs: PreferencePairs | None 
     row0 = {"step": 0, "time_s": 0.0, "samples": 0}
     evaluate(row0)
     history.append(row0)
-    bar = tqdm(range(1, cfg.steps + 1), desc="DPO", disable=not progress)
+    bar = StepBar(cfg.steps, "DPO", progress)
     for step in bar:
         if pos + cfg.batch_size > N:                                     # next epoch
             order, pos = torch.randperm(N, generator=gen), 0

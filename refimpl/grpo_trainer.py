@@ -22,7 +22,6 @@ import time
 from dataclasses import dataclass, replace
 
 import torch
-from tqdm.auto import tqdm
 
 from . import checks
 from .grpo import LOSS_AGGS, SCALES, frac_reward_zero_std, group_advantages, grpo_loss
@@ -31,6 +30,7 @@ from .logprobs import token_logprobs
 from .rollouts import sample_groups
 from .training import (Clock, TrainResult, adamw, check_fields, heldout_accuracy, problem_sets,
                        start_policy)
+from .training import StepBar
 
 
 @dataclass
@@ -163,7 +163,7 @@ def collect_batch(policy, base, cfg: GRPOConfig, sample_prompts, reward_fn, gene
     return (_cat(kept, base.tokenizer.pad_id) if kept else None), stats
 
 
-def grpo_update(policy, ref_model, opt, batch, cfg: GRPOConfig) -> list[dict]:
+def grpo_update(policy, ref_model, opt, batch, cfg: GRPOConfig, policy_loss=None) -> list[dict]:
     """``cfg.inner_updates`` clipped GRPO steps on one batch; one metrics dict per step.
 
     Args:
@@ -173,6 +173,10 @@ def grpo_update(policy, ref_model, opt, batch, cfg: GRPOConfig) -> list[dict]:
         batch: a Rollout with B*G completions, old_logps (B*G, T) from the sampler and
             rewards (B*G,) grouped G at a time.
         cfg: loss settings (clip_eps, beta, kl_estimator, loss_agg, scale, eps, ...).
+        policy_loss: the hook for a learner's own clipped surrogate, with the signature of
+            exercises/grpo.py's grpo_clipped_loss(logps, old_logps, advantages, mask,
+            clip_eps, loss_agg) -> scalar. It replaces refimpl's surrogate in every inner
+            step; the beta * KL term stays refimpl's. None: refimpl's grpo_loss alone.
 
     Returns:
         list of cfg.inner_updates dicts: grpo_loss's metrics plus "loss" and "grad_norm"
@@ -192,6 +196,12 @@ def grpo_update(policy, ref_model, opt, batch, cfg: GRPOConfig) -> list[dict]:
                                   clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high,
                                   ref_logps=ref_logps, beta=cfg.beta,
                                   kl_estimator=cfg.kl_estimator, loss_agg=cfg.loss_agg)
+        if policy_loss is not None:                      # swap in the learner's surrogate
+            ours, _ = grpo_loss(logps, batch.old_logps, advantages, batch.completion_mask,
+                                clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high,
+                                loss_agg=cfg.loss_agg)   # refimpl's surrogate alone (no KL)
+            loss = loss - ours + policy_loss(logps, batch.old_logps, advantages,
+                                             batch.completion_mask, cfg.clip_eps, cfg.loss_agg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(
@@ -202,11 +212,12 @@ def grpo_update(policy, ref_model, opt, batch, cfg: GRPOConfig) -> list[dict]:
 
 
 def train_grpo(base, cfg: GRPOConfig | None = None, *, policy=None, reward_fn=None,
-               progress: bool = True, heldout=None) -> TrainResult:
+               progress: bool = True, heldout=None, policy_loss=None) -> TrainResult:
     """Train ``policy`` (default: a copy of the base) with GRPO against the frozen base.
 
     reward_fn(problem, text) -> float defaults to the verifier base.task.verify; heldout is a
-    list of problems for greedy accuracy (default base.heldout(cfg.eval_problems)).
+    list of problems for greedy accuracy (default base.heldout(cfg.eval_problems));
+    policy_loss: a learner's own clipped surrogate, passed to ``grpo_update`` (its hook).
 
     History rows: step, time_s (training wall time, evaluation excluded), samples and
     samples_wasted (cumulative completions generated / in uniform groups), reward (mean),
@@ -235,12 +246,13 @@ def train_grpo(base, cfg: GRPOConfig | None = None, *, policy=None, reward_fn=No
         with clock.paused():
             row0["heldout_acc"] = heldout_accuracy(policy, base, heldout)
     history.append(row0)
-    bar = tqdm(range(1, cfg.steps + 1), desc="GRPO", disable=not progress)
+    bar = StepBar(cfg.steps, "GRPO", progress)
     for step in bar:
         t0 = time.perf_counter()
         batch, st = collect_batch(policy, base, cfg, lambda n: rng.sample(pool, n), reward_fn, gen)
         t1 = time.perf_counter()
-        inner = grpo_update(policy, ref_model, opt, batch, cfg) if batch is not None else []
+        inner = (grpo_update(policy, ref_model, opt, batch, cfg, policy_loss)
+                 if batch is not None else [])
         t2 = time.perf_counter()
         samples += st["samples"]
         wasted += st["samples_wasted"]

@@ -1,5 +1,9 @@
 """Per-token estimators of KL(pi_theta || pi_ref), as used in GRPO's penalty term.
 
+Terms (docs/ARCHITECTURE.md): reverse KL = KL(pi_theta || pi_ref), the penalty GRPO writes;
+forward KL = KL(pi_ref || pi_theta). Notebook 03's KL lab (refimpl/kl_lab.py) checks the
+expected gradient of each estimator used as a loss against both.
+
 GRPO (Shao et al. 2024, DeepSeekMath, eq. 3-4) regularises the policy towards a frozen
 reference with beta * KL(pi_theta || pi_ref). The exact KL over whole completions cannot be
 computed, so it is estimated from the tokens that were sampled from the policy. J. Schulman's

@@ -29,14 +29,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
-
 from .dpo import LOSS_TYPES
 from .dpo_trainer import dpo_update, pair_logps
 from .preferences import pairs_from_rollout
 from .rollouts import sample_groups
-from .training import (Clock, TrainResult, adamw, check_fields, heldout_accuracy, problem_sets,
-                       start_policy)
+from .training import (Clock, StepBar, TrainResult, adamw, check_fields, heldout_accuracy,
+                       problem_sets, start_policy)
 
 
 @dataclass
@@ -118,7 +116,7 @@ def train_online_dpo(base, cfg: OnlineDPOConfig | None = None, *, policy=None,
         with clock.paused():
             row0["heldout_acc"] = heldout_accuracy(policy, base, heldout)
     history.append(row0)
-    bar = tqdm(range(1, cfg.steps + 1), desc="online DPO", disable=not progress)
+    bar = StepBar(cfg.steps, "online DPO", progress)
     for step in bar:
         pairs, ro, ref_c, ref_r = collect_pairs(policy, reference, base, cfg,
                                                 rng.sample(pool, cfg.prompts_per_step), gen,

@@ -20,7 +20,8 @@ def plot_tv_vs_pairs(rows: list[dict[str, float]]) -> Figure:
     gap = [max(row["tv_dpo_rlhf"], 1e-12) for row in rows]
     ax.plot(n, gap, "^-", color="grey", label="TV(DPO, RM + RLHF)")
     ax.set(xscale="log", yscale="log", xlabel="preference pairs",
-           ylabel="total-variation distance", title="DPO and RM + RLHF reach the same pi*")
+           ylabel="total-variation distance (0 to 1)",
+           title="C1: DPO and RM + RLHF reach the same pi* as data grows")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -39,9 +40,10 @@ def plot_optimal_policy(bandit: Bandit, betas, prompt: int = 0) -> Figure:
         ax.bar(x, ref.tolist(), fill=False, edgecolor="black", label="pi_ref")
         ax.plot([best], [1.02], "r*", markersize=10, label="argmax r")
         ax.set(ylim=(0, 1.08), xlabel="response", xticks=list(x),
-               title=f"beta = {float(beta):.3g}, TV to pi_ref = "
+               title=f"C1: pi* at beta = {float(beta):.3g}, TV to pi_ref = "
                      f"{0.5 * (pi - ref).abs().sum().item():.2f}")
-    axes[0].set_ylabel("probability")
+    for ax in axes:
+        ax.set_ylabel("probability")
     axes[0].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig
@@ -54,12 +56,13 @@ def plot_reward_match(true: torch.Tensor, estimate: torch.Tensor,
     fig = Figure(figsize=(4.5, 4))
     ax = fig.add_subplot()
     yerr = None if se is None else (2 * se).flatten().tolist()
-    ax.errorbar(x.tolist(), y.tolist(), yerr=yerr, fmt="o", ms=4, capsize=2)
+    ax.errorbar(x.tolist(), y.tolist(), yerr=yerr, fmt="o", ms=4, capsize=2,
+                label="(prompt, response)" + ("" if se is None else ", +/- 2 s.e."))
     lim = [min(x.min(), y.min()).item() - 0.2, max(x.max(), y.max()).item() + 0.2]
     ax.plot(lim, lim, "k--", lw=1, label="y = x")
     ax.set(xlabel="true reward (centred per prompt)",
            ylabel="beta log(pi / pi_ref) (centred per prompt)",
-           title="DPO's implied reward")
+           title="C1: DPO's implied reward vs the true reward")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -45,7 +45,7 @@ def plot_compare(result: CompareResult, x: str = "time_s", ax=None):
         ax.fill_between(grid, Y.min(0), Y.max(0), color=color, alpha=0.18,
                         step="post" if step else None)
     ax.set(xlabel=X_LABELS[x], ylabel="held-out greedy accuracy",
-           title=f"Same base, same budget ({result.meta.get('budget', '')})")
+           title=f"C17: same base, same budget ({result.meta.get('budget', '')})")
     ax.legend(fontsize=7)
     ax.figure.tight_layout()
     return ax.figure
@@ -57,10 +57,7 @@ def plot_compare_panels(result: CompareResult):
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6), sharey=True)
     for ax, x in zip(axes, ("time_s", "samples", "flops")):
         plot_compare(result, x, ax=ax)
-        ax.set_title(f"vs {X_LABELS[x].split(' (')[0]}")
-    for ax in axes[1:]:
-        ax.set_ylabel("")
-        ax.get_legend().remove()
+        ax.set_title(f"C16/C17: accuracy vs {X_LABELS[x].split(' (')[0]}", fontsize=9)
     fig.suptitle(f"Same base, same budget ({result.meta.get('budget', '')}), "
                  f"mean and min-max over seeds {list(result.config.seeds)}", fontsize=10)
     fig.tight_layout()

@@ -29,7 +29,8 @@ def plot_dpo_runs(runs: dict, base_acc: float, probe_names=("target", "base_gree
             steps, vals = res.curve(key)
             ax.plot(steps, _smooth(vals), style, label=key.split("/")[1])
         ax.axhline(0, color="grey", lw=0.5)
-        ax.set(title=f"{name}: implicit rewards (batch)", xlabel="step")
+        ax.set(title=f"C4, {name}: implicit rewards (batch)", xlabel="DPO step",
+               ylabel="beta log(pi / pi_ref) (nats x beta)")
         ax.legend(fontsize=8)
         ax = row[1]
         for key, style, label in (("pairs/logps/chosen", "C2o-", "chosen (in data)"),
@@ -39,12 +40,14 @@ def plot_dpo_runs(runs: dict, base_acc: float, probe_names=("target", "base_gree
             steps, vals = res.curve(f"logps/{probe}")
             if steps:
                 ax.plot(steps, vals, f"C{i}s--", label=f"held-out {probe}")
-        ax.set(title=f"{name}: mean log pi(y|x)", xlabel="step")
+        ax.set(title=f"C4, {name}: mean log pi(y|x)", xlabel="DPO step",
+               ylabel="sequence log-prob (nats)")
         ax.legend(fontsize=8)
         ax = row[2]
         ax.plot(*res.curve("heldout_acc"), "ko-", label=name)
         ax.axhline(base_acc, color="grey", ls="--", label="base")
-        ax.set(title=f"{name}: held-out greedy accuracy", xlabel="step", ylim=(0, 1))
+        ax.set(title=f"{name}: held-out greedy accuracy", xlabel="DPO step",
+               ylabel="held-out greedy accuracy", ylim=(0, 1))
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -61,18 +64,19 @@ def plot_mass(reports: dict):
         vals = np.array([reports[n][key] for n in names])
         a.bar(x, vals, bottom=bottom, color=color, label=key[2:])
         bottom += vals
-    a.set(xticks=x, xticklabels=names, ylim=(0, 1),
-          title="probability at the first token where y_w and y_l differ")
+    a.set(xticks=x, xticklabels=names, ylim=(0, 1), xlabel="policy", ylabel="probability",
+          title="C4: probability at the first token where y_w and y_l differ")
     a.legend(fontsize=8)
     segs = ("prefix", "diverge", "suffix")
     w = 0.8 / len(names)
     for i, n in enumerate(names):     # rejected (light, hatched) behind chosen (solid)
         b.bar(np.arange(3) + i * w, [reports[n][f"rejected_{s}"] for s in segs], w,
-              color=f"C{i}", alpha=0.3, hatch="//")
+              color=f"C{i}", alpha=0.3, hatch="//", label=f"{n}: rejected")
         b.bar(np.arange(3) + i * w, [reports[n][f"chosen_{s}"] for s in segs], w,
               label=f"{n}: chosen", color=f"C{i}")
-    b.set(xticks=np.arange(3) + 0.4 - w / 2, xticklabels=segs,
-          title="log pi per segment (solid: chosen, hatched: rejected)")
+    b.set(xticks=np.arange(3) + 0.4 - w / 2, xticklabels=segs, xlabel="segment of the completion",
+          ylabel="log pi of the segment (nats)",
+          title="C4: log pi per segment (solid: chosen, hatched: rejected)")
     b.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -85,7 +89,7 @@ def plot_noise(eps_values, curves: dict, base_acc: float):
         ax.plot(eps_values, accs, "o-", label=name)
     ax.axhline(base_acc, color="grey", ls="--", label="base")
     ax.set(xlabel="label-flip rate eps", ylabel="held-out greedy accuracy", ylim=(0, 1),
-           title="DPO under noisy preferences")
+           title="C5: DPO under noisy preferences")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -98,8 +102,11 @@ def plot_comparisons(stats: dict):
             ("grpo_informative_comparisons_per_sample", "GRPO informative\ncomparisons c(G-c)"),
             ("grpo_implicit_comparisons_per_sample", "GRPO all pairs\nG(G-1)/2")]
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    ax.bar(range(len(keys)), [stats[k] for k, _ in keys], color=["C0", "C1", "C1", "C7"])
-    ax.set(xticks=range(len(keys)), xticklabels=[lab for _, lab in keys],
-           ylabel="per generated sample", title="signal extracted from the same samples")
+    for i, ((k, lab), c) in enumerate(zip(keys, ["C0", "C1", "C1", "C7"])):
+        ax.bar(i, stats[k], color=c, label=lab.replace("\n", " "))
+    ax.set(xticks=range(len(keys)), xticklabels=[lab for _, lab in keys], xlabel="count",
+           ylabel="comparisons per generated sample",
+           title="C6: signal extracted from the same samples")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -1,12 +1,12 @@
 """Measurements and figures for notebook 03 (GRPO).
 
-- the share of uniform groups, p^K + (1-p)^K (DAPO, Yu et al. 2025, sec. 3.2), predicted from
-  per-prompt pass counts with the unbiased estimator C(c, K) / C(n, K) of p^K;
-- the noise of the GRPO gradient as a function of the group size K (claim C9), from
+- the share of uniform groups, p^G + (1-p)^G (DAPO, Yu et al. 2025, sec. 3.2), predicted from
+  per-prompt pass counts with the unbiased estimator C(c, G) / C(n, G) of p^G;
+- the noise of the GRPO gradient as a function of the group size G (claim C9), from
   per-sample gradients and their Gram matrix;
 - the expected advantage mass per prompt with and without std scaling (Liu et al. 2025,
   Dr. GRPO, sec. 3.1: the "question-level difficulty bias", claim C11);
-- plots of these and of a GRPO training history, and the ipywidgets control for K.
+- plots of these and of a GRPO training history, and the ipywidgets control for G.
 """
 from __future__ import annotations
 
@@ -21,33 +21,33 @@ from .grpo import group_advantages, prob_uniform_group
 
 # ------------------------------------------------------------------ uniform groups (C8)
 
-def uniform_shares_from_counts(correct: torch.Tensor, n: int, K: int) -> dict[str, float]:
-    """Unbiased estimates of E_prompts[p^K] (all correct) and E_prompts[(1-p)^K] (all wrong)
+def uniform_shares_from_counts(correct: torch.Tensor, n: int, G: int) -> dict[str, float]:
+    """Unbiased estimates of E_prompts[p^G] (all correct) and E_prompts[(1-p)^G] (all wrong)
     from c correct out of n samples per prompt.
 
-    C(c, K) / C(n, K) is the chance that K of the n samples drawn without replacement are all
-    correct; its expectation over the n samples is exactly p^K. Plugging c / n into p^K instead
-    would be biased upwards for K >= 2.
+    C(c, G) / C(n, G) is the chance that G of the n samples drawn without replacement are all
+    correct; its expectation over the n samples is exactly p^G. Plugging c / n into p^G instead
+    would be biased upwards for G >= 2.
 
     Args:
         correct: (M,) number of correct samples for each of M prompts.
-        n: samples per prompt (n >= K).
-        K: group size.
+        n: samples per prompt (n >= G).
+        G: group size.
 
     Returns:
         {"all_correct": ..., "all_wrong": ..., "uniform": their sum}.
     """
-    if K > n:
-        raise ValueError(f"need n >= K to estimate p^K without bias, got n={n}, K={K}")
-    total, counts = math.comb(n, K), [int(c) for c in correct.tolist()]
-    right = sum(math.comb(c, K) for c in counts) / total / len(counts)
-    wrong = sum(math.comb(n - c, K) for c in counts) / total / len(counts)
+    if G > n:
+        raise ValueError(f"need n >= G to estimate p^G without bias, got n={n}, G={G}")
+    total, counts = math.comb(n, G), [int(c) for c in correct.tolist()]
+    right = sum(math.comb(c, G) for c in counts) / total / len(counts)
+    wrong = sum(math.comb(n - c, G) for c in counts) / total / len(counts)
     return {"all_correct": right, "all_wrong": wrong, "uniform": right + wrong}
 
 
-def uniform_share_from_counts(correct: torch.Tensor, n: int, K: int) -> float:
-    """Unbiased estimate of E_prompts[p^K + (1-p)^K] (see uniform_shares_from_counts)."""
-    return uniform_shares_from_counts(correct, n, K)["uniform"]
+def uniform_share_from_counts(correct: torch.Tensor, n: int, G: int) -> float:
+    """Unbiased estimate of E_prompts[p^G + (1-p)^G] (see uniform_shares_from_counts)."""
+    return uniform_shares_from_counts(correct, n, G)["uniform"]
 
 
 def _log2_axis(ax, ticks):
@@ -58,49 +58,55 @@ def _log2_axis(ax, ticks):
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def plot_uniform_share(pass_rates: torch.Tensor, Ks=(2, 4, 8, 16), per_prompt=None, ax=None):
-    """Left: p^K + (1-p)^K against p, with the base's per-prompt pass rates as a rug.
-    Right (if per_prompt, a dict K -> estimate, is given): the share predicted from the mean
-    pass rate and from the per-prompt pass rates, against K."""
+def plot_uniform_share(pass_rates: torch.Tensor, Gs=(2, 4, 8, 16), per_prompt=None, ax=None):
+    """Left: p^G + (1-p)^G against p, with the base's per-prompt pass rates as a rug.
+    Right (if per_prompt, a dict G -> estimate, is given): the share predicted from the mean
+    pass rate and from the per-prompt pass rates, against G."""
     axes = [ax] if ax is not None else plt.subplots(1, 2 if per_prompt else 1,
                                                       figsize=(10 if per_prompt else 5, 3.4))[1]
     axes = list(axes) if hasattr(axes, "__len__") else [axes]
     p = torch.linspace(0, 1, 201)
-    for K in Ks:
-        axes[0].plot(p, prob_uniform_group(p, K), label=f"K = {K}")
+    for G in Gs:
+        axes[0].plot(p, prob_uniform_group(p, G), label=f"G = {G}")
     axes[0].plot(pass_rates, torch.zeros_like(pass_rates), "|", color="k", ms=12, alpha=0.5)
     axes[0].set(xlabel="pass rate p of a prompt", ylabel="P(group is uniform)",
-                title=r"$p^K + (1-p)^K$ (ticks: the base's prompts)")
+                title=r"C8: P(uniform group) $= p^G + (1-p)^G$ (ticks: the base's prompts)")
+    axes[0].plot([], [], "|", color="k", ms=12, alpha=0.5, label="a prompt's pass rate")
     axes[0].legend(fontsize=8)
     if per_prompt:
-        Kx = sorted(per_prompt)
+        Gx = sorted(per_prompt)
         pbar = pass_rates.mean().item()
-        axes[1].plot(Kx, [per_prompt[k] for k in Kx], "o-", label="per-prompt p: E[p^K + (1-p)^K]")
-        axes[1].plot(Kx, [prob_uniform_group(pbar, k) for k in Kx], "s--",
-                     label=f"mean p = {pbar:.2f}: " + r"$\bar p^K + (1-\bar p)^K$")
-        axes[1].set(xlabel="group size K", ylabel="share of uniform groups",
-                    title="predicted share of zero-gradient groups")
-        _log2_axis(axes[1], Kx)
+        axes[1].plot(Gx, [per_prompt[k] for k in Gx], "o-", label="per-prompt p: E[p^G + (1-p)^G]")
+        axes[1].plot(Gx, [prob_uniform_group(pbar, k) for k in Gx], "s--",
+                     label=f"mean p = {pbar:.2f}: " + r"$\bar p^G + (1-\bar p)^G$")
+        axes[1].set(xlabel="group size G", ylabel="share of uniform groups",
+                    title="C8: predicted share of zero-gradient groups")
+        _log2_axis(axes[1], Gx)
         axes[1].legend(fontsize=8)
     plt.tight_layout()
     return axes
 
 
 def uniform_share_widget(pass_rates: torch.Tensor):
-    """An ipywidgets slider for K that redraws p^K + (1-p)^K and both predictions."""
+    """A slider for the group size G that redraws p^G + (1-p)^G and both predictions
+    (a ``refimpl.plots.SliderFigure``: a static figure until the cell is run)."""
     import ipywidgets as widgets
 
-    def show(K):
-        ax = plot_uniform_share(pass_rates, Ks=(K,))[0]
+    from .plots import SliderFigure
+
+    def draw(G):
+        ax = plot_uniform_share(pass_rates, Gs=(G,))[0]
         pbar = pass_rates.mean().item()
-        per = prob_uniform_group(pass_rates.double(), K).mean().item()  # plug-in, for display
-        ax.set_title(f"K = {K}: mean-p prediction {prob_uniform_group(pbar, K):.3f}, "
-                     f"per-prompt {per:.3f}", fontsize=9)
-        plt.show()
-    return widgets.interactive(show, K=widgets.IntSlider(value=8, min=2, max=32, step=1))
+        per = prob_uniform_group(pass_rates.double(), G).mean().item()  # plug-in, for display
+        ax.set_title(f"C8, G = {G}: P(uniform group) predicted from the mean p "
+                     f"{prob_uniform_group(pbar, G):.3f}, per prompt {per:.3f}", fontsize=9)
+        fig = ax.figure
+        plt.close(fig)                       # drawn by the widget's output, not by pyplot
+        return fig
+    return SliderFigure(draw, widgets.IntSlider(value=8, min=2, max=32, step=1, description="G"))
 
 
-# ------------------------------------------------------------- gradient noise vs K (C9)
+# ------------------------------------------------------------- gradient noise vs G (C9)
 
 def per_sample_grads(model, prompt_ids, prompt_mask, completion_ids, completion_mask):
     """Gradient of each completion's sequence log-prob w.r.t. all parameters.
@@ -125,12 +131,12 @@ def per_sample_grads(model, prompt_ids, prompt_mask, completion_ids, completion_
     return torch.cat([v.flatten(1) for v in g.values()], dim=1)  # (N, D)
 
 
-def gradient_noise_vs_k(scores, rewards, lengths, pools, Ks, n_resamples=4000, generator=None,
+def gradient_noise_vs_g(scores, rewards, lengths, pools, Gs, n_resamples=4000, generator=None,
                         scale="group", eps=1e-4) -> list[dict]:
-    """Mean and noise of the GRPO policy gradient when each prompt gets K samples.
+    """Mean and noise of the GRPO policy gradient when each prompt gets G samples.
 
     At ratio 1 with beta = 0 and the "grpo" aggregation, the gradient of grpo_loss over B
-    prompts with K samples each is g = sum_i c_i s_i with c_i = -A_i / (B K |o_i|) and
+    prompts with G samples each is g = sum_i c_i s_i with c_i = -A_i / (B G |o_i|) and
     s_i = grad log pi(o_i). Groups are redrawn with replacement from each prompt's pool
     of samples (so the pool is the population), and everything is computed from the Gram
     matrix S S^T, so no (resamples x D) tensor is ever formed.
@@ -139,47 +145,47 @@ def gradient_noise_vs_k(scores, rewards, lengths, pools, Ks, n_resamples=4000, g
         scores: (M, D) per-sample gradients s_i of all pooled samples.
         rewards: (M,) their rewards; lengths: (M,) their completion lengths |o_i|.
         pools: list of B index tensors into 0..M-1, one per prompt.
-        Ks: group sizes to try; n_resamples: R redraws per K.
+        Gs: group sizes to try; n_resamples: R redraws per G.
 
-    Returns: one dict per K with "K", "mean_norm" (||E g||), "var" (E||g - E g||^2, the trace
+    Returns: one dict per G with "G", "mean_norm" (||E g||), "var" (E||g - E g||^2, the trace
     of the covariance), "rel_noise" (sqrt(var) / ||E g||), "frac_zero" (share of redrawn
-    groups that were uniform) and "var_x_K" (var * K, the noise per sample budget).
+    groups that were uniform) and "var_x_G" (var * G, the noise per sample budget).
     """
     gram = scores.double() @ scores.double().T  # (M, M)
     M, B = scores.shape[0], len(pools)
     out = []
-    for K in Ks:
+    for G in Gs:
         coef = torch.zeros(n_resamples, M, dtype=torch.float64)  # (R, M)
         zero = 0.0
         for pool in pools:
-            pick = torch.randint(len(pool), (n_resamples, K), generator=generator)  # (R, K)
-            idx = pool[pick]  # (R, K)
-            adv = group_advantages(rewards[idx].reshape(-1).double(), K, scale=scale, eps=eps)
-            adv = adv.view(n_resamples, K)  # (R, K)
+            pick = torch.randint(len(pool), (n_resamples, G), generator=generator)  # (R, G)
+            idx = pool[pick]  # (R, G)
+            adv = group_advantages(rewards[idx].reshape(-1).double(), G, scale=scale, eps=eps)
+            adv = adv.view(n_resamples, G)  # (R, G)
             zero += (adv == 0).all(dim=1).double().mean().item() / B
-            coef.scatter_add_(1, idx, -adv / (B * K * lengths[idx].double()))  # (R, M)
+            coef.scatter_add_(1, idx, -adv / (B * G * lengths[idx].double()))  # (R, M)
         mean_coef = coef.mean(0)  # (M,)
         second = ((coef @ gram) * coef).sum(1).mean()  # E ||g||^2
         mean_sq = mean_coef @ gram @ mean_coef  # ||E g||^2
         var = (second - mean_sq).item()
         norm = math.sqrt(max(mean_sq.item(), 0.0))
-        out.append({"K": K, "mean_norm": norm, "var": var, "rel_noise": math.sqrt(max(var, 0)) / norm,
-                    "frac_zero": zero, "var_x_K": var * K})
+        out.append({"G": G, "mean_norm": norm, "var": var, "rel_noise": math.sqrt(max(var, 0)) / norm,
+                    "frac_zero": zero, "var_x_G": var * G})
     return out
 
 
 def plot_gradient_noise(rows: list[dict], ax=None):
-    """Relative noise sqrt(Var g) / ||E g|| of the GRPO gradient against K, with the
-    1/sqrt(K) slope through the first point for reference."""
+    """Relative noise sqrt(Var g) / ||E g|| of the GRPO gradient against G, with the
+    1/sqrt(G) slope through the first point for reference."""
     ax = ax or plt.subplots(figsize=(5, 3.4))[1]
-    K = [r["K"] for r in rows]
+    G = [r["G"] for r in rows]
     rel = [r["rel_noise"] for r in rows]
-    ax.plot(K, rel, "o-", label="measured")
-    ax.plot(K, [rel[0] * math.sqrt(K[0] / k) for k in K], "k:", label=r"$\propto 1/\sqrt{K}$")
-    ax.set(yscale="log", xlabel="group size K",
+    ax.plot(G, rel, "o-", label="measured")
+    ax.plot(G, [rel[0] * math.sqrt(G[0] / k) for k in G], "k:", label=r"$\propto 1/\sqrt{G}$")
+    ax.set(yscale="log", xlabel="group size G",
            ylabel=r"$\sqrt{\mathrm{Var}\,g}\;/\;\|\mathbb{E}\,g\|$",
-           title="noise of the GRPO gradient")
-    _log2_axis(ax, K)
+           title="C9: noise of the GRPO gradient against group size")
+    _log2_axis(ax, G)
     ax.legend(fontsize=8)
     return ax
 
@@ -201,14 +207,22 @@ def expected_abs_advantage(p: float, G: int, scale: str = "group", eps: float = 
     return total
 
 
-def plot_advantage_vs_std(stds, abs_scaled, abs_none, ax=None):
-    """Mean |A| per group against the group's reward std, with and without std scaling."""
-    ax = ax or plt.subplots(figsize=(5, 3.4))[1]
-    ax.plot(stds, abs_scaled, "o", ms=4, label="scale='group': (r - mean) / (std + eps)")
-    ax.plot(stds, abs_none, "s", ms=4, label="scale='none': r - mean (Dr. GRPO)")
-    ax.set(xscale="log", yscale="log", xlabel="group reward std",
-           ylabel="mean |advantage| in the group", title="std scaling vs group variance")
-    ax.legend(fontsize=8)
+def plot_advantage_vs_std(stds, abs_scaled, abs_none, ax=None, real=None):
+    """Mean |A| per group against the group's reward std, with and without std scaling.
+
+    stds, abs_scaled, abs_none: (n,) synthetic groups (open markers); real: optional
+    (stds, abs_scaled, abs_none) of groups sampled from the model (filled markers)."""
+    ax = ax or plt.subplots(figsize=(5.5, 3.6))[1]
+    sets = [("synthetic", (stds, abs_scaled, abs_none), "none")]
+    if real is not None:
+        sets.append(("real samples", real, None))
+    for name, (sd, a_s, a_n), face in sets:
+        ax.plot(sd, a_s, "o", ms=5, color="C0", mfc=face,
+                label=f"{name}, scale='group': (r - mean) / (std + eps)")
+        ax.plot(sd, a_n, "s", ms=5, color="C1", mfc=face, label=f"{name}, scale='none' (Dr. GRPO)")
+    ax.set(xscale="log", yscale="log", xlabel="group reward std (reward units)",
+           ylabel="mean |advantage| in the group", title="C11: std scaling vs group variance")
+    ax.legend(fontsize=7)
     return ax
 
 
@@ -221,7 +235,7 @@ def plot_difficulty_bias(G: int = 8, eps: float = 1e-4, ax=None):
         mid = expected_abs_advantage(0.5, G, scale, eps)
         ax.plot(ps, [x / mid for x in w], style, label=f"scale='{scale}'")
     ax.set(xlabel="pass rate p of the prompt", ylabel="E sum|A| (relative to p = 0.5)",
-           title=f"weight of a prompt in the update (G = {G})")
+           title=f"C11: weight of a prompt in the update (G = {G})")
     ax.legend(fontsize=8)
     return ax
 
@@ -233,14 +247,13 @@ def plot_grpo_history(history: list[dict], predicted_share: float | None = None,
     """Three panels: held-out accuracy and mean reward; shares of all-wrong, all-correct and
     uniform groups per step (faint) and their ``window``-step running means, with an optional
     predicted share at the start; KL to the reference and the clipped share."""
-    axes = axes if axes is not None else plt.subplots(1, 3, figsize=(13, 3.4))[1]
+    axes = axes if axes is not None else plt.subplots(1, 4, figsize=(16, 3.4))[1]
     rows = [r for r in history if "reward" in r]
     steps = [r["step"] for r in rows]
     ev = [r for r in history if "heldout_acc" in r]
     axes[0].plot([r["step"] for r in ev], [r["heldout_acc"] for r in ev], "o-", label="held-out greedy acc")
     axes[0].plot(steps, [r["reward"] for r in rows], alpha=0.6, label="mean reward (samples, T=1)")
-    axes[0].set(xlabel="step", ylabel="accuracy", title="GRPO on the verifier")
-    axes[0].legend(fontsize=8)
+    axes[0].set(xlabel="GRPO step", ylabel="share correct", title="GRPO on the verifier (C8)")
     for key, lab, ls in (("frac_all_wrong", "all wrong", "-"), ("frac_all_correct", "all correct", "-"),
                          ("frac_reward_zero_std", "uniform (either)", "--")):
         vals = [r[key] for r in rows]
@@ -250,11 +263,13 @@ def plot_grpo_history(history: list[dict], predicted_share: float | None = None,
         axes[1].plot(steps, vals, lw=0.8, alpha=0.35, color=line.get_color())
     if predicted_share is not None:
         axes[1].axhline(predicted_share, color="grey", ls=":", label="predicted at the base")
-    axes[1].set(xlabel="step", ylabel="share of groups", title="zero-gradient groups")
-    axes[1].legend(fontsize=8)
-    axes[2].plot(steps, [r.get("kl", float("nan")) for r in rows], label="kl (k3)")
-    axes[2].plot(steps, [r.get("clip_ratio", float("nan")) for r in rows], label="clip_ratio")
-    axes[2].set(xlabel="step", title="KL to the reference, clipped share")
-    axes[2].legend(fontsize=8)
+    axes[1].set(xlabel="GRPO step", ylabel="share of groups", title="C8: zero-gradient groups")
+    axes[2].plot(steps, [r.get("kl", float("nan")) for r in rows], c="C4", label="kl (k3 estimate)")
+    axes[2].set(xlabel="GRPO step", ylabel="KL to pi_ref per token (nats)",
+                title="C18: KL to the reference")
+    axes[3].plot(steps, [r.get("clip_ratio", float("nan")) for r in rows], c="C5", label="clip_ratio")
+    axes[3].set(xlabel="GRPO step", ylabel="share of tokens clipped", title="Clipped share of tokens")
+    for ax in axes:
+        ax.legend(fontsize=8)
     plt.tight_layout()
     return axes

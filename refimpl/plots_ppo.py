@@ -10,27 +10,29 @@ def _rows(result, key):
 
 
 def plot_ppo_vs_grpo(ppo, grpo, x: str = "samples"):
-    """Three panels: held-out accuracy of both runs against ``x`` (completions generated),
-    PPO's critic diagnostics (value loss, explained variance) per step, and the baselines'
-    error |b(x) - p(x)| at the Monte-Carlo checks (critic V(x) vs GRPO's group mean)."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    """Four panels: held-out accuracy of both runs against ``x`` (completions generated),
+    PPO's value loss and its explained variance (separate axes: different scales), and the
+    baselines' error |b(x) - p(x)| at the Monte-Carlo checks (critic V(x) vs group mean)."""
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
     for label, res in (("PPO (critic)", ppo), ("GRPO (group)", grpo)):
         rows = [r for r in res.history if "heldout_acc" in r]
         axes[0].plot([r[x] for r in rows], [r["heldout_acc"] for r in rows], "o-", ms=3, label=label)
     axes[0].set(xlabel=f"{x} (completions generated)", ylabel="held-out greedy accuracy",
-                title="Same completion budget", ylim=(0, 1))
-    axes[0].legend(fontsize=8)
-    ax = axes[1]
-    ax.plot(*_rows(ppo, "value_loss"), label="value loss")
-    ax.plot(*_rows(ppo, "explained_variance"), label="explained variance")
-    ax.axhline(0, c="grey", lw=0.8)
-    ax.set(xlabel="PPO step", title="PPO's critic", ylim=(-0.5, 1))
-    ax.legend(fontsize=8)
-    ax = axes[2]
-    ax.plot(*_rows(ppo, "value_mae_mc"), "o-", label="critic V(x)")
-    ax.plot(*_rows(ppo, "baseline_mae_mc/group"), "s-", label="group mean (G samples)")
-    ax.set(xlabel="PPO step", ylabel="mean |b(x) - p(x)|", title="Baseline error vs Monte Carlo")
-    ax.legend(fontsize=8)
+                title="Same completion budget (C15)", ylim=(0, 1))
+    axes[1].plot(*_rows(ppo, "value_loss"), c="C2", label="PPO value loss")
+    axes[1].set(xlabel="PPO step", ylabel="value loss (squared reward units)",
+                title="PPO's critic: value loss (C15)")
+    axes[2].plot(*_rows(ppo, "explained_variance"), c="C4", label="explained variance")
+    axes[2].axhline(0, c="grey", lw=0.8, label="0: no better than a constant")
+    axes[2].set(xlabel="PPO step", ylabel="explained variance of returns (1 = perfect)",
+                title="PPO's critic: explained variance (C15)", ylim=(-0.5, 1))
+    axes[3].plot(*_rows(ppo, "value_mae_mc"), "o-", label="critic V(x)")
+    axes[3].plot(*_rows(ppo, "baseline_mae_mc/group"), "s-", label="group mean (G samples)")
+    axes[3].set(xlabel="PPO step", ylabel="mean |b(x) - p(x)| (pass-rate units)",
+                title="Baseline error vs Monte Carlo (C15)")
+    for ax in axes:
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -49,7 +51,8 @@ def plot_advantage_quality(snapshot: dict, keys=("adv_corr_mc", "value_corr_mc")
            label="corr(baseline, p(x))")
     ax.set_xticks(list(xs), labels, fontsize=8)
     ax.axhline(0, c="grey", lw=0.8)
-    ax.set(ylim=(-0.5, 1), title="Advantage and baseline quality (fresh samples)")
+    ax.set(ylim=(-0.5, 1), xlabel="advantage estimator", ylabel="Pearson correlation",
+           title="Advantage and baseline quality on fresh samples (C15)")
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     return fig
@@ -59,14 +62,15 @@ def plot_reward_hacking(hacked, honest, rm_label="reward model score", x: str = 
     """Two panels: the learned reward the RM-trained run optimises (its mean training
     reward), and the verified held-out accuracy of the RM-trained and verifier-trained runs."""
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.4))
-    a1.plot(*_rows(hacked, "reward"), c="C3")
-    a1.set(xlabel="GRPO step", ylabel=rm_label, title="What GRPO optimises: the RM's score")
+    a1.plot(*_rows(hacked, "reward"), c="C3", label="GRPO on the reward model")
+    a1.set(xlabel="GRPO step", ylabel=rm_label, title="What GRPO optimises: the RM's score (C10)")
+    a1.legend(fontsize=8)
     for label, res, c in (("GRPO on the reward model", hacked, "C3"),
                           ("GRPO on the verifier", honest, "C0")):
         rows = [r for r in res.history if "heldout_acc" in r]
         a2.plot([r[x] for r in rows], [r["heldout_acc"] for r in rows], "o-", ms=3, c=c, label=label)
     a2.set(xlabel=f"GRPO {x}", ylabel="verified held-out accuracy", ylim=(0, 1),
-           title="What we wanted: verified accuracy")
+           title="What we wanted: verified accuracy (C10)")
     a2.legend(fontsize=8)
     fig.tight_layout()
     return fig

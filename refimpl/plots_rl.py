@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
+from .plots import label_for
+
 
 def _smooth(values, k: int):
     """Trailing moving average over k points (None entries skipped)."""
@@ -25,15 +27,17 @@ def plot_level_curves(result, levels: dict, smooth: int = 3):
     for k, label in levels.items():
         for ax, key in zip(axes, ("pass_rate", "frac_all_wrong")):
             ax.plot(steps, _smooth([r.get(f"{key}/level_{k}") for r in rows], smooth), label=label)
-    axes[0].set(xlabel="step", ylabel="pass rate of the samples", title="Verified pass rate", ylim=(0, 1))
-    axes[1].set(xlabel="step", ylabel="share of groups", title="Groups whose G rewards are all 0",
-                ylim=(0, 1.02))
-    axes[0].legend(fontsize=8)
+    axes[0].set(xlabel="training step", ylabel="share of samples verified correct",
+                title="Verified pass rate per difficulty (C12)", ylim=(0, 1))
+    axes[1].set(xlabel="training step", ylabel="share of groups",
+                title="Groups whose G rewards are all 0 (C12)", ylim=(0, 1.02))
+    for ax in axes:
+        ax.legend(fontsize=8, title="prompts")
     fig.tight_layout()
     return fig
 
 
-def plot_variance(table: dict, title: str = "Variance of the gradient estimate"):
+def plot_variance(table: dict, title: str = "Variance of the REINFORCE gradient per baseline (C12)"):
     """table: {G: {kind: variance}} -> grouped bars on a log axis, one group per G."""
     Gs = sorted(table)
     kinds = list(table[Gs[0]])
@@ -43,23 +47,37 @@ def plot_variance(table: dict, title: str = "Variance of the gradient estimate")
         ax.bar([g + (i - (len(kinds) - 1) / 2) * width for g in range(len(Gs))],
                [table[G][kind] for G in Gs], width, label=kind)
     ax.set_xticks(range(len(Gs)), [f"G = {G}" for G in Gs])
-    ax.set(yscale="log", ylabel="trace of Cov(g)", title=title)
+    ax.set(yscale="log", xlabel="samples per prompt", ylabel="trace of Cov(g) (squared grad units)",
+           title=title)
     ax.legend(fontsize=8, title="baseline")
     fig.tight_layout()
     return fig
 
 
-def plot_runs(results: dict, keys=("heldout_acc", "reward", "verified"), smooth: int = 3):
-    """One panel per key, one line per run ({label: TrainResult}); per-step keys smoothed."""
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.2))
-    axes = [axes] if len(keys) == 1 else axes
-    for ax, key in zip(axes, keys):
-        for label, res in results.items():
+def plot_runs(results: dict, keys=("heldout_acc", "reward", "verified"), smooth: int = 3,
+              claim: str = "", own_scale=("reward",)):
+    """One panel per key, one line per run ({label: TrainResult}); per-step keys smoothed.
+
+    Keys in ``own_scale`` (the training reward: outcome, process and learned rewards live on
+    different scales) get one panel per run, each with its own y axis, instead of one shared
+    panel. ``claim`` (e.g. "C13") ends every title.
+    """
+    panels = [(k, None) for k in keys if k not in own_scale]
+    panels += [(k, label) for k in keys if k in own_scale for label in results]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False)
+    tag = f" ({claim})" if claim else ""
+    for i, (ax, (key, only)) in enumerate(zip(axes[0], panels)):
+        for j, (label, res) in enumerate(results.items()):
+            if only is not None and label != only:
+                continue
             rows = [r for r in res.history if key in r]
             ys = [r[key] for r in rows]
             ax.plot([r["step"] for r in rows], ys if key == "heldout_acc" else _smooth(ys, smooth),
-                    "o-" if key == "heldout_acc" else "-", ms=3, label=str(label))
-        ax.set(xlabel="step", title=key)
-    axes[0].legend(fontsize=8)
+                    "o-" if key == "heldout_acc" else "-", ms=3, color=f"C{j}", label=str(label))
+        what = label_for(key) if only is None else f"{label_for(key)}, its own scale"
+        ax.set(xlabel=label_for("step"), ylabel=what,
+               title=(f"{key.replace('_', ' ')}: {only}" if only else what.split(" (")[0]) + tag)
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

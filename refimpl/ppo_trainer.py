@@ -25,7 +25,6 @@ import time
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from . import checks
 from .grpo import group_advantages
@@ -35,6 +34,7 @@ from .ppo import (ValueModel, explained_variance, gae_advantages, pearson, ppo_p
 from .rollouts import sample_groups
 from .training import (Clock, TrainResult, adamw, check_fields, heldout_accuracy, problem_sets,
                        start_policy)
+from .training import StepBar
 
 
 @dataclass
@@ -255,7 +255,7 @@ def train_ppo(base, cfg: PPOConfig | None = None, *, policy=None, reward_fn=None
         with clock.paused():
             row0["heldout_acc"] = heldout_accuracy(policy, base, heldout)
     history.append(row0)
-    bar = tqdm(range(1, cfg.steps + 1), desc="PPO", disable=not progress)
+    bar = StepBar(cfg.steps, "PPO", progress)
     for step in bar:
         t0 = time.perf_counter()
         problems = rng.sample(pool, cfg.prompts_per_step)

@@ -21,7 +21,6 @@ import random
 from dataclasses import asdict, dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from . import checks
 from .evaluation import accuracy
@@ -32,6 +31,7 @@ from .reinforce import (BASELINE_KINDS, ReinforceConfig, RunningBaseline, baseli
 from .rollouts import sample_groups
 from .tasks import get_task
 from .training import Clock, TrainResult, adamw, check_fields, start_policy
+from .training import StepBar
 
 RUNNING_KEYS = ("prompt", "level", "global")
 
@@ -137,7 +137,7 @@ def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, re
         with clock.paused():
             row0["heldout_acc"] = accuracy(policy, tok, task, heldout)
     history.append(row0)
-    bar = tqdm(range(1, cfg.steps + 1), desc="REINFORCE", disable=not progress)
+    bar = StepBar(cfg.steps, "REINFORCE", progress)
     for step in bar:
         problems = rng.sample(pool, B)
         batch_fn = getattr(reward_fn, "batch", None)  # score all completions at once if it can

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from .preferences import PreferencePairs, build_pairs
 from . import checks
-from .training import Clock, adamw, check_fields
+from .training import Clock, StepBar, adamw, check_fields
 from .utils import seed_everything
 
 
@@ -162,8 +162,6 @@ def train_reward_model(base, pairs: PreferencePairs | None = None, cfg: RMConfig
     step 0 and every ``cfg.eval_every`` steps, ``train_pairwise_acc`` and
     ``heldout_pairwise_acc``.
     """
-    from tqdm.auto import tqdm
-
     cfg = checks.config("cfg", cfg, RMConfig)
     cfg.validate()
     checks.pairs("pairs", pairs)
@@ -197,7 +195,8 @@ def train_reward_model(base, pairs: PreferencePairs | None = None, cfg: RMConfig
     row0 = {"step": 0, "time_s": 0.0, "samples": 0}
     evaluate(row0)
     history.append(row0)
-    for step in tqdm(range(1, cfg.steps + 1), desc="reward model", disable=not progress):
+    bar = StepBar(cfg.steps, "reward model", progress)
+    for step in bar:
         if pos + cfg.batch_size > N:
             order, pos = torch.randperm(N, generator=gen), 0
         idx = order[pos:pos + cfg.batch_size]                            # (B,)
@@ -214,5 +213,6 @@ def train_reward_model(base, pairs: PreferencePairs | None = None, cfg: RMConfig
         if step % cfg.eval_every == 0 or step == cfg.steps:
             evaluate(row)
         history.append(row)
+    bar.close()
     rm.eval().requires_grad_(False)
     return rm, history

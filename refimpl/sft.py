@@ -31,6 +31,7 @@ from .logprobs import token_logprobs
 from .model import GPT, GPTConfig
 from .tokenizer import CharTokenizer
 from .training import adamw
+from .training import StepBar
 from .utils import Preset, cache_dir, get_device, get_preset, make_task, seed_everything
 
 SFT_VERSION = 2   # bump when the training code changes, to invalidate cached bases
@@ -89,8 +90,6 @@ def sft_loss(model, p_ids, p_mask, c_ids, c_mask) -> torch.Tensor:
 def train_sft(preset: Preset, seed: int = 0, device=None, progress: bool = True,
               stop_at_target: bool = True):
     """Train a fresh model on demonstrations; return (model, tokenizer, task, history)."""
-    from tqdm.auto import tqdm
-
     seed_everything(seed)
     device = torch.device(device) if device is not None else get_device(preset.device)
     task = make_task(preset)
@@ -101,7 +100,7 @@ def train_sft(preset: Preset, seed: int = 0, device=None, progress: bool = True,
     heldout = task.problems("heldout", preset.sft_eval_problems, seed=seed)
     rng = random.Random(seed)
     history, t0 = [], time.perf_counter()
-    bar = tqdm(range(1, preset.sft_max_steps + 1), desc="SFT", disable=not progress)
+    bar = StepBar(preset.sft_max_steps, "SFT", progress)
     for step in bar:
         batch = sft_batch(tok, task, rng.sample(pool, preset.sft_batch_size), device)
         loss = sft_loss(model, *batch)

@@ -42,6 +42,7 @@ import torch
 from . import stats
 from .compare import LABELS, config_for_preset, method_config, run_method
 from .sft import load_base
+from .training import StepBar
 
 STUDY_VERSION = 1
 TUNE_SEEDS = (100, 101)       # run seeds of the tuning runs (disjoint from the verdict's)
@@ -227,8 +228,6 @@ def run_claim(claim: Claim, bases=(0, 1, 2), seeds=(0, 1, 2, 3, 4), preset: str 
     bases: SFT seeds of the base policies; seeds: run seeds (the same for every method and
     base: the comparison is paired); tuned: pick each lr on validation (else the grid's middle).
     """
-    from tqdm.auto import tqdm
-
     if len(seeds) < 2 or len(set(seeds)) != len(seeds) or len(set(bases)) != len(bases):
         raise ValueError(f"need >= 2 distinct run seeds and distinct bases, got {seeds}, {bases}")
     unknown = [m for m in claim.methods if m not in LABELS]
@@ -236,8 +235,8 @@ def run_claim(claim: Claim, bases=(0, 1, 2), seeds=(0, 1, 2, 3, 4), preset: str 
         raise ValueError(f"claim {claim.id} names unknown methods {unknown}")
     t0 = time.perf_counter()
     n_tune = sum(len(claim.grids.get(m) or (0,)) for m in claim.methods) * len(TUNE_SEEDS)
-    bar = tqdm(total=(n_tune if tuned else 0) + len(claim.methods) * len(bases) * len(seeds),
-               desc=f"study {claim.id}", disable=not progress)
+    bar = StepBar((n_tune if tuned else 0) + len(claim.methods) * len(bases) * len(seeds),
+                  f"study {claim.id}", progress)
     base0 = load_base(preset, seed=bases[0], progress=False)
     tuning = (tune(claim, base0, bases[0], preset, runs_dir, bar) if tuned else
               {"pick": {m: default_lr(claim, m) for m in claim.methods}, "note": "not tuned"})

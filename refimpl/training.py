@@ -128,3 +128,56 @@ def problem_sets(base, cfg, heldout=None):
 def heldout_accuracy(policy, base, problems) -> float:
     """Greedy held-out accuracy of ``policy`` on ``problems`` with the base's tokenizer/task."""
     return accuracy(policy, base.tokenizer, base.task, problems)
+
+
+class StepBar:
+    """The progress bar of every training loop: ``for step in StepBar(steps, "GRPO"): ...``.
+
+    Yields the steps 1..total. A loop that stops early (``break``) still ends with a green
+    bar at the number of steps it ran: ``close()`` sets the bar's total to the steps reached
+    (tqdm turns a bar red when it closes short of its total, and iterating a tqdm object
+    directly marks it red on ``break``). In a notebook the bar's plain-text form, what a
+    notebook shows before its widgets are rendered, is refreshed on ``close()`` too, so a
+    stored notebook shows the final count rather than ``0/total``.
+
+    total: the most steps the loop may run; desc: the bar's label; enabled: False for no bar.
+    """
+
+    def __init__(self, total: int, desc: str, enabled: bool = True):
+        from tqdm.auto import tqdm
+        from tqdm.notebook import tqdm as tqdm_notebook
+        self.reached, self._handle = 0, None
+        self._widget = in_notebook = enabled and issubclass(tqdm, tqdm_notebook)
+        self.bar = tqdm(total=total, desc=desc, disable=not enabled,
+                        **({"display": False} if in_notebook else {}))
+        if in_notebook:
+            from IPython.display import display
+            self._handle = display(self.bar.container, display_id=True)
+            self.bar.displayed = True
+
+    def __iter__(self):
+        for step in range(1, self.bar.total + 1):
+            self.reached = step
+            yield step
+            self.bar.update(1)
+
+    def update(self, n: int = 1) -> None:
+        """Count ``n`` more steps done (for loops that do not iterate the bar)."""
+        self.reached += n
+        self.bar.update(n)
+
+    def set_postfix(self, **kw) -> None:
+        self.bar.set_postfix(**kw)
+
+    def close(self) -> None:
+        """End the bar at the steps reached, green (also after an early stop)."""
+        bar = self.bar
+        bar.n = max(bar.n, self.reached)
+        if bar.n < bar.total:
+            bar.total = bar.n
+            if self._widget:
+                bar.container.children[1].max = bar.n    # the widget keeps its own maximum
+        bar.refresh()
+        bar.close()
+        if self._handle is not None:
+            self._handle.update(bar.container)

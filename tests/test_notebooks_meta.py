@@ -1,0 +1,92 @@
+"""What a learner sees when opening a committed notebook before running it (JupyterLab 4,
+untrusted): no widget shown as its text repr, no progress bar stopped short or red, a
+kernelspec JupyterLab does not rewrite (which would mark the notebook modified), short
+source listings, grader commands in one spelling, and a "What to take away" at the end."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("0*.ipynb"))
+METHOD_NOTEBOOKS = [p for p in NOTEBOOKS if p.name[:2] in {"01", "02", "03", "04", "05", "06"}]
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def cells(path):
+    return json.loads(path.read_text())["cells"]
+
+
+def text(x):
+    return "".join(x) if isinstance(x, list) else x
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_kernelspec_is_what_jupyterlab_writes(path):
+    ks = json.loads(path.read_text())["metadata"]["kernelspec"]
+    assert ks == {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_stored_widgets_read_without_a_kernel(path):
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if WIDGET not in data:
+                continue
+            plain = text(data.get("text/plain", ""))
+            assert not plain.startswith(("interactive(", "HBox(", "VBox(")), plain[:80]
+            bar = re.search(r"(\d+)/(\d+) \[", plain)
+            if bar:                                   # a tqdm bar: ended at its total
+                assert bar.group(1) == bar.group(2), plain
+            else:                                     # a slider: a static figure beside it
+                assert "image/png" in data and "run this cell" in plain, plain[:80]
+    states = nb["metadata"].get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
+    for model in states.get("state", {}).values():
+        if model["model_name"] == "FloatProgressModel":
+            st = model["state"]
+            assert st.get("bar_style") == "success" and st["value"] == st["max"], st
+
+
+LONG_LISTINGS = {"07_graduate_to_trl.ipynb"}   # its speed section still prints a whole function
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(
+    p.name in LONG_LISTINGS, reason="listing to shorten", strict=True)) for p in NOTEBOOKS],
+    ids=lambda p: p.name)
+def test_listings_are_short(path):
+    lines = 0
+    for cell in cells(path):
+        src = text(cell["source"])
+        if cell["cell_type"] != "code" or not ("listing(" in src or "getsource(" in src):
+            continue
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                lines += len(text(out["text"]).splitlines())
+    assert lines <= 60, f"{lines} lines of source listings"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_grader_commands_have_one_spelling(path):
+    for cell in cells(path):
+        for cmd in re.findall(r"python -m grader[^`\n]*", text(cell["source"])):
+            assert re.fullmatch(r"python -m grader( --only \w+)?", cmd.strip()), cmd
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_ends_with_takeaways_and_a_bug_clinic_spot(path):
+    nb = cells(path)
+    last = text(nb[-1]["source"])
+    assert last.startswith("## What to take away")
+    assert 1 <= len(re.findall(r"^\* ", last, flags=re.M)) <= 5
+    assert any("Bug clinic: see exercises/README.md" in text(c["source"]) for c in nb)
+
+
+@pytest.mark.parametrize("path", METHOD_NOTEBOOKS, ids=lambda p: p.name)
+def test_method_notebooks_have_pseudocode_and_a_diagram(path):
+    nb = cells(path)
+    i = next(k for k, c in enumerate(nb) if text(c["source"]).startswith("## Key equations"))
+    assert text(nb[i + 1]["source"]).startswith("## Algorithm")
+    assert re.search(r"^> 1\. ", text(nb[i + 1]["source"]), flags=re.M)       # numbered steps
+    assert "plot_method_flow(" in text(nb[i + 2]["source"])
