@@ -67,7 +67,7 @@ def _diff_panel(ax, record: dict) -> None:
     ax.set_yticks(range(len(comps))[::-1],
                   [f"{LABELS[c['treatment']]} - {LABELS[c['control']]}\n({c['verdict']})"
                    for c in comps], fontsize=7)
-    ax.set(xlabel="paired difference in test accuracy",
+    ax.set(xlabel="paired difference in test accuracy", ylabel="treatment - control (verdict)",
            title=f"{record['id']}: paired differences -> {record['verdict']}")
     ax.legend(fontsize=6, loc="lower right")
 

@@ -13,7 +13,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from refimpl import (bandit, diagrams, kl_lab, plots, plots_bandit, plots_compare,  # noqa: E402
-                     plots_dpo, plots_grpo, plots_kl, plots_offline, plots_ppo, plots_rl)
+                     plots_dpo, plots_grpo, plots_kl, plots_offline, plots_ppo, plots_rl,
+                     plots_study, study)
 from refimpl.compare import CompareConfig, CompareResult  # noqa: E402
 from refimpl.training import TrainResult  # noqa: E402
 
@@ -120,6 +121,7 @@ FIGURES = {
     "rate_changes": lambda: plots_offline.plot_rate_changes([RATES, RATES]),
     "compare": lambda: plots_compare.plot_compare(COMPARE, "samples"),
     "compare_panels": lambda: plots_compare.plot_compare_panels(COMPARE),
+    "study_record": lambda: plots_study.plot_record(study.load_record("C17")),
 }
 
 
