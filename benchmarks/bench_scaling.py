@@ -2,11 +2,12 @@
 
     python benchmarks/bench_scaling.py --threads 1 --clock cpu --repeats 3   # the grid below
     python benchmarks/bench_scaling.py --tiny                                # smoke test (tests/)
+    python benchmarks/bench_scaling.py --replot grpo.json dpo.json           # figure of saved runs
 
 Grid: GRPO at model widths 128, 256, 512 (4 layers, one head per 32 channels: 0.8M, 3.2M and
 12.6M parameters) x completion lengths 4, 16, 32 new tokens (8 prompts x 8 completions,
 2-digit addition, a random model, so most completions run to the length limit); DPO at the
-same widths x pair lengths of 2-, 5- and 8-digit addition answers (64 pairs, reference
+same widths x pair lengths of 2-, 4- and 6-digit addition answers (64 pairs, reference
 precomputed). Each point is one call of ``bench_vs_trl.main``: TRL and refimpl alternate step
 by step in one process (``--repeats`` timed steps each after a dropped warm-up), so a change in
 the machine's load hits both alike; the floor is that script's (matmul FLOPs at this machine's
@@ -32,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import bench_vs_trl  # noqa: E402
 
 GRID = {"grpo": {"widths": (128, 256, 512), "lengths": (4, 16, 32)},   # new tokens
-        "dpo": {"widths": (128, 256, 512), "lengths": (2, 5, 8)}}       # answer digits
+        "dpo": {"widths": (128, 256, 512), "lengths": (2, 4, 6)}}       # answer digits (1-6)
 TINY = {"grpo": {"widths": (32,), "lengths": (2, 4)}, "dpo": {"widths": (32,), "lengths": (2, 3)}}
 
 
@@ -109,8 +110,15 @@ def main(argv=None):
     ap.add_argument("--no-trl", action="store_true")
     ap.add_argument("--tiny", action="store_true", help="1 layer x 32 wide, two short points each")
     ap.add_argument("--plot", default=str(Path(__file__).resolve().parent / "scaling.png"))
-    ap.add_argument("--json", default=None)
+    ap.add_argument("--json", default=None, help="write the rows to this file")
+    ap.add_argument("--replot", nargs="+", default=None, metavar="JSON",
+                    help="draw the figure from rows saved with --json (several runs: joined)")
     args = ap.parse_args(argv)
+    if args.replot:
+        rows = [r for f in args.replot for r in json.loads(Path(f).read_text())]
+        plot(rows, args.plot)
+        print(f"figure: {args.plot}")
+        return rows
     grid = TINY if args.tiny else GRID
     print(HEADER, flush=True)
     rows = []
