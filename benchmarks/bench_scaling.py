@@ -93,7 +93,10 @@ def plot(rows, path):
                 title="refimpl's lead (dashed: 2x)")
     axes[1].set(xscale="log", xlabel="model width (4 layers)", ylabel="share of own compute floor",
                 title="floor share (solid refimpl, dotted TRL)")
+    widths = sorted({r["width"] for r in rows})
     for ax in axes:
+        ax.set_xticks(widths, [str(w) for w in widths], minor=False)
+        ax.minorticks_off()
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
