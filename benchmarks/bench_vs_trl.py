@@ -15,7 +15,8 @@ encoded once). Model: refimpl's GPT 4 layers x 128 wide x 4 heads (about
 0.8M parameters); TRL trains ``trl_bridge.tiny_llama`` of the same size and FLOPs per token.
 
 The two alternate step by step (TRL, refimpl, TRL, refimpl, ...; ``--repeats`` steps each,
-after one warm-up step each that is dropped): a refimpl step runs from a callback at the end
+after one warm-up step each that is dropped, and before one more each, not timed, during
+which a thread samples the process's resident memory: the peak above the step's start): a refimpl step runs from a callback at the end
 of each TRL step, outside TRL's timed window, so a change in the machine's load hits both
 alike. A step is timed from TRL's ``on_step_begin`` to ``on_step_end`` (sampling, scoring,
 reference, loss, backward, clipping, optimiser); the DPO collator runs before it, as does
@@ -35,6 +36,9 @@ import json
 import statistics
 import sys
 import time
+import ctypes
+import os
+import threading
 from contextlib import contextmanager
 
 import torch
@@ -81,6 +85,46 @@ class Timer:
         return wrapped
 
 
+class PeakRSS:
+    """Peak resident memory of this process above its level at ``start`` (MiB), read from
+    /proc/self/statm every millisecond on a thread (Linux; None elsewhere). glibc's free heap is
+    handed back first (``malloc_trim``), so the figure is the memory a step allocates."""
+
+    def __init__(self):
+        self.page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+        self.ok = os.path.exists("/proc/self/statm")
+        self.thread = None
+
+    def rss(self) -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * self.page
+
+    def start(self):
+        if not self.ok:
+            return
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except OSError:
+            pass
+        self.base = self.peak = self.rss()
+        self.running = True
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _watch(self):
+        while self.running:
+            self.peak = max(self.peak, self.rss())
+            time.sleep(1e-3)
+
+    def stop(self):
+        if self.thread is None:
+            return None
+        self.running = False
+        self.thread.join()
+        self.thread = None
+        return (max(self.peak, self.rss()) - self.base) / 2**20
+
+
 def finish(step_s: float, parts: dict, method: str) -> dict:
     row = {p: parts.get(p, 0.0) for p in PHASES[method] if p != "optim_rest"}
     row["optim_rest"] = step_s - sum(row.values())
@@ -91,16 +135,24 @@ def finish(step_s: float, parts: dict, method: str) -> dict:
 # ---------------------------------------------------------------- the setting -----------
 
 def setting(args):
-    task = get_task("add", digits=2)
+    """(task, tokenizer, problems, model size) of the benchmark: ``args.digits``-digit addition;
+    the model is 4 layers x ``args.width`` with one head per 32 channels (--tiny: 1 x 32 x 2),
+    its context long enough for the prompts and ``max_new`` tokens (or the DPO answers)."""
+    task = get_task("add", digits=args.digits)
     tok = CharTokenizer(task.alphabet)
     problems = task.problems("train", 1024, seed=0)
-    size = dict(n_layer=1, n_embd=32, n_head=2) if args.tiny else dict(n_layer=4, n_embd=128, n_head=4)
+    w = args.width
+    size = dict(n_layer=1, n_embd=32, n_head=2) if args.tiny else \
+        dict(n_layer=args.layers, n_embd=w, n_head=max(1, w // 32))
+    longest = max(len(p.prompt) for p in problems) + 1 + max(args.max_new, len(task.target(problems[0])) + 2)
+    size["block_size"] = max(32, longest)
     return task, tok, problems, size
 
 
 def refimpl_model(tok, size, seed=0):
+    """refimpl's GPT of ``size`` (n_layer, n_embd, n_head and optionally block_size, else 32)."""
     torch.manual_seed(seed)
-    return GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, **size))
+    return GPT(GPTConfig(vocab_size=tok.vocab_size, **{"block_size": 32, **size}))
 
 
 def preference_rows(task, problems, n):
@@ -211,7 +263,11 @@ def _instrument(trainer, method):
     trainer.accelerator.backward = tm.wrap("backward", trainer.accelerator.backward)
 
     class StepClock(TrainerCallback):
-        def on_step_begin(self, *a, **k):
+        mem, peak_mb = PeakRSS(), None
+
+        def on_step_begin(self, args, state, *a, **k):
+            if state.global_step == state.max_steps - 1:   # the last step: memory, not time
+                self.mem.start()
             tm.cur, self.t = {}, now()
 
         def on_step_end(self, *a, **k):
@@ -219,9 +275,11 @@ def _instrument(trainer, method):
             if method == "dpo" and "reference" in parts:   # the reference runs inside compute_loss
                 parts["policy_fwd"] -= parts["reference"]
             rows.append(finish(now() - self.t, parts, method))
+            self.peak_mb = self.mem.stop() or self.peak_mb
 
-    trainer.add_callback(StepClock())
-    return rows
+    clock = StepClock()
+    trainer.add_callback(clock)
+    return clock, rows
 
 
 def trl_grpo(task, tok, problems, size, args):
@@ -235,8 +293,8 @@ def trl_grpo(task, tok, problems, size, args):
         model, tok, [p.prompt for p in problems], add_reward,
         per_device_train_batch_size=args.prompts * args.group, num_generations=args.group,
         max_completion_length=args.max_new, beta=0.04, loss_type="grpo", num_iterations=1,
-        learning_rate=1e-4, use_bias_correction_kl=False, max_steps=args.repeats + 1)
-    return trainer, _instrument(trainer, "grpo")
+        learning_rate=1e-4, use_bias_correction_kl=False, max_steps=args.repeats + 2)
+    return (trainer, *_instrument(trainer, "grpo"))
 
 
 def trl_dpo(task, tok, problems, size, args):
@@ -247,30 +305,50 @@ def trl_dpo(task, tok, problems, size, args):
     model = trl_bridge.tiny_llama(tok, **size, seed=0)
     live = args.dpo_ref == "live"
     cfg = trl_bridge.trl_args(DPOConfig, per_device_train_batch_size=args.pairs, beta=0.1,
-                              learning_rate=1e-4, max_steps=args.repeats + 1,
+                              learning_rate=1e-4, max_steps=args.repeats + 2,
                               precompute_ref_log_probs=not live)
     with trl_bridge.quiet():
         trainer = DPOTrainer(model=model, ref_model=copy.deepcopy(model) if live else None,
                              args=cfg, train_dataset=Dataset.from_list(rows),
                              processing_class=trl_bridge.hf_tokenizer(tok))
     trl_bridge.silence(trainer)
-    return trainer, _instrument(trainer, "dpo")
+    return (trainer, *_instrument(trainer, "dpo"))
 
 
-def alternate(trainer, trl_rows, runner, n):
-    """n + 1 TRL steps, each followed by one refimpl step; the first of each is dropped."""
+def with_peak_memory(step):
+    """(row, peak MiB) of one ``step()`` run while ``PeakRSS`` watches."""
+    mem = PeakRSS()
+    mem.start()
+    row = step()
+    return row, mem.stop()
+
+
+def alternate(trainer, clock, trl_rows, runner, n):
+    """n + 2 TRL steps, each followed by one refimpl step: the first of each is a dropped
+    warm-up, the last is watched for peak memory and not timed. Returns ({"trl": rows,
+    "refimpl": rows}, {"trl": MiB, "refimpl": MiB})."""
     from transformers import TrainerCallback
 
-    ours = []
+    ours, peak = [], {}
 
     class RefimplAfterEachStep(TrainerCallback):   # added after StepClock, so it runs after it
-        def on_step_end(self, *a, **k):
-            ours.append(runner.step())
+        def on_step_end(self, args, state, *a, **k):
+            if state.global_step == state.max_steps:
+                peak["refimpl"] = with_peak_memory(runner.step)[1]
+            else:
+                ours.append(runner.step())
 
     trainer.add_callback(RefimplAfterEachStep())
     with trl_bridge.quiet():
         trainer.train()
-    return trl_rows[1:], ours[1:]
+    peak["trl"] = clock.peak_mb
+    return {"trl": trl_rows[1:-1], "refimpl": ours[1:]}, peak
+
+
+def refimpl_alone(runner, n):
+    """n + 1 refimpl steps (the first dropped) and one more watched for memory."""
+    rows = [runner.step() for _ in range(n + 1)][1:]
+    return {"refimpl": rows}, {"refimpl": with_peak_memory(runner.step)[1]}
 
 
 # ---------------------------------------------------------------- compute floor ---------
@@ -388,6 +466,9 @@ def main(argv=None):
     ap.add_argument("--only", choices=("grpo", "dpo"), default=None)
     ap.add_argument("--no-trl", action="store_true", help="time refimpl only")
     ap.add_argument("--tiny", action="store_true", help="1 layer x 32 wide (smoke test)")
+    ap.add_argument("--width", type=int, default=128, help="n_embd (heads: one per 32 channels)")
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--digits", type=int, default=2, help="addition operands (DPO answer length)")
     ap.add_argument("--json", default=None, help="write the medians to this file")
     args = ap.parse_args(argv)
     if args.clock == "cpu" and args.threads != 1:
@@ -407,12 +488,11 @@ def main(argv=None):
         if args.only not in (None, method):
             continue
         ours = (RefimplGRPO if method == "grpo" else RefimplDPO)(task, tok, problems, size, args)
-        theirs, trows = (trl_grpo if method == "grpo" else trl_dpo)(task, tok, problems, size, args) \
-            if use_trl else (None, None)
         if use_trl:                                                # TRL, refimpl, TRL, ...
-            res = dict(zip(("trl", "refimpl"), alternate(theirs, trows, ours, args.repeats)))
+            theirs = (trl_grpo if method == "grpo" else trl_dpo)(task, tok, problems, size, args)
+            res, peak = alternate(*theirs, ours, args.repeats)
         else:
-            res = {"refimpl": [ours.step() for _ in range(args.repeats + 1)][1:]}
+            res, peak = refimpl_alone(ours, args.repeats)
         rows = args.prompts * args.group if method == "grpo" else 2 * args.pairs
         P, T = ours.shape
         live = args.dpo_ref == "live"
@@ -421,6 +501,9 @@ def main(argv=None):
         floor = floor_seconds(ours.policy, method, rows, groups, P, T, live)
         per_step, unit = (rows, "completions") if method == "grpo" else (args.pairs, "pairs")
         out[method] = report(method, unit, per_step, res, floor)
+        out[method]["peak_mb"] = peak
+        print("peak memory of a step above its start (MiB): " + ", ".join(
+            f"{n} {'n/a' if v is None else f'{v:.1f}'}" for n, v in peak.items()))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)
