@@ -31,6 +31,30 @@ def set_limits(limits: dict) -> None:
         resource.setrlimit(getattr(resource, name), (value, value))
 
 
+def hide_paths(paths: list) -> bool:
+    """Hide the course tree from this process (root only): in a mount namespace of its own, an
+    empty read-only tmpfs covers each folder of ``paths`` and /dev/null each file, so neither
+    solutions/ nor refimpl's answers nor the checks can be read by path. Returns False where the
+    kernel gives no mount namespace (e.g. a container without CAP_SYS_ADMIN); the grader then
+    relies on file permissions alone.
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x00020000) != 0:  # CLONE_NEWNS
+        return False
+    if libc.mount(None, b"/", None, 0x4000 | 0x40000, None) != 0:  # MS_REC | MS_PRIVATE
+        return False
+    for path in paths:
+        folder = os.path.isdir(path)
+        src, fstype = (b"tmpfs", b"tmpfs") if folder else (b"/dev/null", None)
+        flags = (1 | 2 | 4) if folder else 4096  # MS_RDONLY | MS_NOSUID | MS_NODEV ; MS_BIND
+        data = b"size=4k,mode=0555" if folder else None
+        if libc.mount(src, os.fsencode(path), fstype, flags, data) != 0:
+            raise OSError(ctypes.get_errno(), f"could not hide {path}")
+    return True
+
+
 def drop_privileges(uid: int, read_cap: bool) -> None:
     """Become ``uid`` (root only): no write access to root's files, no signals to the grader.
 
@@ -149,11 +173,13 @@ def main() -> None:
         torch = sys.modules["torch"]
         x = torch.ones(2, requires_grad=True)
         torch.autograd.grad([(x * x).sum()], [x], [torch.ones(())])  # explicit grad_outputs: ~2 s the first time
+    hidden = False
     if config["uid"] is not None:
+        hidden = hide_paths(config["hide"])
         drop_privileges(config["uid"], config["read_cap"])
     os.chdir(os.environ["HOME"])
     set_limits(config["limits"])
-    codec.send(replies, {"loaded": True})
+    codec.send(replies, {"loaded": True, "course_hidden": hidden})
     try:
         spec = importlib.util.spec_from_file_location("student", student_file)
         module = importlib.util.module_from_spec(spec)

@@ -72,6 +72,14 @@ def harden_parent() -> None:
         pass
 
 
+def course_paths() -> list[str]:
+    """Every top-level entry of the course tree the child must not see: all of it but the
+    folders holding the interpreter and its site-packages (a venv inside the repository)."""
+    keep = [Path(p).resolve() for p in (sys.prefix, *site.getsitepackages())]
+    return [str(e) for e in sorted(REPO_ROOT.iterdir())
+            if not any(k == e.resolve() or e.resolve() in k.parents for k in keep)]
+
+
 def _readable_by_others(path: Path) -> bool:
     """Can any user run this interpreter (every folder above it searchable by others)?"""
     return bool(path.stat().st_mode & 0o005 == 0o005) and all(p.stat().st_mode & 0o001 for p in path.parents)
@@ -188,7 +196,8 @@ class Sandbox:
                "REFIMPL_CACHE": str(home)}
         config = {"site": site.getsitepackages(), "limits": self.limits, "fds": [requests_r, replies_w],
                   "preload": ["torch"] if "torch" in sys.modules else [], "uid": self.uid,
-                  "read_cap": not _readable_by_others(Path(sys.executable).resolve())}  # before the import's time limit
+                  "read_cap": not _readable_by_others(Path(sys.executable).resolve()),
+                  "hide": course_paths()}  # before the import's time limit
         cmd = [sys.executable, "-I", "-S", str(work / "child.py"), str(work / f"{self.topic}.py"), self.display,
                json.dumps(config)]
         self.log = open(self.root / "output.txt", "ab")

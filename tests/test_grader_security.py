@@ -88,6 +88,17 @@ def test_attacks_on_the_checks_earn_nothing(tmp_path):
     assert report["total"]["complete"] == 0
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="hiding the course tree needs root (a mount namespace)")
+def test_reading_the_answers_by_path_earns_nothing(tmp_path):
+    from grader.sandbox import course_paths
+    assert str(REPO / "solutions") in course_paths() and str(REPO / "refimpl") in course_paths()
+    source = (ATTACKS / "dpo_reads_solutions_file.py").read_text().replace("@REPO@", str(REPO))
+    (tmp_path / "dpo.py").write_text(source)
+    code, report, err = grade(str(tmp_path), "--only", "dpo")
+    assert code == 0, err
+    assert all(e["points"] == 0 for (t, _), e in rows(report).items() if t == "dpo"), report
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="the uid sandbox needs root: without it a same-user child "
                     "can signal the grader and write the course tree")
 def test_attacks_on_the_grading_process(tmp_path):

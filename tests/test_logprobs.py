@@ -118,3 +118,16 @@ def test_shared_prompt_errors_name_the_problem():
         token_logprobs(model, p_ids, p_mask, c_ids, c_mask, group_size=4)
     with pytest.raises(ValueError, match="divide"):
         token_logprobs(model, p_ids, p_mask, c_ids, c_mask, group_size=0)
+
+
+def test_gather_refuses_an_out_of_range_id_even_where_masked():
+    from refimpl.logprobs import gather_token_logprobs
+    logits = torch.zeros(1, 2, 5)
+    mask = torch.tensor([[True, False]])
+    for bad in (5, -1):
+        with pytest.raises(ValueError, match=r"ids must lie in \[0, 5\)"):
+            gather_token_logprobs(logits, torch.tensor([[0, bad]]), mask)
+    with pytest.raises(TypeError, match="integer tensor"):
+        gather_token_logprobs(logits, torch.zeros(1, 2), mask)
+    out = gather_token_logprobs(logits, torch.tensor([[1, 4]]), mask)
+    torch.testing.assert_close(out, torch.tensor([[-torch.log(torch.tensor(5.0)).item(), 0.0]]))
