@@ -15,7 +15,7 @@ measured matmul rate for the same shapes, each implementation against the work i
 
 Printed per point: throughput of both, the ratio refimpl / TRL, each one's share of its own
 floor and the peak resident memory of a step above its start (``bench_vs_trl.PeakRSS``); the
-figure (``--plot``, default ``benchmarks/scaling.png``) draws the ratio and the floor shares
+figure (``--plot``, default ``docs/scaling.png``, where docs/PERFORMANCE.md shows it) draws the ratio and the floor shares
 against size. Figures, not assertions.
 """
 from __future__ import annotations
@@ -112,7 +112,7 @@ def main(argv=None):
     ap.add_argument("--only", choices=("grpo", "dpo"), default=None)
     ap.add_argument("--no-trl", action="store_true")
     ap.add_argument("--tiny", action="store_true", help="1 layer x 32 wide, two short points each")
-    ap.add_argument("--plot", default=str(Path(__file__).resolve().parent / "scaling.png"))
+    ap.add_argument("--plot", default=str(Path(__file__).resolve().parent.parent / "docs" / "scaling.png"))
     ap.add_argument("--json", default=None, help="write the rows to this file")
     ap.add_argument("--replot", nargs="+", default=None, metavar="JSON",
                     help="draw the figure from rows saved with --json (several runs: joined)")
