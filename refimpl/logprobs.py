@@ -21,23 +21,23 @@ def gather_token_logprobs(logits: torch.Tensor, ids: torch.Tensor, mask: torch.T
     """
     _check_gather(logits, ids, mask)
     logp = torch.log_softmax(logits.float(), dim=-1)                     # (B, T, V)
-    tok = logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1)                 # (B, T)
+    try:
+        tok = logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1)             # (B, T)
+    except (RuntimeError, IndexError) as e:     # a masked position is gathered too, then zeroed
+        raise ValueError(f"ids must lie in [0, {logits.shape[-1]}) (the vocabulary of logits) at "
+                         f"every position, masked ones included: pad completions with "
+                         f"tokenizer.pad_id ({e})") from e
     return torch.where(mask.bool(), tok, torch.zeros_like(tok))          # (B, T)
 
 
 def _check_gather(logits, ids, mask) -> None:
-    """Shapes (B, T, V), (B, T), (B, T), and ids that index the vocabulary everywhere (a masked
-    position is gathered too, then zeroed: an out-of-range id there would crash the gather)."""
+    """Shapes (B, T, V), (B, T), (B, T) and integer ids (their range is checked by the gather
+    itself, so that this stays free of data-dependent branches and works under torch.vmap)."""
     if logits.dim() != 3 or logits.shape[:2] != ids.shape or ids.shape != mask.shape:
         raise ValueError(f"shape mismatch: logits {tuple(logits.shape)} must be (B, T, V) with "
                          f"ids {tuple(ids.shape)} and mask {tuple(mask.shape)} both (B, T)")
     if ids.dtype.is_floating_point or ids.dtype == torch.bool:
         raise TypeError(f"ids must be an integer tensor of token ids, got dtype {ids.dtype}")
-    V = logits.shape[-1]
-    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= V):
-        raise ValueError(f"ids must lie in [0, {V}) (the vocabulary of logits) at every position, "
-                         f"masked ones included, got values in [{int(ids.min())}, {int(ids.max())}]: "
-                         f"pad completions with tokenizer.pad_id")
 
 
 def _check_shapes(prompt_ids, prompt_mask, completion_ids, completion_mask):
