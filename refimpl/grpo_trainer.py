@@ -27,7 +27,7 @@ from . import checks
 from .grpo import LOSS_AGGS, SCALES, frac_reward_zero_std, group_advantages, grpo_loss
 from .kl import ESTIMATORS
 from .logprobs import token_logprobs
-from .rollouts import sample_groups
+from .rollouts import sample_groups, select_groups
 from .training import (Clock, TrainResult, adamw, check_fields, heldout_accuracy, problem_sets,
                        start_policy)
 from .training import StepBar
@@ -86,18 +86,6 @@ def _timed(reward_fn, clock: list):
     return fn
 
 
-def _select(ro, keep: torch.Tensor):
-    """The groups of rollout ``ro`` where keep (B,) is True, as a smaller rollout."""
-    G = ro.group_size
-    rows = keep.repeat_interleave(G)  # (B*G,)
-    idx = rows.nonzero().squeeze(1)  # (B'*G,)
-    return replace(ro, problems=[p for p, k in zip(ro.problems, keep.tolist()) if k],
-                   prompt_ids=ro.prompt_ids[idx], prompt_mask=ro.prompt_mask[idx],
-                   completion_ids=ro.completion_ids[idx], completion_mask=ro.completion_mask[idx],
-                   old_logps=ro.old_logps[idx], rewards=ro.rewards[idx],
-                   texts=[ro.texts[i] for i in idx.tolist()])
-
-
 def _cat(parts: list, pad_id: int):
     """Concatenate rollouts group-wise (prompts left-padded, completions right-padded)."""
     if len(parts) == 1:
@@ -150,7 +138,7 @@ def collect_batch(policy, base, cfg: GRPOConfig, sample_prompts, reward_fn, gene
             mixed = (grouped != grouped[:, :1]).any(dim=1)  # (B,)
             mixed &= torch.cumsum(mixed.long(), 0) <= B - n_kept  # (B,) no more than needed
             if mixed.any():
-                kept.append(_select(ro, mixed))
+                kept.append(select_groups(ro, mixed))
                 n_kept += int(mixed.sum())
             if n_kept == B:
                 break

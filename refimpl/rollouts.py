@@ -6,7 +6,7 @@ per-token log-probs, the denominators of PPO/GRPO importance ratios.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -72,3 +72,21 @@ def sample_groups(model, tok, task, problems, group_size: int,
     rewards = rewards.to(device)                                          # (B*G,)
     return Rollout(problems, group_size, prompt_ids, prompt_mask, out.ids, out.mask,
                    out.logps, rewards, texts)
+
+
+def mixed_groups(ro: Rollout) -> torch.Tensor:
+    """(B,) bool: the groups whose G rewards are not all equal. Only these have a non-zero
+    group-relative advantage, so only these carry a GRPO gradient."""
+    grouped = ro.rewards.view(-1, ro.group_size)  # (B, G)
+    return (grouped != grouped[:, :1]).any(dim=1)  # (B,)
+
+
+def select_groups(ro: Rollout, keep: torch.Tensor) -> Rollout:
+    """The groups of ``ro`` where keep (B,) is True, as a smaller rollout (B' groups)."""
+    rows = keep.repeat_interleave(ro.group_size)  # (B*G,)
+    idx = rows.nonzero().squeeze(1)  # (B'*G,)
+    return replace(ro, problems=[p for p, k in zip(ro.problems, keep.tolist()) if k],
+                   prompt_ids=ro.prompt_ids[idx], prompt_mask=ro.prompt_mask[idx],
+                   completion_ids=ro.completion_ids[idx], completion_mask=ro.completion_mask[idx],
+                   old_logps=ro.old_logps[idx], rewards=ro.rewards[idx],
+                   texts=[ro.texts[i] for i in idx.tolist()])
