@@ -36,7 +36,7 @@ def plot_rate_changes(results: list, covered=("carry",)):
     (hatched) are outside the preference data."""
     changes = [rate_changes(r) for r in results]
     methods = list(changes[0])
-    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    fig, ax = plt.subplots(figsize=(7.5, 3.2), layout="constrained")
     width = 0.8 / len(MODES)
     for j, mode in enumerate(MODES):
         vals = np.array([[c[m][mode] for m in methods] for c in changes])       # (seeds, methods)
@@ -50,6 +50,5 @@ def plot_rate_changes(results: list, covered=("carry",)):
     ax.set_xticks(np.arange(len(methods)), methods)
     ax.set(xlabel="method", ylabel="error rate - base rate (share of answers)",
            title="C3: change of each step's error rate from the base")
-    ax.legend(fontsize=7, title="mode")
-    fig.tight_layout()
+    fig.legend(fontsize=7, title="mode", loc="outside right upper")     # beside the bars, never on them
     return fig

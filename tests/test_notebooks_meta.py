@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("0*.ipynb"))
+from grader.make_exercises import NOTEBOOK_LINKS
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((REPO / "notebooks").glob("0*.ipynb"))
 METHOD_NOTEBOOKS = [p for p in NOTEBOOKS if p.name[:2] in {"01", "02", "03", "04", "05", "06"}]
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
@@ -49,7 +52,7 @@ def test_stored_widgets_read_without_a_kernel(path):
             assert st.get("bar_style") == "success" and st["value"] == st["max"], st
 
 
-LONG_LISTINGS = {"07_graduate_to_trl.ipynb"}   # its speed section still prints a whole function
+LONG_LISTINGS: set = set()   # notebooks allowed a long listing (none)
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(
@@ -75,12 +78,19 @@ def test_grader_commands_have_one_spelling(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_ends_with_takeaways_and_a_bug_clinic_spot(path):
-    nb = cells(path)
-    last = text(nb[-1]["source"])
+def test_ends_with_takeaways(path):
+    last = text(cells(path)[-1]["source"])
     assert last.startswith("## What to take away")
     assert 1 <= len(re.findall(r"^\* ", last, flags=re.M)) <= 5
-    assert any("Bug clinic: see exercises/README.md" in text(c["source"]) for c in nb)
+
+
+@pytest.mark.parametrize("fn", sorted(NOTEBOOK_LINKS))
+def test_each_graded_exercise_is_introduced_where_it_is_taught(fn):
+    """The notebook exercises/README.md names as teaching ``fn`` gives its grader command."""
+    nb = NOTEBOOK_LINKS[fn][0]
+    prose = "\n".join(text(c["source"]) for c in cells(REPO / "notebooks" / f"{nb}.ipynb")
+                      if c["cell_type"] == "markdown")
+    assert f"`{fn}`" in prose and f"python -m grader --only {fn}`" in prose, nb
 
 
 @pytest.mark.parametrize("path", METHOD_NOTEBOOKS, ids=lambda p: p.name)
