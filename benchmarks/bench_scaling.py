@@ -3,6 +3,7 @@
     python benchmarks/bench_scaling.py --threads 1 --clock cpu --repeats 3   # the grid below
     python benchmarks/bench_scaling.py --tiny                                # smoke test (tests/)
     python benchmarks/bench_scaling.py --replot grpo.json dpo.json           # figure of saved runs
+    python benchmarks/bench_scaling.py --only grpo --widths 512 --lengths 32 # one point of the grid
 
 Grid: GRPO at model widths 128, 256, 512 (4 layers, one head per 32 channels: 0.8M, 3.2M and
 12.6M parameters) x completion lengths 4, 16, 32 new tokens (8 prompts x 8 completions,
@@ -111,6 +112,8 @@ def main(argv=None):
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--only", choices=("grpo", "dpo"), default=None)
     ap.add_argument("--no-trl", action="store_true")
+    ap.add_argument("--widths", type=int, nargs="+", default=None, help="only these widths of the grid")
+    ap.add_argument("--lengths", type=int, nargs="+", default=None, help="only these lengths of the grid")
     ap.add_argument("--tiny", action="store_true", help="1 layer x 32 wide, two short points each")
     ap.add_argument("--plot", default=str(Path(__file__).resolve().parent.parent / "docs" / "scaling.png"))
     ap.add_argument("--json", default=None, help="write the rows to this file")
@@ -127,8 +130,8 @@ def main(argv=None):
     rows = []
     for method in ("grpo", "dpo"):
         if args.only in (None, method):
-            for w in grid[method]["widths"]:
-                for n in grid[method]["lengths"]:
+            for w in args.widths or grid[method]["widths"]:
+                for n in args.lengths or grid[method]["lengths"]:
                     rows.append(point(method, w, n, args))
                     print(row_text(rows[-1]), flush=True)
     if args.plot:
