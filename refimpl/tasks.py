@@ -1,4 +1,4 @@
-"""Reasoning tasks: deterministic generators with a train / held-out split, difficulty levels,
+"""Reasoning tasks: deterministic generators with a train / held-out split, levels,
 an outcome verifier (binary) and a step verifier (which steps of a shown working are right).
 
 Verifiers parse text with small regular expressions and integer arithmetic: they never call
@@ -13,6 +13,11 @@ the one exception: two digits, zero-padded by design ("06").
 ``countdown`` reach a target from single-digit numbers with + - * (each number used at most
               once, intermediate results non-negative). ``3,5,7>22:`` -> ``3*5=15,15+7=22``.
               Many answers are valid, so exploration matters. Level L gives L+1 numbers.
+
+A level describes the problem (how many carries, how many numbers), not how hard a given model
+finds it: the cpu base gets "add" level 3 (every column carries) right more often than level 1.
+Experiments that need hard and easy prompts rank them by the model's measured pass rate
+(notebook 05), not by level.
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ _STEP_CD = re.compile(_NUM % 2 + r"([+\-*])" + _NUM % 2 + "=" + _NUM % 3)
 class Problem:
     prompt: str                 # what the policy sees, e.g. "347+285="
     answer: int                 # the correct final answer (the target for countdown)
-    level: int                  # difficulty level
+    level: int                  # carries (add) or numbers - 1 (countdown); not a difficulty ranking
     operands: tuple = field(default=())
 
 
