@@ -257,7 +257,7 @@ def run_one(method, base, cc, seed, steps, heldout, pairs_info=None, progress=Fa
     rec = {"method": method, "seed": seed, "steps": steps, "params": N}
     if ONLINE[method]:
         res = _train(method, base, cfg, heldout, progress=progress)
-        lens = [r["completion_length"] for r in res.history if "completion_length" in r]
+        lens = [r["completions/mean_length"] for r in res.history if "completions/mean_length" in r]
         L = P + (sum(lens) / len(lens) if lens else 0.0)
         Nc = n_params(res.critic) if method == "ppo" else 0
         fps = flops_per_step(method, cfg, N, L, Nc)

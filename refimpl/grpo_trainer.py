@@ -27,7 +27,7 @@ from . import checks
 from .grpo import LOSS_AGGS, SCALES, frac_reward_zero_std, group_advantages, grpo_loss
 from .kl import ESTIMATORS
 from .logprobs import token_logprobs
-from .rollouts import sample_groups, select_groups
+from .rollouts import completion_stats, sample_groups, select_groups
 from .training import (Clock, TrainResult, adamw, check_fields, heldout_accuracy, problem_sets,
                        start_policy)
 from .training import StepBar
@@ -213,7 +213,7 @@ def train_grpo(base, cfg: GRPOConfig | None = None, *, policy=None, reward_fn=No
     frac_all_wrong (over every sampled group; "correct" means reward 1), groups and
     frac_update_zero_std (groups in the update batch, and the share of them that are
     uniform: 0 with dynamic sampling), sampling_rounds,
-    completion_length, the grpo_loss metrics averaged over the inner updates (clip_ratio,
+    completions/mean_length and entropy (``rollouts.completion_stats``), the grpo_loss metrics averaged over the inner updates (clip_ratio,
     kl, ratio_mean, loss, grad_norm), "inner" (the per-inner-update metrics), sample_s,
     score_s and update_s (this step's seconds), and heldout_acc at step 0 and every
     eval_every steps.
@@ -256,7 +256,7 @@ def train_grpo(base, cfg: GRPOConfig | None = None, *, policy=None, reward_fn=No
                "sample_s": t1 - t0 - st["score_s"], "score_s": st["score_s"], "update_s": t2 - t1}
         if batch is not None:
             row["frac_update_zero_std"] = frac_reward_zero_std(batch.rewards, cfg.group_size)
-            row["completion_length"] = batch.completion_mask.sum(1).float().mean().item()
+            row.update(completion_stats(batch))
             for k in inner[0]:
                 row[k] = sum(m[k] for m in inner) / len(inner)
         row["inner"] = inner

@@ -21,7 +21,7 @@ samples still count in the budget (``samples``), as GRPO's do.
 
 History rows: ``step``, ``time_s``, ``samples`` (completions generated so far), ``pairs``
 (pairs formed this step), ``reward`` (mean verifier score of the samples),
-``completion_length``, the DPO metrics of the last update (``loss``, ``nll``,
+``completions/mean_length``, ``entropy``, the DPO metrics of the last update (``loss``, ``nll``,
 ``rewards/...``) and ``heldout_acc`` at step 0 and every ``eval_every`` steps.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ import torch
 from .dpo import LOSS_TYPES
 from .dpo_trainer import dpo_update, pair_logps
 from .preferences import pairs_from_rollout
-from .rollouts import sample_groups
+from .rollouts import completion_stats, sample_groups
 from .training import (Clock, StepBar, TrainResult, adamw, check_fields, heldout_accuracy,
                        problem_sets, start_policy)
 
@@ -124,7 +124,7 @@ def train_online_dpo(base, cfg: OnlineDPOConfig | None = None, *, policy=None,
         samples += ro.num_samples
         row = {"step": step, "samples": samples, "pairs": 0 if pairs is None else len(pairs),
                "reward": ro.rewards.mean().item(),
-               "completion_length": ro.completion_mask.sum(1).float().mean().item()}
+               **completion_stats(ro)}
         for _ in range(cfg.updates_per_step if pairs is not None else 0):
             row.update(dpo_update(policy, opt, pairs, ref_c, ref_r, cfg))
         row["time_s"] = clock()

@@ -31,7 +31,7 @@ from .grpo import group_advantages
 from .logprobs import token_logprobs
 from .ppo import (ValueModel, explained_variance, gae_advantages, pearson, ppo_policy_loss,
                   rl_memory, token_rewards, value_loss, whiten)
-from .rollouts import sample_groups
+from .rollouts import completion_stats, sample_groups
 from .training import (Clock, TrainResult, adamw, check_fields, heldout_accuracy, problem_sets,
                        start_policy)
 from .training import StepBar
@@ -227,7 +227,7 @@ def train_ppo(base, cfg: PPOConfig | None = None, *, policy=None, reward_fn=None
     base.heldout(cfg.eval_problems). Returns a PPOResult (policy, history, critic).
 
     History rows: step, time_s (training clock, evaluation and Monte-Carlo checks excluded),
-    samples (completions generated so far), reward, reward_std, completion_length,
+    samples (completions generated so far), reward, reward_std, completions/mean_length, entropy,
     value_loss, vf_clipfrac, explained_variance, clip_ratio, ratio_mean, kl, loss/policy,
     grad_norm (averaged over the inner updates), sample_s / update_s / step_s (this step's
     seconds), heldout_acc (step 0 and every eval_every steps), the advantage_quality keys
@@ -277,7 +277,7 @@ def train_ppo(base, cfg: PPOConfig | None = None, *, policy=None, reward_fn=None
         r = batch.rewards                                                # (B*G,)
         row = {"step": step, "time_s": clock(), "samples": samples, "reward": r.mean().item(),
                "reward_std": r.std().item() if r.numel() > 1 else 0.0,
-               "completion_length": batch.completion_mask.sum(1).float().mean().item(),
+               **completion_stats(batch),
                "explained_variance": st["explained_variance"], "kl": st["kl"],
                "sample_s": t1 - t0, "update_s": t2 - t1 - mc_s, "step_s": t2 - t0 - mc_s}
         for k in inner[0]:

@@ -194,7 +194,7 @@ def reinforce_loss(logps: torch.Tensor, rewards: torch.Tensor, baselines: torch.
 
     Returns (loss, metrics) with reward, reward_std (mean within-group std, correction=1;
     the batch std when G = 1), advantage_mean, frac_reward_zero_std (share of groups whose
-    rewards are all equal; 1.0 when G = 1), completion_length (when mask is given) and,
+    rewards are all equal; 1.0 when G = 1), completions/mean_length (when mask is given) and,
     when ref_logps is given, kl (mean per completion token as in TRL, or per sequence for
     sequence inputs) and kl/sequence (the mean sequence KL that the penalty uses).
     """
@@ -227,7 +227,7 @@ def reinforce_loss(logps: torch.Tensor, rewards: torch.Tensor, baselines: torch.
         n_tok = keep.sum().clamp(min=1)
         metrics["kl"] = (kl_elem.sum() / n_tok).item() if logps.dim() == 2 else metrics["kl/sequence"]
     if mask is not None:
-        metrics["completion_length"] = mask.sum(dim=1).float().mean().item()
+        metrics["completions/mean_length"] = mask.sum(dim=1).float().mean().item()
     return loss, metrics
 
 

@@ -28,7 +28,7 @@ from .kl import ESTIMATORS
 from .logprobs import token_logprobs
 from .reinforce import (BASELINE_KINDS, ReinforceConfig, RunningBaseline, baseline,
                         gradient_variance, per_sample_grads, reinforce_loss)
-from .rollouts import sample_groups
+from .rollouts import completion_stats, sample_groups
 from .tasks import get_task
 from .training import Clock, TrainResult, adamw, check_fields, start_policy
 from .training import StepBar
@@ -104,7 +104,7 @@ def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, re
     rewards), pass_rate/level_k (verified pass rate of this step's samples at level k),
     frac_reward_zero_std, frac_all_wrong (groups whose rewards are all 0; also per level as
     frac_all_wrong/level_k), reward_std,
-    advantage_mean, completion_length, kl (when kl_beta > 0), loss, grad_norm (before
+    advantage_mean, completions/mean_length, entropy, kl (when kl_beta > 0), loss, grad_norm (before
     clipping) and, at step 0, every eval_every steps and at the end, heldout_acc.
     """
     cfg = checks.config("cfg", cfg, ReinforceConfig)
@@ -169,7 +169,8 @@ def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, re
         grouped = ro.rewards.detach().cpu().view(B, G)  # (B, G)
         passed = torch.tensor([verify(problems[i // G], t) for i, t in enumerate(ro.texts)])  # (B*G,)
         row = {"step": step, "time_s": clock(), "samples": samples, "loss": loss.item(),
-               **metrics, "grad_norm": grad_norm, "verified": passed.mean().item(),
+               **metrics, **completion_stats(ro), "grad_norm": grad_norm,
+               "verified": passed.mean().item(),
                "frac_all_wrong": (grouped.amax(dim=1) == 0).float().mean().item()}
         group_levels = torch.tensor([p.level for p in problems])  # (B,)
         levels = group_levels.repeat_interleave(G)  # (B*G,)

@@ -74,6 +74,21 @@ def sample_groups(model, tok, task, problems, group_size: int,
                    out.logps, rewards, texts)
 
 
+def completion_stats(ro: Rollout) -> dict[str, float]:
+    """What a trainer logs about its samples, under TRL's names.
+
+    completions/mean_length: mean completion length in tokens, EOS included (B*G rows).
+    entropy: mean over every sampled completion token of -log pi_old(token | prefix). A token
+        drawn from pi_old has expected -log pi_old equal to the entropy of pi_old at that
+        position, so this is an unbiased Monte Carlo estimate of the sampling distribution's
+        mean per-token entropy (TRL computes the same average exactly from the logits).
+    """
+    mask = ro.completion_mask.bool()  # (B*G, T)
+    n_tok = mask.sum().clamp(min=1)
+    return {"completions/mean_length": mask.sum(1).float().mean().item(),
+            "entropy": (-(torch.where(mask, ro.old_logps, 0.0)).sum() / n_tok).item()}
+
+
 def mixed_groups(ro: Rollout) -> torch.Tensor:
     """(B,) bool: the groups whose G rewards are not all equal. Only these have a non-zero
     group-relative advantage, so only these carry a GRPO gradient."""

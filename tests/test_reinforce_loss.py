@@ -275,7 +275,7 @@ def test_per_token_input_equals_sequence_input():
     loss_tok, m_tok = reinforce_loss(tok, rewards, b, group_size=2, mask=mask)
     loss_seq, m_seq = reinforce_loss(torch.where(mask, tok, 0.0).sum(1), rewards, b, group_size=2)
     assert loss_tok.item() == pytest.approx(loss_seq.item())
-    assert m_tok["completion_length"] == pytest.approx(11 / 4)
+    assert m_tok["completions/mean_length"] == pytest.approx(11 / 4)
 
 
 def test_metrics_hand_built():
