@@ -321,3 +321,84 @@ def rate_changes(result: dict) -> dict:
     """{method: {mode: rate - base rate}} from run_offline_online's result."""
     base = result["rates"]["base"]
     return {k: {m: v[m] - base[m] for m in MODES} for k, v in result["rates"].items() if k != "base"}
+
+
+# ----------------------------------------------------------------------------- C3 as a study
+
+
+C3_METHODS = ("dpo_carry", "dpo_units", "grpo", "reinforce")
+C3_COVERED = {"dpo_carry": ("carry",), "dpo_units": ("units",)}
+C3_LABELS = {"dpo_carry": "DPO (carry pairs)", "dpo_units": "DPO (units pairs)"}
+
+
+@dataclass
+class CoverageRunConfig:
+    """One run of claim C3 in the claims study (refimpl.study): a method, an lr, a seed.
+
+    The budget is ``budget_samples`` completions generated: the online methods sample them
+    during training (budget / (B G) steps of B x G), the DPO methods sample them all from the
+    base up front (budget / G prompts x G samples) and keep the pairs that cover their mode,
+    then take ``dpo_steps`` updates of ``dpo_batch`` pairs (the same for both DPO methods,
+    whatever number of pairs their filter kept)."""
+
+    budget_samples: int = 2560
+    prompts_per_step: int = 16       # B of the online methods
+    group_size: int = 8              # G: samples per prompt (online methods and DPO's data)
+    dpo_steps: int = 40
+    dpo_batch: int = 32
+    dpo_beta: float = 0.1
+    seed: int = 0
+
+    def validate(self) -> None:
+        """Raise TypeError or ValueError naming the first bad field."""
+        check_fields(self, {"budget_samples": 1, "prompts_per_step": 1, "group_size": 2,
+                            "dpo_steps": 1, "dpo_batch": 1, "seed": None},
+                     positive=("dpo_beta",))
+        if self.budget_samples < self.prompts_per_step * self.group_size:
+            raise ValueError(f"budget_samples ({self.budget_samples}) buys less than one online "
+                             f"step of {self.prompts_per_step} x {self.group_size}")
+
+
+def coverage_run(method: str, base, lr: float, cfg: CoverageRunConfig, problems) -> dict:
+    """Train ``method`` (one of C3_METHODS) from ``base`` at ``lr`` and measure the step error
+    rates (``step_error_rates``) of the base and of the trained policy on ``problems``.
+
+    Returns {"base_rates", "rates": {mode: rate}, "<mode>_change": rate - base rate for each
+    mode, "steps", "samples" (completions generated), "pairs" (DPO: pairs kept, else 0),
+    "pair_modes" (DPO: the rejected modes of the kept pairs)}."""
+    from .dpo_trainer import DPOConfig, train_dpo
+    from .grpo_trainer import GRPOConfig, train_grpo
+    from .reinforce_trainer import ReinforceTrainConfig, train_reinforce
+
+    checks.one_of("method", method, C3_METHODS)
+    checks.positive("lr", lr)
+    cfg = checks.config("cfg", cfg, CoverageRunConfig)
+    cfg.validate()
+    rate = lambda m: step_error_rates(m, base.tokenizer, base.task, problems)  # noqa: E731
+    base_rates = rate(base.model)
+    out = {"method": method, "pairs": 0, "pair_modes": {}}
+    if method in C3_COVERED:
+        n_prompts = cfg.budget_samples // cfg.group_size
+        pairs, _ = covered_pairs(base, n_prompts, cfg.group_size, C3_COVERED[method], cfg.seed)
+        task = base.task
+        out["pair_modes"] = dict(Counter(classify(task, p, t) for p, t in
+                                         zip(pairs.problems, pairs.rejected_texts)))
+        dcfg = DPOConfig(lr=lr, beta=cfg.dpo_beta, batch_size=cfg.dpo_batch, steps=cfg.dpo_steps,
+                         eval_every=cfg.dpo_steps, seed=cfg.seed)
+        policy = train_dpo(base, dcfg, pairs, progress=False, heldout=problems[:4]).policy
+        out.update(steps=cfg.dpo_steps, samples=n_prompts * cfg.group_size, pairs=len(pairs))
+    else:
+        steps = -(-cfg.budget_samples // (cfg.prompts_per_step * cfg.group_size))
+        common = dict(steps=steps, lr=lr, prompts_per_step=cfg.prompts_per_step,
+                      group_size=cfg.group_size, eval_every=0, seed=cfg.seed)
+        if method == "grpo":
+            res = train_grpo(base, GRPOConfig(**common), progress=False)
+        else:
+            res = train_reinforce(base, ReinforceTrainConfig(**common, baseline="rloo"),
+                                  progress=False)
+        policy = res.policy
+        out.update(steps=steps, samples=steps * cfg.prompts_per_step * cfg.group_size)
+    rates = rate(policy)
+    out.update(base_rates=base_rates, rates=rates,
+               **{f"{m}_change": rates[m] - base_rates[m] for m in MODES})
+    return out

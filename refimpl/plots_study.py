@@ -7,13 +7,18 @@
 2. each run's final test accuracy per method (one point per run, one marker per base);
 3. each comparison's paired differences treatment - control (points) with the mean and its
    95% t interval (bar), a zero line, and the verdict in the label.
+
+A record whose runs compare another value than accuracy (``metric_key``, e.g. C3's change of
+a step's error rate) has no curves: panel 1 then shows each method's mean change of every
+value ending in ``_change`` (bars) with one point per run, panel 2 the runs' ``metric_key``
+and panel 3 names each comparison's value.
 """
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .compare import LABELS
+from .study import LABELS
 
 MARKERS = "os^Dv<>p"
 
@@ -35,20 +40,43 @@ def _curve_panel(ax, record: dict) -> None:
     ax.legend(fontsize=7)
 
 
+def _changes_panel(ax, record: dict) -> None:
+    runs0 = next(iter(record["runs"].values()))[0]
+    keys = [k for k in runs0 if k.endswith("_change") and k != "mean_change"]
+    width = 0.8 / len(record["runs"])
+    for i, (m, runs) in enumerate(record["runs"].items()):
+        x = np.arange(len(keys)) + (i - (len(record["runs"]) - 1) / 2) * width
+        Y = np.array([[r[k] for k in keys] for r in runs])                  # (runs, keys)
+        ax.bar(x, Y.mean(0), width * 0.9, color=f"C{i}", alpha=0.6,
+               label=f"{LABELS[m]} (n={len(runs)})")
+        for j in range(len(keys)):
+            ax.plot(np.full(len(Y), x[j]), Y[:, j], ".", color=f"C{i}", ms=3)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xticks(range(len(keys)), [k.replace("_change", "") for k in keys])
+    ax.set(ylabel="change from the base (bar: mean; dots: runs)",
+           title=f"{record['id']}: change of each value, every run")
+    ax.legend(fontsize=7)
+
+
 def _final_panel(ax, record: dict) -> None:
     bases = record["bases"]
+    key = record.get("metric_key", "final_acc")
     for i, (m, runs) in enumerate(record["runs"].items()):
         for j, b in enumerate(bases):
-            y = [r["final_acc"] for r in runs if r["base"] == b]
+            y = [r[key] for r in runs if r["base"] == b]
             x = i + np.linspace(-0.25, 0.25, len(bases))[j] * np.ones(len(y))
             ax.plot(x, y, MARKERS[j % len(MARKERS)], color=f"C{i}", ms=4, alpha=0.8,
                     label=f"base {b}" if i == 0 else None)
-        ax.hlines(np.mean([r["final_acc"] for r in runs]), i - 0.35, i + 0.35, color="k", lw=1.5)
-    base_acc = np.mean([r["base_acc"] for rs in record["runs"].values() for r in rs])
-    ax.axhline(base_acc, color="grey", ls=":", lw=1, label=f"bases' mean ({base_acc:.3f})")
+        ax.hlines(np.mean([r[key] for r in runs]), i - 0.35, i + 0.35, color="k", lw=1.5)
+    if key == "final_acc":
+        base_acc = np.mean([r["base_acc"] for rs in record["runs"].values() for r in rs])
+        ax.axhline(base_acc, color="grey", ls=":", lw=1, label=f"bases' mean ({base_acc:.3f})")
+    else:
+        ax.axhline(0, color="grey", ls=":", lw=1, label="the base (no change)")
     ax.set_xticks(range(len(record["runs"])),
                   [LABELS[m] for m in record["runs"]], rotation=30, ha="right", fontsize=7)
-    ax.set(ylabel="final test accuracy", xlabel="method (bar: mean over runs)",
+    ax.set(ylabel="final test accuracy" if key == "final_acc" else f"test {key.replace('_', ' ')}",
+           xlabel="method (bar: mean over runs)",
            title=f"{record['id']}: every run at its tuned lr")
     ax.legend(fontsize=6, loc="lower right")
 
@@ -64,10 +92,15 @@ def _diff_panel(ax, record: dict) -> None:
         ax.errorbar(ci["mean"], y[0], xerr=[[ci["mean"] - ci["lo"]], [ci["hi"] - ci["mean"]]],
                     fmt="o", color="C3", capsize=3, label="mean, 95% t interval" if k == 0 else None)
     ax.axvline(0, color="k", lw=0.8)
+    default = record.get("metric_key", "final_acc")
+    keys = [c.get("metric") or default for c in comps]
     ax.set_yticks(range(len(comps))[::-1],
-                  [f"{LABELS[c['treatment']]} - {LABELS[c['control']]}\n({c['verdict']})"
-                   for c in comps], fontsize=7)
-    ax.set(xlabel="paired difference in test accuracy", ylabel="treatment - control (verdict)",
+                  [f"{LABELS[c['treatment']]} - {LABELS[c['control']]}\n"
+                   + ("" if k == "final_acc" else f"{k.replace('_', ' ')}, ")
+                   + ("" if c["predicted"] == 1 else "predicted < 0, ") + f"({c['verdict']})"
+                   for c, k in zip(comps, keys)], fontsize=7)
+    ax.set(xlabel="paired difference in test accuracy" if set(keys) == {"final_acc"}
+           else "paired difference (the value named on the left)", ylabel="treatment - control (verdict)",
            title=f"{record['id']}: paired differences -> {record['verdict']}")
     ax.legend(fontsize=6, loc="lower right")
 
@@ -75,7 +108,8 @@ def _diff_panel(ax, record: dict) -> None:
 def plot_record(record: dict):
     """The three panels of a study record (module docstring). Returns the Figure."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [1.1, 1, 1.3]})
-    _curve_panel(axes[0], record)
+    runs0 = next(iter(record["runs"].values()))[0]
+    (_curve_panel if "curve" in runs0 else _changes_panel)(axes[0], record)
     _final_panel(axes[1], record)
     _diff_panel(axes[2], record)
     fig.suptitle(f"{record['id']}: {record['hypothesis']}", fontsize=9, wrap=True)

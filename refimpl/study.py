@@ -40,12 +40,15 @@ from pathlib import Path
 import torch
 
 from . import stats
-from .compare import LABELS, config_for_preset, method_config, run_method
+from .compare import LABELS as _COMPARE_LABELS
+from .compare import PRESET_DEFAULTS, config_for_preset, method_config, run_method
+from .offline_online import C3_LABELS
 from .sft import load_base
 from .training import StepBar
 
 STUDY_VERSION = 1
 TUNE_SEEDS = (100, 101)       # run seeds of the tuning runs (disjoint from the verdict's)
+LABELS = {**_COMPARE_LABELS, **C3_LABELS}   # every method a claim may name, as figures show it
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class Comparison:
     control: str
     predicted: int = 1
     question: str = ""
+    metric: str = ""              # the run value compared; "" = the claim's metric_key
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,10 @@ class Claim:
     fixed: dict = field(default_factory=dict)     # {method: {config field: value}}
     caveats: tuple = ()           # (comparison index, verdicts that trigger it, text)
     eval_problems: int = 256      # validation and test problems (each)
+    metric_key: str = "final_acc"  # the value of each stored run that comparisons use by default
+    runner: str = "compare"       # the experiment of one run: a key of RUNNERS
+    tune_by: dict = field(default_factory=dict)   # {method: run value its lr is picked by}
+    tune_sign: int = 1            # +1: pick the lr with the largest tune value, -1: the smallest
 
 
 LR_GRIDS = {"dpo": (1e-5, 2e-5, 5e-5), "rpo": (2e-5, 5e-5, 1e-4),
@@ -109,6 +117,61 @@ CLAIMS = {
                   "offline DPO with an NLL term on the chosen completions is not beaten by GRPO "
                   "at this budget")),
     ),
+    # C3 has its own kind of run (RUNNERS["coverage"], refimpl.offline_online.coverage_run):
+    # the value compared is the change of a step's teacher-forced error rate from the base's,
+    # exact given the policy (no sampling noise in the measurement; the spread is training's).
+    "C3": Claim(
+        id="C3",
+        article="DPO is offline and cannot fix a failure mode its data does not cover; online "
+                "methods can.",
+        hypothesis="After 2,560 generated completions from the same SFT base, the change of the "
+                   "teacher-forced units-column error rate (the mode the pairs do not cover) on "
+                   "256 test problems: GRPO (online, verifier reward) < pure DPO on base-sample "
+                   "pairs whose rejected completion is wrong only in a carry column.",
+        metric="change from the base of a step's teacher-forced error rate, 1 - mean_x "
+               "pi(step tokens | x, correct prefix), on 256 test problems (held-out half never "
+               "used for tuning); each comparison names the step: units (uncovered by the "
+               "carry pairs) or carry",
+        budget_samples=2560,
+        methods=("dpo_carry", "dpo_units", "grpo", "reinforce"),
+        comparisons=(
+            Comparison("grpo", "dpo_carry", -1, "online RL vs DPO whose pairs cover carry "
+                       "mistakes only, on the uncovered units mode: the article's claim",
+                       metric="units_change"),
+            Comparison("dpo_units", "dpo_carry", -1, "control: pairs that cover the units mode "
+                       "let DPO lower the units error", metric="units_change"),
+            Comparison("dpo_carry", "dpo_units", -1, "control: pairs that cover the carry mode "
+                       "let DPO lower the carry error", metric="carry_change"),
+            Comparison("reinforce", "dpo_carry", -1, "online RL (REINFORCE, RLOO) vs DPO on "
+                       "carry pairs, on the uncovered units mode", metric="units_change"),
+        ),
+        contradicts="the 95% CI of GRPO's units change - carry-pair DPO's units change lies "
+                    "entirely above 0",
+        not_shown="that CI contains 0",
+        # lr picked on validation by what each method is meant to improve (smallest is best):
+        # DPO on carry pairs by the carry change, DPO on units pairs by the units change, the
+        # online methods by the mean of the two modes' changes ("fixes both").
+        grids={"dpo_carry": (5e-6, 1e-5, 2e-5), "dpo_units": (5e-6, 1e-5, 2e-5),
+               "grpo": (5e-5, 1e-4, 2e-4), "reinforce": (5e-5, 1e-4, 2e-4)},
+        # DPO: the 2,560 completions are sampled from the base up front (320 prompts x 8),
+        # the pairs that cover the method's mode kept; then 40 updates of 32 pairs, beta 0.1
+        # (C17's DPO). Online: 20 steps of 16 prompts x 8 samples.
+        fixed={"dpo_carry": {"dpo_steps": 40, "dpo_batch": 32, "dpo_beta": 0.1},
+               "dpo_units": {"dpo_steps": 40, "dpo_batch": 32, "dpo_beta": 0.1}},
+        caveats=((1, ("not shown", "contradicted (erratum)"),
+                  "the control failed: DPO on pairs that cover the units mode did not lower the "
+                  "units error below DPO on carry pairs at this budget"),
+                 (2, ("not shown", "contradicted (erratum)"),
+                  "the coverage is not one-sided: DPO on units-mode pairs lowers the carry error "
+                  "about as much as DPO on carry pairs (a units-mode pair's chosen and rejected "
+                  "completions also differ in every later column), so only the carry pairs "
+                  "leave a mode uncovered")),
+        metric_key="units_change",
+        runner="coverage",
+        tune_by={"dpo_carry": "carry_change", "dpo_units": "units_change",
+                 "grpo": "mean_change", "reinforce": "mean_change"},
+        tune_sign=-1,
+    ),
 }
 
 
@@ -129,24 +192,50 @@ def _run_key(claim: Claim, preset: str, method: str, lr: float, base_seed: int, 
     spec = {"v": STUDY_VERSION, "claim": claim.id, "preset": preset, "budget": claim.budget_samples,
             "fixed": claim.fixed.get(method, {}), "n": claim.eval_problems, "method": method,
             "lr": lr, "base": base_seed, "seed": seed, "split": split}
+    if claim.runner != "compare":           # added only off the default: C17's keys stay valid
+        spec["runner"] = claim.runner
     digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
     return f"{split}-{method}-lr{lr:g}-b{base_seed}-s{seed}-{digest}"
 
 
-def run_cached(claim, preset, method, lr, base, base_seed, seed, split, problems, runs_dir):
-    """One run's {final_acc, base_acc, curve, ...}: from ``runs_dir`` if stored, else trained
-    and stored atomically (so an interrupted study resumes without redoing it)."""
-    path = Path(runs_dir) / claim.id / f"{_run_key(claim, preset, method, lr, base_seed, seed, split)}.json"
-    if path.exists():
-        return json.loads(path.read_text())
+def _compare_runner(claim, preset, method, lr, base, seed, problems) -> dict:
+    """The head-to-head run of refimpl.compare: accuracy after the budget, and its curve."""
     cc = config_for_preset(preset, budget_samples=claim.budget_samples,
                            eval_problems=claim.eval_problems, evals=4,
                            overrides={method: {"lr": lr, **claim.fixed.get(method, {})}})
     rec = run_method(method, base, cc, seed, problems)
-    out = {"method": method, "lr": lr, "base": base_seed, "seed": seed, "split": split,
-           "final_acc": rec["final_acc"], "base_acc": rec["base_acc"], "steps": rec["steps"],
-           "samples": rec["samples"], "flops": rec["flops"],
-           "curve": [{"samples": c["samples"], "heldout_acc": c["heldout_acc"]} for c in rec["curve"]]}
+    return {"final_acc": rec["final_acc"], "base_acc": rec["base_acc"], "steps": rec["steps"],
+            "samples": rec["samples"], "flops": rec["flops"],
+            "curve": [{"samples": c["samples"], "heldout_acc": c["heldout_acc"]} for c in rec["curve"]]}
+
+
+def _coverage_runner(claim, preset, method, lr, base, seed, problems) -> dict:
+    """C3's run (refimpl.offline_online.coverage_run): the teacher-forced error rate of each
+    step before and after training, and their changes "<mode>_change"."""
+    from .offline_online import CoverageRunConfig, coverage_run
+    kw = {"budget_samples": claim.budget_samples, "seed": seed, **claim.fixed.get(method, {})}
+    if preset in PRESET_DEFAULTS:
+        kw = {"prompts_per_step": PRESET_DEFAULTS[preset]["prompts_per_step"],
+              "group_size": PRESET_DEFAULTS[preset]["group_size"], **kw}
+    rec = coverage_run(method, base, lr, CoverageRunConfig(**kw), problems)
+    rec.pop("method")
+    rec["mean_change"] = (rec["units_change"] + rec["carry_change"]) / 2
+    return rec
+
+
+# runner name -> fn(claim, preset, method, lr, base, seed, problems) -> the run's values
+RUNNERS = {"compare": _compare_runner, "coverage": _coverage_runner}
+
+
+def run_cached(claim, preset, method, lr, base, base_seed, seed, split, problems, runs_dir):
+    """One run's values ({final_acc, base_acc, curve, ...} for the default runner): from
+    ``runs_dir`` if stored, else run by ``RUNNERS[claim.runner]`` and stored atomically (so an
+    interrupted study resumes without redoing it)."""
+    path = Path(runs_dir) / claim.id / f"{_run_key(claim, preset, method, lr, base_seed, seed, split)}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    rec = RUNNERS[claim.runner](claim, preset, method, lr, base, seed, problems)
+    out = {"method": method, "lr": lr, "base": base_seed, "seed": seed, "split": split, **rec}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(out))
@@ -160,13 +249,21 @@ def default_lr(claim: Claim, method: str) -> float:
     grid = claim.grids.get(method)
     if grid:
         return grid[len(grid) // 2]
+    if claim.runner != "compare":
+        raise ValueError(f"claim {claim.id}: method {method!r} of runner {claim.runner!r} needs an lr grid")
     cc = config_for_preset("cpu", budget_samples=claim.budget_samples)
     return method_config(method, cc, 0, 1, 1).lr
 
 
+def tune_key(claim: Claim, method: str) -> str:
+    """The run value ``method``'s lr is picked by (``claim.tune_by``, else ``metric_key``)."""
+    return claim.tune_by.get(method, claim.metric_key)
+
+
 def tune(claim: Claim, base, base_seed: int, preset: str, runs_dir, bar=None) -> dict:
-    """Pick each method's lr on the validation half: {"scores": {m: {lr: mean acc}},
-    "pick": {m: lr}, "seeds": TUNE_SEEDS, "base": base_seed}."""
+    """Pick each method's lr on the validation half: {"scores": {m: {lr: mean of its tune
+    value}}, "pick": {m: lr}, "seeds": TUNE_SEEDS, "base": base_seed}; the pick maximises
+    ``claim.tune_sign`` * score (ties: the smaller lr)."""
     val, _ = eval_splits(base, claim.eval_problems)
     scores, pick = {}, {}
     for m in claim.methods:
@@ -174,25 +271,30 @@ def tune(claim: Claim, base, base_seed: int, preset: str, runs_dir, bar=None) ->
         scores[m] = {}
         for lr in grid:
             accs = [run_cached(claim, preset, m, lr, base, base_seed, s, "validation", val,
-                               runs_dir)["final_acc"] for s in TUNE_SEEDS]
+                               runs_dir)[tune_key(claim, m)] for s in TUNE_SEEDS]
             scores[m][f"{lr:g}"] = sum(accs) / len(accs)
             if bar is not None:
                 bar.update(len(TUNE_SEEDS))
-        best = max(scores[m].values())
-        pick[m] = min(lr for lr in grid if scores[m][f"{lr:g}"] == best)
-    return {"base": base_seed, "seeds": list(TUNE_SEEDS), "split": "validation",
-            "grid": {m: list(claim.grids.get(m) or (pick[m],)) for m in claim.methods},
-            "scores": scores, "pick": pick}
+        best = max(claim.tune_sign * v for v in scores[m].values())
+        pick[m] = min(lr for lr in grid if claim.tune_sign * scores[m][f"{lr:g}"] == best)
+    out = {"base": base_seed, "seeds": list(TUNE_SEEDS), "split": "validation",
+           "grid": {m: list(claim.grids.get(m) or (pick[m],)) for m in claim.methods},
+           "scores": scores, "pick": pick}
+    if claim.tune_by or claim.tune_sign != 1:   # only off the default, as C17's record has none
+        out.update(by={m: tune_key(claim, m) for m in claim.methods}, sign=claim.tune_sign)
+    return out
 
 
-def compare_runs(runs: dict, c: Comparison) -> dict:
-    """Paired differences treatment - control over (base, seed), their intervals and verdict."""
-    ctrl = {(r["base"], r["seed"]): r["final_acc"] for r in runs[c.control]}
-    pairs = [(r["base"], r["seed"], r["final_acc"] - ctrl[(r["base"], r["seed"])])
+def compare_runs(runs: dict, c: Comparison, metric_key: str = "final_acc") -> dict:
+    """Paired differences treatment - control of the run value ``c.metric`` (default
+    ``metric_key``) over (base, seed), their intervals and verdict."""
+    key = c.metric or metric_key
+    ctrl = {(r["base"], r["seed"]): r[key] for r in runs[c.control]}
+    pairs = [(r["base"], r["seed"], r[key] - ctrl[(r["base"], r["seed"])])
              for r in runs[c.treatment]]
     diffs = [d for _, _, d in pairs]
     ci = stats.t_interval(diffs)
-    return {**asdict(c), "diffs": [{"base": b, "seed": s, "diff": d} for b, s, d in pairs],
+    return {**asdict(c), "metric": key, "diffs": [{"base": b, "seed": s, "diff": d} for b, s, d in pairs],
             "ci": ci, "bootstrap": stats.bootstrap_interval(diffs),
             "verdict": stats.verdict(ci, c.predicted),
             "seeds_needed": stats.seeds_needed(ci) if stats.verdict(ci, c.predicted) == "not shown" else None}
@@ -230,10 +332,12 @@ def run_claim(claim: Claim, bases=(0, 1, 2), seeds=(0, 1, 2, 3, 4), preset: str 
     """
     if len(seeds) < 2 or len(set(seeds)) != len(seeds) or len(set(bases)) != len(bases):
         raise ValueError(f"need >= 2 distinct run seeds and distinct bases, got {seeds}, {bases}")
+    if claim.runner not in RUNNERS:
+        raise ValueError(f"claim {claim.id} names unknown runner {claim.runner!r}: use one of {sorted(RUNNERS)}")
     unknown = [m for m in claim.methods if m not in LABELS]
     if unknown:
         raise ValueError(f"claim {claim.id} names unknown methods {unknown}")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     n_tune = sum(len(claim.grids.get(m) or (0,)) for m in claim.methods) * len(TUNE_SEEDS)
     bar = StepBar((n_tune if tuned else 0) + len(claim.methods) * len(bases) * len(seeds),
                   f"study {claim.id}", progress)
@@ -250,7 +354,7 @@ def run_claim(claim: Claim, bases=(0, 1, 2), seeds=(0, 1, 2, 3, 4), preset: str 
                                           test, runs_dir))
                 bar.update(1)
     bar.close()
-    comps = [compare_runs(runs, c) for c in claim.comparisons]
+    comps = [compare_runs(runs, c, claim.metric_key) for c in claim.comparisons]
     verdict, caveats = decide(claim, comps)
     decl = {k: v for k, v in asdict(claim).items() if k not in ("comparisons", "caveats", "grids")}
     return {**decl, "decision_rule": "95% paired t interval of treatment - control over "
@@ -259,6 +363,7 @@ def run_claim(claim: Claim, bases=(0, 1, 2), seeds=(0, 1, 2, 3, 4), preset: str 
             "bases": list(bases), "seeds": list(seeds), "preset": preset, "tuning": tuning,
             "runs": runs, "comparisons": comps, "verdict": verdict, "caveats": caveats,
             "machine": machine(), "wall_s": time.perf_counter() - t0,
+            "cpu_s": time.process_time() - c0,
             "version": STUDY_VERSION}
 
 
@@ -292,6 +397,14 @@ def load_records(out_dir=None) -> list:
 BEGIN, END = "<!-- study-records:begin -->", "<!-- study-records:end -->"
 
 
+def _vs(record: dict, c: dict) -> str:
+    """"treatment - control", plus the compared value when it is not accuracy (records made
+    before comparisons named their value compare final_acc)."""
+    key = c.get("metric") or record.get("metric_key", "final_acc")
+    text = f"{LABELS[c['treatment']]} - {LABELS[c['control']]}"
+    return text if key == "final_acc" else f"{text} ({key.replace('_', ' ')})"
+
+
 def records_markdown(records: list) -> str:
     """The generated section of docs/CLAIMS.md: one block per study record."""
     out = [BEGIN, "", "Generated by `python -m refimpl study --report` from `results/study/*.json`;",
@@ -304,14 +417,15 @@ def records_markdown(records: list) -> str:
                 f"{r['budget_samples']:,} completions each, lr "
                 f"{'not tuned' if 'note' in r['tuning'] else 'tuned on validation'} "
                 f"({', '.join(f'{LABELS[m]} {lr:g}' for m, lr in r['tuning']['pick'].items())}).  ",
-                f"*Decision:* {LABELS[r['comparisons'][0]['treatment']]} - "
-                f"{LABELS[r['comparisons'][0]['control']]} = "
-                f"{ci['mean']:+.3f} [{ci['lo']:+.3f}, {ci['hi']:+.3f}]", "",
+                f"*Decision:* {_vs(r, r['comparisons'][0])} = "
+                f"{ci['mean']:+.3f} [{ci['lo']:+.3f}, {ci['hi']:+.3f}]"
+                + ("" if r["comparisons"][0]["predicted"] == 1 else " (predicted < 0)"), "",
                 "| comparison | mean difference [95% CI] | verdict |", "|---|---|---|"]
         for c in r["comparisons"]:
             ci = c["ci"]
-            out.append(f"| {LABELS[c['treatment']]} - {LABELS[c['control']]} | "
-                       f"{ci['mean']:+.3f} [{ci['lo']:+.3f}, {ci['hi']:+.3f}] | {c['verdict']} |")
+            out.append(f"| {_vs(r, c)} | "
+                       f"{ci['mean']:+.3f} [{ci['lo']:+.3f}, {ci['hi']:+.3f}] | {c['verdict']}"
+                       + ("" if c["predicted"] == 1 else " (predicted < 0)") + " |")
         out += [""] + [f"Caveat: {t}" for t in r["caveats"]] + [""] * bool(r["caveats"])
         out += [f"Command: `{r.get('command', 'python -m refimpl study --claims ' + r['id'])}` "
                 f"({r['wall_s'] / 60:.0f} min on {r['machine']['cpu']}, "

@@ -122,6 +122,7 @@ FIGURES = {
     "compare": lambda: plots_compare.plot_compare(COMPARE, "samples"),
     "compare_panels": lambda: plots_compare.plot_compare_panels(COMPARE),
     "study_record": lambda: plots_study.plot_record(study.load_record("C17")),
+    "study_record_c3": lambda: plots_study.plot_record(study.load_record("C3")),
 }
 
 

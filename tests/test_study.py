@@ -112,3 +112,70 @@ def test_records_markdown_quotes_every_comparison(record, tmp_path):
     doc.write_text(f"head\n{study.BEGIN}\nold\n{study.END}\ntail\n")
     assert study.update_claims_doc(doc, [rec]) and not study.update_claims_doc(doc, [rec])
     assert doc.read_text().startswith("head\n") and doc.read_text().endswith("\ntail\n")
+
+
+# ---------------------------------------------------------------- claims with their own runner
+
+
+def test_c3_runner_produces_every_value_its_declaration_names(cpu_base):
+    """C3's runner, at a budget of one online step, gives every value that C3's comparisons,
+    default metric and tuning name; the DPO runs keep only pairs of their covered mode."""
+    from dataclasses import replace
+    c3 = study.CLAIMS["C3"]
+    small = replace(c3, budget_samples=128, fixed={m: {**c3.fixed.get(m, {}), "dpo_steps": 2}
+                                                   for m in c3.methods})
+    _, test = eval_splits(cpu_base, 16)
+    names = ({c.metric or c3.metric_key for c in c3.comparisons} | {c3.metric_key}
+             | {study.tune_key(c3, m) for m in c3.methods})
+    for m in c3.methods:
+        rec = study.RUNNERS[c3.runner](small, "cpu", m, c3.grids[m][0], cpu_base, 0, test)
+        assert names <= set(rec), (m, names - set(rec))
+        for mode in ("units", "carry", "answer"):
+            assert rec[f"{mode}_change"] == pytest.approx(rec["rates"][mode] - rec["base_rates"][mode])
+        assert rec["samples"] == 128
+        if m.startswith("dpo_"):
+            assert rec["pairs"] > 0 and set(rec["pair_modes"]) == {m[len("dpo_"):]}
+
+
+def test_a_comparison_is_decided_on_its_own_metric(monkeypatch, tmp_path):
+    """A mocked runner: each comparison is decided on the run value it names (not final_acc),
+    and tune_sign = -1 picks the lr with the smallest tune value."""
+    def fake(claim, preset, method, lr, base, seed, problems):
+        up = 1.0 if method == "grpo" else 0.0
+        return {"final_acc": 0.5 + up * (0.1 + 0.01 * seed),  # grpo > dpo on accuracy
+                "err": -up - 0.001 * seed - 0.01 * (method == "dpo") * seed,
+                "tune": lr if method == "dpo" else -lr}
+    monkeypatch.setitem(study.RUNNERS, "fake", fake)
+    claim = Claim(id="T2", article="a", hypothesis="h", metric="m", budget_samples=16,
+                  methods=("dpo", "grpo"),
+                  comparisons=(Comparison("grpo", "dpo", -1, "err falls", metric="err"),
+                               Comparison("grpo", "dpo", 1, "acc rises"),
+                               Comparison("dpo", "grpo", 1, "err of dpo above", metric="err")),
+                  contradicts="c", not_shown="n", grids={"dpo": (1e-4, 3e-4), "grpo": (1e-4, 3e-4)},
+                  eval_problems=8, metric_key="final_acc", runner="fake",
+                  tune_by={"dpo": "tune", "grpo": "tune"}, tune_sign=-1)
+    rec = run_claim(claim, bases=(0,), seeds=(0, 1, 2), preset="tiny", runs_dir=tmp_path,
+                    progress=False)
+    assert rec["tuning"]["pick"] == {"dpo": 1e-4, "grpo": 3e-4}
+    assert rec["tuning"]["by"] == {"dpo": "tune", "grpo": "tune"}
+    runs = {(r["method"], r["seed"]): r for rs in rec["runs"].values() for r in rs}
+    for comp, c in zip(rec["comparisons"], claim.comparisons):
+        key = c.metric or "final_acc"
+        assert comp["metric"] == key
+        d = [runs[(c.treatment, s)][key] - runs[(c.control, s)][key] for s in (0, 1, 2)]
+        assert [x["diff"] for x in comp["diffs"]] == d
+        assert comp["verdict"] == stats.verdict(stats.t_interval(d), c.predicted)
+    assert [c["verdict"] for c in rec["comparisons"]] == ["holds", "holds", "holds"]
+    assert "(err)" in study.records_markdown([rec])
+    with pytest.raises(ValueError, match="unknown runner"):
+        run_claim(Claim(**{**claim.__dict__, "runner": "nope"}), bases=(0,), seeds=(0, 1),
+                  preset="tiny", runs_dir=tmp_path, progress=False)
+
+
+def test_run_keys_of_the_default_runner_are_unchanged():
+    """C17's stored runs stay valid: the key of a default-runner run does not name the runner."""
+    c17 = study.CLAIMS["C17"]
+    key = study._run_key(c17, "cpu", "grpo", 5e-5, 0, 0, "test")
+    assert key.startswith("test-grpo-lr5e-05-b0-s0-")
+    from dataclasses import replace
+    assert study._run_key(replace(c17, runner="coverage"), "cpu", "grpo", 5e-5, 0, 0, "test") != key
