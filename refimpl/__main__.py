@@ -168,13 +168,15 @@ def _compare(parser, args) -> int:
 def _study(args, argv: list) -> int:
     import torch
 
-    from .study import CLAIMS, RESULTS, load_records, run_claim, update_claims_doc, write_record
+    from .study import CLAIMS, REPORTS, RESULTS, load_records, run_claim, update_claims_doc, write_record
 
     out = args.out or ("runs/study-quick" if args.quick else RESULTS)
     if args.report:
-        doc = RESULTS.parent.parent / "docs" / "CLAIMS.md"
-        changed = update_claims_doc(doc, load_records(out))
-        print(f"{doc}: {'updated' if changed else 'already up to date'}")
+        records = load_records(out)
+        for rel, ids in REPORTS.items():
+            doc = RESULTS.parent.parent / rel
+            changed = update_claims_doc(doc, [r for r in records if ids is None or r["id"] in ids])
+            print(f"{doc}: {'updated' if changed else 'already up to date'}")
         return 0
     torch.set_num_threads(1)
     bases, seeds = (args.bases[:1], (0, 1)) if args.quick else (args.bases, args.seeds)
