@@ -27,7 +27,7 @@ from . import checks
 from .grpo import LOSS_AGGS, SCALES, frac_reward_zero_std, group_advantages, grpo_loss
 from .kl import ESTIMATORS
 from .logprobs import token_logprobs
-from .rollouts import completion_stats, sample_groups, select_groups
+from .rollouts import completion_stats, mixed_groups, sample_groups, select_groups
 from .training import (Clock, TrainResult, adamw, check_fields, heldout_accuracy, problem_sets,
                        start_policy)
 from .training import StepBar
@@ -132,10 +132,9 @@ def collect_batch(policy, base, cfg: GRPOConfig, sample_prompts, reward_fn, gene
         rounds += 1
         ro = sample_groups(policy, base.tokenizer, base.task, sample_prompts(B), G,
                            reward_fn=scorer, temperature=cfg.temperature, generator=generator)
-        grouped = ro.rewards.view(B, G)  # (B, G)
-        all_rewards.append(grouped)
+        all_rewards.append(ro.rewards.view(B, G))  # (B, G)
         if cfg.dynamic_sampling:
-            mixed = (grouped != grouped[:, :1]).any(dim=1)  # (B,)
+            mixed = mixed_groups(ro)  # (B,)
             mixed &= torch.cumsum(mixed.long(), 0) <= B - n_kept  # (B,) no more than needed
             if mixed.any():
                 kept.append(select_groups(ro, mixed))
@@ -213,8 +212,8 @@ def train_grpo(base, cfg: GRPOConfig | None = None, *, policy=None, reward_fn=No
     frac_all_wrong (over every sampled group; "correct" means reward 1), groups and
     frac_update_zero_std (groups in the update batch, and the share of them that are
     uniform: 0 with dynamic sampling), sampling_rounds,
-    completions/mean_length and entropy (``rollouts.completion_stats``), the grpo_loss metrics averaged over the inner updates (clip_ratio,
-    kl, ratio_mean, loss, grad_norm), "inner" (the per-inner-update metrics), sample_s,
+    completions/mean_length and entropy (``rollouts.completion_stats``), the grpo_loss
+    metrics averaged over the inner updates (clip_ratio, kl, ratio_mean, loss, grad_norm), "inner" (the per-inner-update metrics), sample_s,
     score_s and update_s (this step's seconds), and heldout_acc at step 0 and every
     eval_every steps.
     """

@@ -36,7 +36,10 @@ import torch
 import torch.nn.functional as F
 
 from . import checks
+from .dpo_trainer import DPOConfig, train_dpo
+from .grpo_trainer import GRPOConfig, train_grpo
 from .logprobs import token_logprobs
+from .reinforce_trainer import ReinforceTrainConfig, train_reinforce
 from .training import check_fields
 
 MODES = ("units", "carry", "answer")
@@ -366,10 +369,6 @@ def coverage_run(method: str, base, lr: float, cfg: CoverageRunConfig, problems)
     Returns {"base_rates", "rates": {mode: rate}, "<mode>_change": rate - base rate for each
     mode, "steps", "samples" (completions generated), "pairs" (DPO: pairs kept, else 0),
     "pair_modes" (DPO: the rejected modes of the kept pairs)}."""
-    from .dpo_trainer import DPOConfig, train_dpo
-    from .grpo_trainer import GRPOConfig, train_grpo
-    from .reinforce_trainer import ReinforceTrainConfig, train_reinforce
-
     checks.one_of("method", method, C3_METHODS)
     checks.positive("lr", lr)
     cfg = checks.config("cfg", cfg, CoverageRunConfig)

@@ -42,7 +42,7 @@ import torch
 from . import stats
 from .compare import LABELS as _COMPARE_LABELS
 from .compare import PRESET_DEFAULTS, config_for_preset, method_config, run_method
-from .offline_online import C3_LABELS
+from .offline_online import C3_LABELS, CoverageRunConfig, coverage_run
 from .sft import load_base
 from .training import StepBar
 
@@ -212,7 +212,6 @@ def _compare_runner(claim, preset, method, lr, base, seed, problems) -> dict:
 def _coverage_runner(claim, preset, method, lr, base, seed, problems) -> dict:
     """C3's run (refimpl.offline_online.coverage_run): the teacher-forced error rate of each
     step before and after training, and their changes "<mode>_change"."""
-    from .offline_online import CoverageRunConfig, coverage_run
     kw = {"budget_samples": claim.budget_samples, "seed": seed, **claim.fixed.get(method, {})}
     if preset in PRESET_DEFAULTS:
         kw = {"prompts_per_step": PRESET_DEFAULTS[preset]["prompts_per_step"],
