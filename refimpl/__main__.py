@@ -17,13 +17,15 @@ exit with status 2 and a message naming the problem.
 """
 from __future__ import annotations
 
+# The refimpl modules are imported inside the functions that need them, so that the parser
+# (and its errors for bad arguments) answers without first loading torch and the trainers.
 import argparse
 import math
 import sys
 
 
 def _methods(text: str) -> tuple:
-    from .compare import METHODS
+    from .methods import METHODS
     names = tuple(t.strip().lower() for t in text.split(",") if t.strip())
     if not names:
         raise argparse.ArgumentTypeError("give at least one method, e.g. dpo,grpo")
@@ -63,7 +65,9 @@ def _positive(kind):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .compare import DEFAULT_METHODS, METHODS, PRESET_DEFAULTS
+    from .compare import DEFAULT_METHODS
+    from .methods import METHODS
+    from .utils import PRESETS
 
     parser = argparse.ArgumentParser(prog="python -m refimpl",
                                      description="Experiments of the DPO vs GRPO vs verifier-RL curriculum.")
@@ -79,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="equal training wall time per run, in seconds, instead of samples")
     budget.add_argument("--budget-samples", type=_positive(int), default=None,
                         help="equal number of generated completions per run (default: the preset's, "
-                             f"{PRESET_DEFAULTS['cpu']['budget_samples']:,} on cpu)")
-    p.add_argument("--preset", choices=sorted(PRESET_DEFAULTS), default="cpu",
+                             f"{PRESETS['cpu'].study['budget_samples']:,} on cpu)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
                    help="model and study size: cpu (default), gpu (CUDA, larger), tiny (tests)")
     p.add_argument("--eval-problems", type=_positive(int), default=None,
                    help="held-out problems for accuracy (default: the preset's)")
@@ -138,6 +142,7 @@ def _compare(parser, args) -> int:
     import torch
 
     from .compare import config_for_preset, format_table, run_compare, save_results
+    from .plots_compare import save_figures
 
     if args.preset == "gpu" and not torch.cuda.is_available():
         parser.error("--preset gpu needs a CUDA GPU, but torch.cuda.is_available() is False; "
@@ -157,7 +162,7 @@ def _compare(parser, args) -> int:
     except ValueError as e:
         parser.error(str(e))
     result = run_compare(cc, progress=not args.quiet)
-    paths = save_results(result, args.out)
+    paths = {**save_results(result, args.out), **save_figures(result, args.out)}
     print(format_table(result))
     print(f"total wall time {result.meta['total_s']:.1f} s ({result.meta['threads']} torch threads, "
           f"{result.meta['device']})")

@@ -174,19 +174,6 @@ def same_shape(**tensors: torch.Tensor) -> None:
         raise ValueError(f"these tensors must have the same shape, got {shapes}")
 
 
-def pairs(name: str, value) -> None:
-    """None or a non-empty refimpl.preferences.PreferencePairs."""
-    from .preferences import PreferencePairs
-    if value is None:
-        return
-    if not isinstance(value, PreferencePairs):
-        raise TypeError(f"{name} must be PreferencePairs (refimpl.preferences.build_pairs makes "
-                        f"them) or None to build them, got {type(value).__name__}")
-    if len(value) == 0:
-        raise ValueError(f"{name} is empty: give at least one preference pair, or None to "
-                         "build them from base samples")
-
-
 def function(name: str, fn) -> None:
     """None or a callable (a reward function, for instance)."""
     if fn is not None and not callable(fn):

@@ -23,28 +23,14 @@ realised wall time can differ from the budget by tens of percent (the table repo
 the accuracy-vs-time figure compares methods at equal time). Under a sample budget the online
 methods run the fewest whole steps of B*G samples that reach it.
 
-Compute is also estimated in FLOPs with the usual rule of thumb (Kaplan et al. 2020, sec. 2.1):
-a forward pass costs 2 * N * tokens and a forward + backward pass 6 * N * tokens for a model
-with N parameters (attention's own FLOPs ignored: the context is 32 tokens). Per step:
+Compute is also estimated in FLOPs, with each method's model in the registry
+(``refimpl.methods``): 2 N per token for a forward pass and 6 N for a forward + backward pass.
+DPO's data costs 2 N * n_gen L once for sampling the pairs and 2 N * 2 n_pairs L for the frozen
+reference on them.
 
-    DPO / RPO:  6 N * 2B L            (chosen and rejected, B pairs)
-                + once: 2 N * n_gen L (sampling the pairs) + 2 N * 2 n_pairs L (frozen reference)
-    GRPO:       2 N * BG L (sampling) + 2 N * BG L (reference) + mu * 6 N * BG L (mu inner updates)
-    REINFORCE:  2 N * BG L (sampling) + 6 N * BG L (one update)   [+ 2 N BG L with a KL term]
-    PPO:        2 N BG L (sampling) + 2 N BG L (reference) + 2 N_c BG L (critic values)
-                + mu * (6 N + 6 N_c) * BG L (policy and critic updates)
-    online DPO: 2 N BG L (sampling) + 2 N * 2n L (reference on the n pairs formed)
-                + mu * 6 N * 2n L (mu DPO steps on the pairs), n <= B * pairs_per_prompt
-
-with L = prompt + mean completion tokens, N_c the critic's parameters. This is the textbook
-count, in which every sequence runs its own prompt; refimpl's trainers encode a prompt once per
-group (``token_logprobs(group_size=...)``), which does less work, most for GRPO-style groups.
-
-Methods: ``dpo`` (pure DPO, Rafailov et al. 2023, eq. 7), ``rpo`` (DPO + NLL on the chosen
-completions, Pang et al. 2024), ``grpo`` (Shao et al. 2024), ``reinforce`` (REINFORCE with the
-RLOO baseline, Ahmadian et al. 2024), ``ppo`` (with a learned critic, Ouyang et al. 2022) and
-``online_dpo`` (the DPO loss on fresh pairs from the current policy, labelled by the verifier;
-Guo et al. 2024), which separates "offline data" from "the DPO loss".
+The methods (``dpo``, ``rpo``, ``online_dpo``, ``grpo``, ``reinforce``, ``ppo``) and what
+each one is are rows of the registry ``refimpl.methods.METHODS``; online DPO separates
+"offline data" from "the DPO loss".
 """
 from __future__ import annotations
 
@@ -58,38 +44,14 @@ from pathlib import Path
 
 import torch
 
-from .dpo_trainer import DPOConfig, train_dpo
-from .grpo_trainer import GRPOConfig, train_grpo
-from .online_dpo import OnlineDPOConfig, train_online_dpo
-from .ppo_trainer import PPOConfig, train_ppo
+from .methods import LABELS, METHODS, get_method
 from .preferences import build_pairs
-from .reinforce_trainer import ReinforceTrainConfig, train_reinforce
 from . import stats
 from .sft import load_base
-from .training import StepBar
-from .utils import PRESETS
+from .training import StepBar, heldout_accuracy
+from .utils import PRESETS, get_preset
 
-METHODS = ("dpo", "rpo", "online_dpo", "grpo", "reinforce", "ppo")
 DEFAULT_METHODS = ("dpo", "grpo", "reinforce", "ppo")
-LABELS = {"dpo": "DPO", "rpo": "DPO+NLL (RPO)", "online_dpo": "online DPO", "grpo": "GRPO",
-          "reinforce": "REINFORCE (RLOO)", "ppo": "PPO (critic)"}
-ONLINE = {"dpo": False, "rpo": False, "online_dpo": True, "grpo": True, "reinforce": True,
-          "ppo": True}
-SIGNAL = {"dpo": "implicit (pairs)", "rpo": "implicit (pairs) + NLL",
-          "online_dpo": "implicit (fresh pairs)", "grpo": "verifier", "reinforce": "verifier",
-          "ppo": "verifier + critic"}
-
-# Per-preset defaults of the study. Budgets count generated completions, so a result does not
-# depend on the machine's speed; --budget-s gives the wall-time race instead.
-PRESET_DEFAULTS = {
-    "cpu": dict(budget_samples=2560, eval_problems=256, prompts_per_step=16, group_size=8,
-                dpo_prompts=256),
-    "gpu": dict(budget_samples=20480, eval_problems=1024, prompts_per_step=64, group_size=8,
-                dpo_prompts=2048),
-    "tiny": dict(budget_samples=64, eval_problems=16, prompts_per_step=4, group_size=4,
-                 dpo_prompts=16, evals=1),
-}
-
 
 # Learning rates picked on a validation split by the claims study (results/study/C17.json,
 # `python -m refimpl study --claims C17`); a test keeps this table equal to the record's picks.
@@ -142,10 +104,8 @@ class CompareConfig:
 def config_for_preset(preset: str = "cpu", tuned: bool = True, **kw) -> CompareConfig:
     """A CompareConfig with the preset's defaults, then ``kw`` on top. tuned: start from the
     study's tuned learning rates (``TUNED``); ``kw["overrides"]`` is applied over them."""
-    if preset not in PRESET_DEFAULTS:
-        raise ValueError(f"unknown preset {preset!r}: choose one of {sorted(PRESET_DEFAULTS)}")
     d = dict(budget_s=None, budget_samples=None, preset=preset)
-    d.update(PRESET_DEFAULTS[preset])
+    d.update(get_preset(preset).study)          # the preset's study defaults (refimpl.utils)
     if "budget_s" in kw or "budget_samples" in kw:      # the caller picks the budget kind
         d.update(budget_s=None, budget_samples=None)
     overrides = {m: dict(v) for m, v in (TUNED.get(preset, {}) if tuned else {}).items()}
@@ -157,24 +117,8 @@ def config_for_preset(preset: str = "cpu", tuned: bool = True, **kw) -> CompareC
 
 def method_config(method: str, cc: CompareConfig, seed: int, steps: int, eval_every: int):
     """The trainer config of ``method`` for one run of the study."""
-    common = dict(steps=steps, eval_every=eval_every, eval_problems=cc.eval_problems, seed=seed)
-    if method in ("dpo", "rpo"):
-        cfg = DPOConfig(**common, group_size=cc.group_size, n_prompts=cc.dpo_prompts,
-                        pairs_per_prompt=cc.dpo_pairs_per_prompt,
-                        nll_coef=cc.rpo_nll_coef if method == "rpo" else 0.0)
-    elif method == "online_dpo":
-        cfg = OnlineDPOConfig(**common, prompts_per_step=cc.prompts_per_step,
-                              group_size=cc.group_size, pairs_per_prompt=cc.dpo_pairs_per_prompt)
-    elif method == "grpo":
-        cfg = GRPOConfig(**common, prompts_per_step=cc.prompts_per_step, group_size=cc.group_size)
-    elif method == "reinforce":
-        cfg = ReinforceTrainConfig(**common, prompts_per_step=cc.prompts_per_step,
-                                   group_size=cc.group_size, baseline="rloo")
-    elif method == "ppo":
-        cfg = PPOConfig(**common, prompts_per_step=cc.prompts_per_step, group_size=cc.group_size)
-    else:
-        raise ValueError(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
-    return replace(cfg, **cc.overrides.get(method, {}))
+    return get_method(method).make_config(cc, steps=steps, eval_every=eval_every,
+                                          eval_problems=cc.eval_problems, seed=seed)
 
 
 def n_params(module) -> int:
@@ -182,28 +126,8 @@ def n_params(module) -> int:
 
 
 def flops_per_step(method: str, cfg, N: int, L: float, N_critic: int = 0) -> float:
-    """Estimated FLOPs of one update step (module docstring). L: tokens per sequence."""
-    if method in ("dpo", "rpo"):
-        return 6 * N * 2 * cfg.batch_size * L
-    BG = cfg.prompts_per_step * cfg.group_size
-    if method == "online_dpo":
-        n = cfg.prompts_per_step * cfg.pairs_per_prompt
-        return (2 * BG + 2 * 2 * n + cfg.updates_per_step * 6 * 2 * n) * N * L
-    if method == "grpo":
-        return (2 + 2 + 6 * cfg.inner_updates) * N * BG * L
-    if method == "reinforce":
-        return (2 + 6 + (2 if cfg.kl_beta > 0 else 0)) * N * BG * L
-    if method == "ppo":
-        return (2 * N + 2 * N + 2 * N_critic + cfg.inner_updates * 6 * (N + N_critic)) * BG * L
-    raise ValueError(f"unknown method {method!r}")
-
-
-def _train(method, base, cfg, heldout, pairs=None, progress=False):
-    if method in ("dpo", "rpo"):
-        return train_dpo(base, cfg, pairs, progress=progress, heldout=heldout)
-    fn = {"grpo": train_grpo, "reinforce": train_reinforce, "ppo": train_ppo,
-          "online_dpo": train_online_dpo}[method]
-    return fn(base, cfg, progress=progress, heldout=heldout)
+    """Estimated FLOPs of one update step (``refimpl.methods``). L: tokens per sequence."""
+    return get_method(method).flops(cfg, N, L, N_critic)
 
 
 def _make_pairs(base, cc, seed, n_prompts):
@@ -224,21 +148,21 @@ def _steps_for_budget(method, base, cc, heldout, calib):
     """Steps per run for ``method`` under the budget; ``calib`` caches (pairs, gen_s) of seed 0."""
     seed = cc.seeds[0]
     if cc.budget_samples is not None:
-        if ONLINE[method]:
+        if get_method(method).online:
             return max(1, math.ceil(cc.budget_samples / (cc.prompts_per_step * cc.group_size)))
         pairs = calib.get("pairs")
         n = len(pairs) if pairs is not None else 0
         bs = method_config(method, cc, seed, 1, 1).batch_size
         return max(1, math.ceil(cc.dpo_epochs * n / bs)) if n else 0
     k = cc.calib_steps
-    if ONLINE[method]:
+    if get_method(method).online:
         cfg = replace(method_config(method, cc, seed, k, 1), eval_every=0)
-        hist = _train(method, base, cfg, heldout).history
+        hist = get_method(method).train(base, cfg, heldout=heldout).history
         return max(1, int(cc.budget_s / _seconds_per_step(hist)))
     if calib.get("pairs") is None:
         return 0
     cfg = method_config(method, cc, seed, k, k)
-    hist = _train(method, base, cfg, heldout[:1], calib["pairs"]).history
+    hist = get_method(method).train(base, cfg, heldout=heldout[:1], pairs=calib["pairs"]).history
     return max(1, int((cc.budget_s - calib["gen_s"]) / _seconds_per_step(hist)))
 
 
@@ -255,8 +179,8 @@ def run_one(method, base, cc, seed, steps, heldout, pairs_info=None, progress=Fa
     N = n_params(base.model)
     P = base.tokenizer.encode_prompts([heldout[0].prompt])[0].shape[1]
     rec = {"method": method, "seed": seed, "steps": steps, "params": N}
-    if ONLINE[method]:
-        res = _train(method, base, cfg, heldout, progress=progress)
+    if get_method(method).online:
+        res = get_method(method).train(base, cfg, heldout=heldout, progress=progress)
         lens = [r["completions/mean_length"] for r in res.history if "completions/mean_length" in r]
         L = P + (sum(lens) / len(lens) if lens else 0.0)
         Nc = n_params(res.critic) if method == "ppo" else 0
@@ -267,14 +191,13 @@ def run_one(method, base, cc, seed, steps, heldout, pairs_info=None, progress=Fa
     else:
         pairs, gen_s, n_gen = pairs_info
         if pairs is None or steps == 0:     # DPO has nothing to learn from
-            from .training import heldout_accuracy
             acc = heldout_accuracy(base.model, base, heldout)
             curve = [{"time_s": 0.0, "samples": 0, "flops": 0.0, "heldout_acc": acc},
                      {"time_s": gen_s, "samples": n_gen, "flops": 0.0, "heldout_acc": acc}]
             rec.update(data_s=gen_s, pairs=0, pairs_consumed=0, flops_data=0.0, flops_per_step=0.0,
                        s_per_step=float("nan"), note="no preference pairs could be formed")
             return _finish(rec, curve), base.policy()
-        res = _train(method, base, cfg, heldout, pairs, progress=progress)
+        res = get_method(method).train(base, cfg, heldout=heldout, pairs=pairs, progress=progress)
         T = (pairs.chosen_mask.sum() + pairs.rejected_mask.sum()).item() / (2 * len(pairs))
         L = P + T
         fps = flops_per_step(method, cfg, N, L)
@@ -299,7 +222,7 @@ def run_method(method, base, cc: CompareConfig, seed: int, heldout, progress: bo
     cc = replace(cc, seeds=(seed,), methods=(method,))
     cc.validate()
     info, calib = None, {}
-    if not ONLINE[method]:
+    if not get_method(method).online:
         n_data = (cc.budget_samples // cc.group_size if cc.budget_samples is not None
                   else cc.dpo_prompts)
         info = _make_pairs(base, cc, seed, n_data)
@@ -341,7 +264,7 @@ def run_compare(cc: CompareConfig | None = None, base=None, progress: bool = Tru
     base = base if base is not None else load_base(cc.preset, progress=progress)
     heldout = base.heldout(cc.eval_problems)            # one held-out set for every run
     t_start = time.perf_counter()
-    offline = [m for m in cc.methods if not ONLINE[m]]
+    offline = [m for m in cc.methods if not METHODS[m].online]
     n_data = (cc.budget_samples // cc.group_size if cc.budget_samples is not None
               else cc.dpo_prompts)
     pairs_by_seed = {}
@@ -356,7 +279,7 @@ def run_compare(cc: CompareConfig | None = None, base=None, progress: bool = Tru
         for m in cc.methods:
             bar.set_postfix(method=m, seed=seed)
             info = None
-            if not ONLINE[m]:
+            if not METHODS[m].online:
                 if seed not in pairs_by_seed:
                     pairs_by_seed[seed] = _make_pairs(base, cc, seed, n_data)
                 info = pairs_by_seed[seed]
@@ -422,11 +345,8 @@ CSV_FIELDS = ("method", "seed", "final_acc", "base_acc", "wall_s", "data_s", "sa
 
 
 def save_results(result: CompareResult, out) -> dict:
-    """Write results.csv, results.json and the three figures to the folder ``out``.
-    Returns {name: path}."""
-    import matplotlib.pyplot as plt
-
-    from .plots_compare import plot_compare      # imported here: plots_compare imports this module
+    """Write results.csv and results.json to the folder ``out`` (the figures:
+    ``refimpl.plots_compare.save_figures``). Returns {name: path}."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "results.csv", "json": out / "results.json"}
@@ -438,11 +358,6 @@ def save_results(result: CompareResult, out) -> dict:
     payload = {"config": asdict(result.config), "meta": result.meta, "runs": result.runs,
                "summary": summarize(result)}
     paths["json"].write_text(json.dumps(payload, indent=1, default=str))
-    for x in ("time_s", "samples", "flops"):
-        fig = plot_compare(result, x)
-        paths[f"fig_{x}"] = out / f"acc_vs_{x.replace('_s', '')}.png"
-        fig.savefig(paths[f"fig_{x}"], dpi=110)
-        plt.close(fig)
     return {k: str(v) for k, v in paths.items()}
 
 
@@ -457,13 +372,13 @@ def method_table(result: CompareResult) -> dict:
         during = []
         for r in rs:
             c = r["curve"]
-            start = c[1]["samples"] if not ONLINE[m] and len(c) > 1 else 0
+            start = c[1]["samples"] if not METHODS[m].online and len(c) > 1 else 0
             during.append(c[-1]["samples"] - start)
         sampled = statistics.fmean(during)
         out[m] = {"data": "online" if sampled > 0 else "offline",
                   "sampled_in_training": sampled,
                   "generated_before": statistics.fmean(r["samples"] for r in rs) - sampled,
-                  "signal": SIGNAL[m], "exploration": 1.0 if sampled > 0 else 0.0,
+                  "signal": METHODS[m].signal, "exploration": 1.0 if sampled > 0 else 0.0,
                   "s_per_step": _stats([r["s_per_step"] for r in rs])["mean"],
                   "gflops_per_step": _stats([r["flops_per_step"] for r in rs])["mean"] / 1e9,
                   "final_acc": _stats([r["final_acc"] for r in rs])["mean"],

@@ -31,8 +31,10 @@ from . import checks
 from .dpo import LOSS_TYPES, dpo_loss, implicit_reward
 from .evaluation import completions_for
 from .logprobs import completion_logits, gather_token_logprobs, sequence_logprobs, token_logprobs
-from .preferences import PreferencePairs, build_pairs
-from .training import Clock, StepBar, TrainResult, adamw, check_fields, heldout_accuracy
+from .model import eval_mode
+from .preferences import PreferencePairs, build_pairs, check_pairs
+from .training import (Clock, StepBar, TrainResult, adamw, check_fields, heldout_accuracy,
+                       log_heldout)
 from .utils import seed_everything
 
 EVAL_PAIRS = 256   # pairs (a fixed random subset) behind the ``pairs/...`` metrics
@@ -118,10 +120,8 @@ def dpo_update(policy, opt, batch: PreferencePairs, ref_chosen, ref_rejected, cf
 @torch.no_grad()
 def probe_logps(model, probe) -> float:
     """Mean sequence log-prob of a probe set (prompt_ids, prompt_mask, ids, mask), (N, .) each."""
-    was = model.training
-    model.eval()
-    lp = token_logprobs(model, *probe).sum(-1)                           # (N,)
-    model.train(was)
+    with eval_mode(model):
+        lp = token_logprobs(model, *probe).sum(-1)                       # (N,)
     return lp.mean().item()
 
 
@@ -142,12 +142,10 @@ def where_mass_goes(model, pairs: PreferencePairs) -> dict[str, float]:
     p = pairs[differ.any(1).nonzero().flatten().cpu()]
     t0 = (p.chosen_ids != p.rejected_ids).float().argmax(1)              # (n,) first difference
     n = len(p)
-    was = model.training
-    model.eval()
-    logits = completion_logits(model, p.prompt_ids.repeat(2, 1), p.prompt_mask.repeat(2, 1),
-                               torch.cat([p.chosen_ids, p.rejected_ids]),
-                               torch.cat([p.chosen_mask, p.rejected_mask]))  # (2n, T, V)
-    model.train(was)
+    with eval_mode(model):
+        logits = completion_logits(model, p.prompt_ids.repeat(2, 1), p.prompt_mask.repeat(2, 1),
+                                   torch.cat([p.chosen_ids, p.rejected_ids]),
+                                   torch.cat([p.chosen_mask, p.rejected_mask]))  # (2n, T, V)
     lp = gather_token_logprobs(logits, torch.cat([p.chosen_ids, p.rejected_ids]),
                                torch.cat([p.chosen_mask, p.rejected_mask]))  # (2n, T)
     lp_c, lp_r = lp[:n], lp[n:]                                          # (n, T) each
@@ -184,10 +182,8 @@ def rerank_by_implicit_reward(policy, reference, tok, task, problems, n_samples:
     device = next(policy.parameters()).device
     batch = [t.to(device) for t in (*tok.encode_prompts([p.prompt for p in rep]),
                                     *tok.encode_completions(texts))]
-    was = policy.training
-    policy.eval()
-    logp = sequence_logprobs(policy, *batch).view(-1, n_samples)         # (B, G)
-    policy.train(was)
+    with eval_mode(policy):
+        logp = sequence_logprobs(policy, *batch).view(-1, n_samples)     # (B, G)
     ref_logp = sequence_logprobs(reference, *batch).view(-1, n_samples)  # (B, G)
     r = implicit_reward(logp, ref_logp, beta)                            # (B, G)
     correct = torch.tensor([task.verify(p, t) for p, t in zip(rep, texts)],
@@ -219,7 +215,7 @@ def train_dpo(base, cfg: DPOConfig | None = None, pairs: PreferencePairs | None 
     cfg = checks.config("cfg", cfg, DPOConfig)
     cfg.validate()
     checks.function("reward_fn", reward_fn)
-    checks.pairs("pairs", pairs)
+    check_pairs("pairs", pairs)
     seed_everything(cfg.seed)
     device = base.device
     policy = policy if policy is not None else base.policy()
@@ -246,21 +242,20 @@ def train_dpo(base, cfg: DPOConfig | None = None, pairs: PreferencePairs | None 
     order = torch.randperm(N, generator=gen)
     clock, history, pos, consumed = Clock(), [], 0, 0
 
-    def evaluate(row):
-        with clock.paused(), torch.no_grad():
-            row["heldout_acc"] = heldout_accuracy(policy, base, heldout)
-            was = policy.training
-            policy.eval()
+    @torch.no_grad()
+    def evaluate():
+        out = {"heldout_acc": heldout_accuracy(policy, base, heldout)}
+        with eval_mode(policy):
             pc, pr = pair_logps(policy, eval_pairs)                      # (n, T) each
-            policy.train(was)
-            _, m = dpo_loss(pc.sum(-1), pr.sum(-1), ref_chosen[sub], ref_rejected[sub], cfg.beta,
-                            cfg.loss_type, cfg.label_smoothing)
-            row.update({f"pairs/{k}": v for k, v in m.items()})
-            for name, probe in (probes or {}).items():
-                row[f"logps/{name}"] = probe_logps(policy, [t.to(device) for t in probe])
+        _, m = dpo_loss(pc.sum(-1), pr.sum(-1), ref_chosen[sub], ref_rejected[sub], cfg.beta,
+                        cfg.loss_type, cfg.label_smoothing)
+        out.update({f"pairs/{k}": v for k, v in m.items()})
+        for name, probe in (probes or {}).items():
+            out[f"logps/{name}"] = probe_logps(policy, [t.to(device) for t in probe])
+        return out
 
     row0 = {"step": 0, "time_s": 0.0, "samples": 0}
-    evaluate(row0)
+    log_heldout(row0, cfg, clock, evaluate)
     history.append(row0)
     bar = StepBar(cfg.steps, "DPO", progress)
     for step in bar:
@@ -272,8 +267,7 @@ def train_dpo(base, cfg: DPOConfig | None = None, pairs: PreferencePairs | None 
         metrics = dpo_update(policy, opt, pairs[idx], ref_chosen[idx.to(device)],
                              ref_rejected[idx.to(device)], cfg)
         row = {"step": step, "time_s": clock(), "samples": consumed, **metrics}
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            evaluate(row)
+        if log_heldout(row, cfg, clock, evaluate):
             bar.set_postfix(acc=f"{row['heldout_acc']:.2f}",
                             margin=f"{row['pairs/rewards/margins']:.2f}")
         history.append(row)

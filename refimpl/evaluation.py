@@ -10,6 +10,7 @@ import math
 
 import torch
 
+from .model import eval_mode
 from .sampling import generate
 
 
@@ -20,15 +21,14 @@ def completions_for(model, tok, task, problems, greedy=True, temperature=1.0, n_
     prompts = [p.prompt for p in problems for _ in range(n_samples)]
     max_new = max(task.max_new_tokens(p.level) for p in problems)
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     texts = []
-    for i in range(0, len(prompts), batch_size):
-        ids, mask = tok.encode_prompts(prompts[i:i + batch_size])        # (B, P)
-        out = generate(model, ids.to(device), mask.to(device), max_new, tok.eos_id, tok.pad_id,
-                       temperature=temperature, greedy=greedy, generator=generator)
-        texts += tok.decode_completions(out.ids.cpu())
-    model.train(was_training)
+    with eval_mode(model):
+        for i in range(0, len(prompts), batch_size):
+            ids, mask = tok.encode_prompts(prompts[i:i + batch_size])    # (B, P)
+            out = generate(model, ids.to(device), mask.to(device), max_new, tok.eos_id,
+                           tok.pad_id, temperature=temperature, greedy=greedy,
+                           generator=generator)
+            texts += tok.decode_completions(out.ids.cpu())
     return texts
 
 

@@ -28,9 +28,8 @@ from .grpo import LOSS_AGGS, SCALES, frac_reward_zero_std, group_advantages, grp
 from .kl import ESTIMATORS
 from .logprobs import token_logprobs
 from .rollouts import completion_stats, mixed_groups, sample_groups, select_groups
-from .training import (Clock, TrainResult, adamw, check_fields, heldout_accuracy, problem_sets,
-                       start_policy)
-from .training import StepBar
+from .training import (Clock, StepBar, TrainResult, adamw, check_fields, heldout_accuracy,
+                       log_heldout, problem_sets, start_policy)
 
 
 @dataclass
@@ -224,14 +223,14 @@ def train_grpo(base, cfg: GRPOConfig | None = None, *, policy=None, reward_fn=No
     policy, device, gen = start_policy(base, policy, cfg.seed)
     ref_model = base.reference().to(device)
     opt = adamw(policy.parameters(), cfg.lr)
-    do_eval = cfg.eval_every > 0
     heldout, pool, rng = problem_sets(base, cfg, heldout)
+
+    def evaluate():
+        return {"heldout_acc": heldout_accuracy(policy, base, heldout)}
 
     clock, history, samples, wasted = Clock(), [], 0, 0
     row0 = {"step": 0, "time_s": 0.0, "samples": 0, "samples_wasted": 0}
-    if do_eval:
-        with clock.paused():
-            row0["heldout_acc"] = heldout_accuracy(policy, base, heldout)
+    log_heldout(row0, cfg, clock, evaluate)
     history.append(row0)
     bar = StepBar(cfg.steps, "GRPO", progress)
     for step in bar:
@@ -259,9 +258,7 @@ def train_grpo(base, cfg: GRPOConfig | None = None, *, policy=None, reward_fn=No
             for k in inner[0]:
                 row[k] = sum(m[k] for m in inner) / len(inner)
         row["inner"] = inner
-        if do_eval and (step % cfg.eval_every == 0 or step == cfg.steps):
-            with clock.paused():
-                row["heldout_acc"] = heldout_accuracy(policy, base, heldout)
+        if log_heldout(row, cfg, clock, evaluate):
             bar.set_postfix(acc=f"{row['heldout_acc']:.2f}", reward=f"{row['reward']:.2f}")
         history.append(row)
     bar.close()

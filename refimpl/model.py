@@ -14,6 +14,7 @@ Two details that matter for RL on batches of prompts:
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -167,3 +168,18 @@ class GPT(nn.Module):
 
     def forward(self, idx, attn_mask=None, cache: KVCache | None = None):
         return self.lm_head(self.hidden(idx, attn_mask, cache))           # (B, S, V)
+
+
+@contextlib.contextmanager
+def eval_mode(*modules: nn.Module):
+    """Inside the block every module is in eval mode (dropout off); afterwards each one is back
+    in the mode it was in, even if the block raised. Sampling, scoring and held-out measurement
+    use it, so that measuring a policy never changes how it trains."""
+    was = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, w in zip(modules, was):
+            m.train(w)

@@ -37,9 +37,11 @@ import torch.nn.functional as F
 
 from . import checks
 from .dpo_trainer import DPOConfig, train_dpo
-from .grpo_trainer import GRPOConfig, train_grpo
+from .evaluation import completions_for
 from .logprobs import token_logprobs
-from .reinforce_trainer import ReinforceTrainConfig, train_reinforce
+from .methods import get_method
+from .model import eval_mode
+from .preferences import build_pairs
 from .training import check_fields
 
 MODES = ("units", "carry", "answer")
@@ -220,19 +222,16 @@ def step_error_rates(model, tok, task, problems) -> dict:
     if not problems:
         raise ValueError("step_error_rates got no problems")
     device = next(model.parameters()).device
-    was = model.training
-    model.eval()
     p_ids, p_mask = tok.encode_prompts([p.prompt for p in problems])              # (B, P)
     c_ids, c_mask = tok.encode_completions([task.target(p) for p in problems])    # (B, T)
-    logps = token_logprobs(model, p_ids.to(device), p_mask.to(device), c_ids.to(device),
-                           c_mask.to(device))                                     # (B, T)
-    model.train(was)
+    with eval_mode(model):
+        logps = token_logprobs(model, p_ids.to(device), p_mask.to(device), c_ids.to(device),
+                               c_mask.to(device))                                 # (B, T)
     return {m: 1.0 - logps[:, s].sum(1).exp().mean().item() for m, s in _regions(task).items()}
 
 
 def sample_mode_counts(model, tok, task, problems, n_samples: int = 4, seed: int = 0) -> dict:
     """Share of sampled completions (temperature 1) in each class of ``classify``."""
-    from .evaluation import completions_for
     device = next(model.parameters()).device
     texts = completions_for(model, tok, task, problems, greedy=False, n_samples=n_samples,
                             generator=torch.Generator(device).manual_seed(seed))
@@ -245,7 +244,6 @@ def covered_pairs(base, n_prompts: int = 512, group_size: int = 8, covered=("car
     """Preference pairs from base samples whose rejected completion fails only in the
     ``covered`` modes and whose chosen completion is right at every step.
     Returns (pairs, counts of every rejected class before filtering)."""
-    from .preferences import build_pairs
     bad = [m for m in covered if m not in MODES]
     if bad:
         raise ValueError(f"unknown mode(s) {bad}: choose from {MODES}")
@@ -291,10 +289,6 @@ def run_offline_online(base, cfg: OfflineOnlineConfig | None = None, *, online_p
     only ``cfg.covered``, and of each online method. online_policies: optional {name: policy}
     already trained online (e.g. by refimpl.compare), used instead of training here.
     Returns {"rates": {name: {mode: rate}}, "pairs": n, "rejected_modes": counts}."""
-    from .dpo_trainer import DPOConfig, train_dpo
-    from .grpo_trainer import GRPOConfig, train_grpo
-    from .reinforce_trainer import ReinforceTrainConfig, train_reinforce
-
     cfg = checks.config("cfg", cfg, OfflineOnlineConfig)
     cfg.validate()
     heldout = base.heldout(cfg.eval_problems, seed=cfg.seed + 1)
@@ -308,15 +302,9 @@ def run_offline_online(base, cfg: OfflineOnlineConfig | None = None, *, online_p
         if online_policies and name in online_policies:
             rates[name] = rate(online_policies[name])
             continue
-        if name == "reinforce":
-            res = train_reinforce(base, ReinforceTrainConfig(steps=cfg.online_steps, eval_every=0,
-                                                             seed=cfg.seed), progress=progress)
-        elif name == "grpo":
-            res = train_grpo(base, GRPOConfig(steps=cfg.online_steps, eval_every=0, seed=cfg.seed),
-                             progress=progress)
-        else:
-            raise ValueError(f"unknown online method {name!r}: use 'reinforce' or 'grpo'")
-        rates[name] = rate(res.policy)
+        method = get_method(name)          # validate() allowed "reinforce" and "grpo" only
+        ocfg = method.config(steps=cfg.online_steps, eval_every=0, seed=cfg.seed)
+        rates[name] = rate(method.train(base, ocfg, heldout=None, progress=progress).policy)
     return {"rates": rates, "pairs": len(pairs), "rejected_modes": counts}
 
 
@@ -388,14 +376,10 @@ def coverage_run(method: str, base, lr: float, cfg: CoverageRunConfig, problems)
         out.update(steps=cfg.dpo_steps, samples=n_prompts * cfg.group_size, pairs=len(pairs))
     else:
         steps = -(-cfg.budget_samples // (cfg.prompts_per_step * cfg.group_size))
-        common = dict(steps=steps, lr=lr, prompts_per_step=cfg.prompts_per_step,
-                      group_size=cfg.group_size, eval_every=0, seed=cfg.seed)
-        if method == "grpo":
-            res = train_grpo(base, GRPOConfig(**common), progress=False)
-        else:
-            res = train_reinforce(base, ReinforceTrainConfig(**common, baseline="rloo"),
-                                  progress=False)
-        policy = res.policy
+        online = get_method(method)     # "grpo" or "reinforce" (RLOO baseline)
+        ocfg = online.config(steps=steps, lr=lr, eval_every=0, seed=cfg.seed,
+                             **online.study_fields(cfg))   # B, G (and RLOO) from cfg
+        policy = online.train(base, ocfg, heldout=None).policy
         out.update(steps=steps, samples=steps * cfg.prompts_per_step * cfg.group_size)
     rates = rate(policy)
     out.update(base_rates=base_rates, rates=rates,

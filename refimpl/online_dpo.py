@@ -33,7 +33,7 @@ from .dpo import LOSS_TYPES
 from .dpo_trainer import dpo_update, pair_logps
 from .preferences import pairs_from_rollout
 from .rollouts import completion_stats, sample_groups
-from .training import (Clock, StepBar, TrainResult, adamw, check_fields, heldout_accuracy,
+from .training import (Clock, log_heldout, StepBar, TrainResult, adamw, check_fields, heldout_accuracy,
                        problem_sets, start_policy)
 
 
@@ -108,13 +108,14 @@ def train_online_dpo(base, cfg: OnlineDPOConfig | None = None, *, policy=None,
     policy, device, gen = start_policy(base, policy, cfg.seed)
     reference = base.reference().to(device)
     opt = adamw(policy.parameters(), cfg.lr)
-    do_eval = cfg.eval_every > 0
     heldout, pool, rng = problem_sets(base, cfg, heldout)
+
+    def evaluate():
+        return {"heldout_acc": heldout_accuracy(policy, base, heldout)}
+
     clock, history, samples = Clock(), [], 0
     row0 = {"step": 0, "time_s": 0.0, "samples": 0}
-    if do_eval:
-        with clock.paused():
-            row0["heldout_acc"] = heldout_accuracy(policy, base, heldout)
+    log_heldout(row0, cfg, clock, evaluate)
     history.append(row0)
     bar = StepBar(cfg.steps, "online DPO", progress)
     for step in bar:
@@ -128,9 +129,7 @@ def train_online_dpo(base, cfg: OnlineDPOConfig | None = None, *, policy=None,
         for _ in range(cfg.updates_per_step if pairs is not None else 0):
             row.update(dpo_update(policy, opt, pairs, ref_c, ref_r, cfg))
         row["time_s"] = clock()
-        if do_eval and (step % cfg.eval_every == 0 or step == cfg.steps):
-            with clock.paused():
-                row["heldout_acc"] = heldout_accuracy(policy, base, heldout)
+        if log_heldout(row, cfg, clock, evaluate):
             bar.set_postfix(acc=f"{row['heldout_acc']:.2f}", pairs=row["pairs"])
         history.append(row)
     bar.close()

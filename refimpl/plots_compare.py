@@ -3,7 +3,10 @@ against wall time, generated samples and estimated FLOPs (``refimpl.compare``'s 
 Each function returns the Figure."""
 from __future__ import annotations
 
-from .compare import LABELS, ONLINE, CompareResult
+from pathlib import Path
+
+from .compare import CompareResult
+from .methods import LABELS, METHODS
 
 
 X_LABELS = {"time_s": "training wall time (s)", "samples": "completions generated",
@@ -32,7 +35,7 @@ def plot_compare(result: CompareResult, x: str = "time_s", ax=None):
             ax.plot(xs[-1], ys[-1], "o", color=color, ms=4, alpha=0.7)
         hi = min(c[0][-1] for c in curves)
         grid = np.unique(np.concatenate([c[0][c[0] <= hi] for c in curves]))
-        step = x == "samples" and not ONLINE[m]
+        step = x == "samples" and not METHODS[m].online
         interp = []
         for xs, ys in curves:
             if step:      # value of the last point at or before each grid x
@@ -62,3 +65,20 @@ def plot_compare_panels(result: CompareResult):
                  f"mean and min-max over seeds {list(result.config.seeds)}", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def save_figures(result: CompareResult, out) -> dict:
+    """Write acc_vs_{time,samples,flops}.png (``plot_compare``) to the folder ``out``.
+    Returns {"fig_<x>": path}."""
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for x in ("time_s", "samples", "flops"):
+        fig = plot_compare(result, x)
+        paths[f"fig_{x}"] = str(out / f"acc_vs_{x.replace('_s', '')}.png")
+        fig.savefig(paths[f"fig_{x}"], dpi=110)
+        plt.close(fig)
+    return paths
+

@@ -17,6 +17,8 @@ import matplotlib.pyplot as plt
 import torch
 
 from .grpo import group_advantages, prob_uniform_group
+from .logprobs import sequence_logprobs
+from .plots import SliderFigure
 
 
 # ------------------------------------------------------------------ uniform groups (C8)
@@ -92,7 +94,6 @@ def uniform_share_widget(pass_rates: torch.Tensor):
     (a ``refimpl.plots.SliderFigure``: a static figure until the cell is run)."""
     import ipywidgets as widgets
 
-    from .plots import SliderFigure
 
     def draw(G):
         ax = plot_uniform_share(pass_rates, Gs=(G,))[0]
@@ -116,7 +117,6 @@ def per_sample_grads(model, prompt_ids, prompt_mask, completion_ids, completion_
     """
     from torch.func import functional_call, grad, vmap
 
-    from .logprobs import sequence_logprobs
 
     params = {k: v.detach() for k, v in model.named_parameters()}
 

@@ -32,9 +32,8 @@ from .logprobs import token_logprobs
 from .ppo import (ValueModel, explained_variance, gae_advantages, pearson, ppo_policy_loss,
                   rl_memory, token_rewards, value_loss, whiten)
 from .rollouts import completion_stats, sample_groups
-from .training import (Clock, TrainResult, adamw, check_fields, heldout_accuracy, problem_sets,
-                       start_policy)
-from .training import StepBar
+from .training import (Clock, StepBar, TrainResult, adamw, check_fields, heldout_accuracy,
+                       log_heldout, problem_sets, start_policy)
 
 
 @dataclass
@@ -246,14 +245,14 @@ def train_ppo(base, cfg: PPOConfig | None = None, *, policy=None, reward_fn=None
     critic = ValueModel(base.model).to(device)
     opts = (adamw(policy.parameters(), cfg.lr),
             adamw(critic.parameters(), cfg.critic_lr))
-    do_eval = cfg.eval_every > 0
     heldout, pool, rng = problem_sets(base, cfg, heldout)
+
+    def evaluate():
+        return {"heldout_acc": heldout_accuracy(policy, base, heldout)}
 
     clock, history, samples = Clock(), [], 0
     row0 = {"step": 0, "time_s": 0.0, "samples": 0}
-    if do_eval:
-        with clock.paused():
-            row0["heldout_acc"] = heldout_accuracy(policy, base, heldout)
+    log_heldout(row0, cfg, clock, evaluate)
     history.append(row0)
     bar = StepBar(cfg.steps, "PPO", progress)
     for step in bar:
@@ -289,9 +288,7 @@ def train_ppo(base, cfg: PPOConfig | None = None, *, policy=None, reward_fn=None
             row["memory/optimizer_state"] = sum(_adam_state_numel(o) for o in opts)
         if check:
             row.update(advantage_quality(r, p, st["values0"], st["advantages0"], cfg.group_size))
-        if do_eval and (step % cfg.eval_every == 0 or step == cfg.steps):
-            with clock.paused():
-                row["heldout_acc"] = heldout_accuracy(policy, base, heldout)
+        if log_heldout(row, cfg, clock, evaluate):
             bar.set_postfix(acc=f"{row['heldout_acc']:.2f}", reward=f"{row['reward']:.2f}")
         history.append(row)
     bar.close()

@@ -83,6 +83,18 @@ class PreferencePairs:
         return self[:n_first], self[n_first:]
 
 
+def check_pairs(name: str, value) -> None:
+    """``value`` is None or a non-empty PreferencePairs (trainers' input check)."""
+    if value is None:
+        return
+    if not isinstance(value, PreferencePairs):
+        raise TypeError(f"{name} must be PreferencePairs (refimpl.preferences.build_pairs makes "
+                        f"them) or None to build them, got {type(value).__name__}")
+    if len(value) == 0:
+        raise ValueError(f"{name} is empty: give at least one preference pair, or None to "
+                         "build them from base samples")
+
+
 def _pad_stack(rows: list[torch.Tensor], pad) -> torch.Tensor:
     """Right-pad 1-D tensors to a common length and stack them: (N, T)."""
     T = max(r.shape[0] for r in rows)

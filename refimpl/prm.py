@@ -127,8 +127,8 @@ class ProcessRewardModel(nn.Module):
     def reward_fn(self, reduce: str = "mean"):
         """A trainer reward_fn(problem, text) -> float; never raises (unscorable text: 0.0).
 
-        It also has ``.batch(problems, texts) -> list[float]``, which scores many completions
-        in one forward pass (refimpl.reinforce_trainer uses it when present).
+        It also has ``.score(problems, texts) -> list[float]``, which scores many completions
+        in one forward pass (every trainer uses it: ``refimpl.rollouts.score_texts``).
         """
         if reduce not in REDUCTIONS:
             raise ValueError(f"unknown reduce {reduce!r}; choose one of {REDUCTIONS}")
@@ -145,7 +145,7 @@ class ProcessRewardModel(nn.Module):
                 return float(self.score([problem.prompt], [str(text)], reduce)[0])
             except Exception:  # text the tokenizer cannot encode, too long, ...
                 return 0.0
-        fn.batch = batch
+        fn.score = batch
         return fn
 
 

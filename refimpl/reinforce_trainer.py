@@ -30,8 +30,7 @@ from .reinforce import (BASELINE_KINDS, ReinforceConfig, RunningBaseline, baseli
                         gradient_variance, per_sample_grads, reinforce_loss)
 from .rollouts import completion_stats, sample_groups
 from .tasks import get_task
-from .training import Clock, TrainResult, adamw, check_fields, start_policy
-from .training import StepBar
+from .training import Clock, StepBar, TrainResult, adamw, check_fields, log_heldout, start_policy
 
 RUNNING_KEYS = ("prompt", "level", "global")
 
@@ -92,7 +91,8 @@ def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, re
 
     cfg: a ReinforceTrainConfig (a plain ReinforceConfig gets the default loop settings).
     reward_fn(problem, text) -> float defaults to the task's outcome verifier (a reward_fn
-    with a ``.batch(problems, texts) -> list[float]`` attribute is called once per step); heldout is a
+    with a ``.score(problems, texts)`` attribute scores the whole step at once, see
+    ``rollouts.score_texts``); heldout is a
     list of problems for greedy accuracy (default: cfg.eval_problems held-out problems);
     pool is the list of training problems to draw prompts from (default: cfg.train_pool
     problems of the task at cfg.level). A small pool revisits its prompts, which is what a
@@ -125,28 +125,24 @@ def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, re
     opt = adamw(policy.parameters(), cfg.lr)
     running = (RunningBaseline(cfg.running_momentum, cfg.running_init)
                if cfg.baseline == "running" else None)
-    do_eval = cfg.eval_every > 0
-    if heldout is None and do_eval:
+    if heldout is None and cfg.eval_every > 0:
         heldout = task.problems("heldout", cfg.eval_problems, seed=0)
     rng = random.Random(cfg.seed)
     B, G = cfg.prompts_per_step, cfg.group_size
 
     clock, history, samples = Clock(), [], 0
     row0 = {"step": 0, "time_s": 0.0, "samples": 0}
-    if do_eval:
-        with clock.paused():
-            row0["heldout_acc"] = accuracy(policy, tok, task, heldout)
+
+    def evaluate():                      # on the task of cfg.level, which may not be the base's
+        return {"heldout_acc": accuracy(policy, tok, task, heldout)}
+
+    log_heldout(row0, cfg, clock, evaluate)
     history.append(row0)
     bar = StepBar(cfg.steps, "REINFORCE", progress)
     for step in bar:
         problems = rng.sample(pool, B)
-        batch_fn = getattr(reward_fn, "batch", None)  # score all completions at once if it can
-        ro = sample_groups(policy, tok, task, problems, G,
-                           reward_fn=(lambda p, t: 0.0) if batch_fn else reward_fn,
+        ro = sample_groups(policy, tok, task, problems, G, reward_fn=reward_fn,
                            temperature=cfg.temperature, generator=gen)
-        if batch_fn:
-            ro.rewards = torch.tensor(batch_fn([problems[i // G] for i in range(B * G)], ro.texts),
-                                      dtype=torch.float32, device=device)  # (B*G,)
         samples += ro.num_samples
         args = (ro.prompt_ids, ro.prompt_mask, ro.completion_ids, ro.completion_mask)
         keys = {"prompt": [p.prompt for p in problems], "level": [p.level for p in problems],
@@ -178,9 +174,7 @@ def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, re
             row[f"pass_rate/level_{lev}"] = passed[levels == lev].mean().item()
             row[f"frac_all_wrong/level_{lev}"] = (
                 grouped[group_levels == lev].amax(dim=1) == 0).float().mean().item()
-        if do_eval and (step % cfg.eval_every == 0 or step == cfg.steps):
-            with clock.paused():
-                row["heldout_acc"] = accuracy(policy, tok, task, heldout)
+        if log_heldout(row, cfg, clock, evaluate):
             bar.set_postfix(acc=f"{row['heldout_acc']:.2f}", reward=f"{row['reward']:.2f}")
         history.append(row)
     bar.close()

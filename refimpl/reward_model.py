@@ -27,7 +27,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .preferences import PreferencePairs, build_pairs
+from .model import eval_mode
+from .preferences import PreferencePairs, build_pairs, check_pairs
 from . import checks
 from .training import Clock, StepBar, adamw, check_fields
 from .utils import seed_everything
@@ -85,16 +86,14 @@ class RewardModel(nn.Module):
         """Rewards (N,) of N decoded completions ``texts`` for ``problems`` (batched)."""
         if len(problems) != len(texts):
             raise ValueError(f"{len(problems)} problems but {len(texts)} texts")
-        was = self.training
-        self.eval()
         device = self.head.weight.device
         out = []
-        for i in range(0, len(texts), batch_size):
-            p_ids, p_mask = tok.encode_prompts([p.prompt for p in problems[i:i + batch_size]])
-            c_ids, c_mask = tok.encode_completions(list(texts[i:i + batch_size]))
-            out.append(self(p_ids.to(device), p_mask.to(device),
-                            c_ids.to(device), c_mask.to(device)))        # (n,)
-        self.train(was)
+        with eval_mode(self):
+            for i in range(0, len(texts), batch_size):
+                p_ids, p_mask = tok.encode_prompts([p.prompt for p in problems[i:i + batch_size]])
+                c_ids, c_mask = tok.encode_completions(list(texts[i:i + batch_size]))
+                out.append(self(p_ids.to(device), p_mask.to(device),
+                                c_ids.to(device), c_mask.to(device)))    # (n,)
         return torch.cat(out).cpu()                                      # (N,)
 
     def as_reward_fn(self, tok):
@@ -164,8 +163,8 @@ def train_reward_model(base, pairs: PreferencePairs | None = None, cfg: RMConfig
     """
     cfg = checks.config("cfg", cfg, RMConfig)
     cfg.validate()
-    checks.pairs("pairs", pairs)
-    checks.pairs("heldout_pairs", heldout_pairs)
+    check_pairs("pairs", pairs)
+    check_pairs("heldout_pairs", heldout_pairs)
     seed_everything(cfg.seed)
     tok, task = base.tokenizer, base.task
     if pairs is None:

@@ -11,6 +11,7 @@ from typing import Callable
 
 import torch
 
+from .model import eval_mode
 from .sampling import generate
 
 
@@ -60,11 +61,9 @@ def sample_groups(model, tok, task, problems, group_size: int,
     prompt_ids, prompt_mask = tok.encode_prompts([p.prompt for p in problems])  # (B, P)
     prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
     max_new = max_new_tokens or max(task.max_new_tokens(p.level) for p in problems)
-    was_training = model.training
-    model.eval()
-    out = generate(model, prompt_ids, prompt_mask, max_new, tok.eos_id, tok.pad_id,
-                   temperature=temperature, generator=generator, num_samples=group_size)
-    model.train(was_training)
+    with eval_mode(model):
+        out = generate(model, prompt_ids, prompt_mask, max_new, tok.eos_id, tok.pad_id,
+                       temperature=temperature, generator=generator, num_samples=group_size)
     prompt_ids = prompt_ids.repeat_interleave(group_size, 0)             # (B*G, P)
     prompt_mask = prompt_mask.repeat_interleave(group_size, 0)           # (B*G, P)
     texts = tok.decode_completions(out.ids.cpu())

@@ -40,15 +40,16 @@ from pathlib import Path
 import torch
 
 from . import stats
-from .compare import LABELS as _COMPARE_LABELS
-from .compare import PRESET_DEFAULTS, config_for_preset, method_config, run_method
+from .methods import LABELS as _METHOD_LABELS
+from .compare import config_for_preset, method_config, run_method
 from .offline_online import C3_LABELS, CoverageRunConfig, coverage_run
 from .sft import load_base
 from .training import StepBar
+from .utils import PRESETS
 
 STUDY_VERSION = 1
 TUNE_SEEDS = (100, 101)       # run seeds of the tuning runs (disjoint from the verdict's)
-LABELS = {**_COMPARE_LABELS, **C3_LABELS}   # every method a claim may name, as figures show it
+LABELS = {**_METHOD_LABELS, **C3_LABELS}   # every method a claim may name, as figures show it
 
 
 @dataclass(frozen=True)
@@ -213,9 +214,9 @@ def _coverage_runner(claim, preset, method, lr, base, seed, problems) -> dict:
     """C3's run (refimpl.offline_online.coverage_run): the teacher-forced error rate of each
     step before and after training, and their changes "<mode>_change"."""
     kw = {"budget_samples": claim.budget_samples, "seed": seed, **claim.fixed.get(method, {})}
-    if preset in PRESET_DEFAULTS:
-        kw = {"prompts_per_step": PRESET_DEFAULTS[preset]["prompts_per_step"],
-              "group_size": PRESET_DEFAULTS[preset]["group_size"], **kw}
+    study = PRESETS[preset].study if preset in PRESETS else {}
+    if study:
+        kw = {"prompts_per_step": study["prompts_per_step"], "group_size": study["group_size"], **kw}
     rec = coverage_run(method, base, lr, CoverageRunConfig(**kw), problems)
     rec.pop("method")
     rec["mean_change"] = (rec["units_change"] + rec["carry_change"]) / 2

@@ -125,6 +125,23 @@ def problem_sets(base, cfg, heldout=None):
     return heldout, pool, random.Random(cfg.seed)
 
 
+def eval_due(step: int, cfg) -> bool:
+    """Whether a trainer measures held-out accuracy after ``step``: every ``cfg.eval_every``
+    steps (step 0 included) and after the last step ``cfg.steps``; never if eval_every is 0."""
+    return cfg.eval_every > 0 and (step % cfg.eval_every == 0 or step == cfg.steps)
+
+
+def log_heldout(row: dict, cfg, clock: Clock, evaluate) -> bool:
+    """The evaluation step every trainer shares: when ``eval_due(row["step"], cfg)``, call
+    ``evaluate()`` with the training clock paused and add what it returns ({name: value}, at
+    least ``heldout_acc``) to ``row``. Returns whether it ran."""
+    if not eval_due(row["step"], cfg):
+        return False
+    with clock.paused():
+        row.update(evaluate())
+    return True
+
+
 def heldout_accuracy(policy, base, problems) -> float:
     """Greedy held-out accuracy of ``policy`` on ``problems`` with the base's tokenizer/task."""
     return accuracy(policy, base.tokenizer, base.task, problems)

@@ -88,7 +88,7 @@ def test_reward_fn_single_and_batch_agree_and_never_raise(trained):
     prm, _ = trained
     fn = prm.reward_fn()
     texts = ["12,13,06|632", "12,99,06|632", "", "|||", "9" * 40, "abc", None, "12,13,06|632\n"]
-    batch = fn.batch([P] * len(texts), texts)
+    batch = fn.score([P] * len(texts), texts)
     for text, b in zip(texts, batch):
         single = fn(P, text)
         assert isinstance(single, float) and 0.0 <= single <= 1.0

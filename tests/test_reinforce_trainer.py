@@ -101,8 +101,8 @@ def test_batched_reward_fn_gives_the_same_run(cpu_base):
         return task.verify(problem, text)
 
     def batched(problem, text):
-        raise AssertionError("the trainer must use .batch when it exists")
-    batched.batch = lambda problems, texts: [task.verify(p, t) for p, t in zip(problems, texts)]
+        raise AssertionError("the trainer must use .score when it exists")
+    batched.score = lambda problems, texts: [task.verify(p, t) for p, t in zip(problems, texts)]
     cfg = ReinforceTrainConfig(steps=2, prompts_per_step=4, group_size=4, eval_every=0)
     a = train_reinforce(cpu_base, cfg, reward_fn=fn, progress=False)
     b = train_reinforce(cpu_base, cfg, reward_fn=batched, progress=False)
