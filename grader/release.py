@@ -132,7 +132,7 @@ return flat.reshape(B, T)""",
     ("offline_online", "gradient_mass_outside"):
         "return student('offline_online', 'gradient_mass_outside')(grad, support)",
     ("reinforce", "reinforce_loss"): """\
-if (ref_logps is not None and kl_beta != 0) or mask is not None:
+if (ref_logps is not None and beta != 0) or mask is not None:
     raise NotImplementedError(beyond("reinforce_loss", "sequence log-probs without a KL term"))
 loss = student("reinforce", "reinforce_loss")(logps, rewards, baselines)
 return loss, {"loss": loss.item()}""",

@@ -154,7 +154,7 @@ def grpo_update(policy, ref_model, opt, batch, cfg: GRPOConfig, policy_loss=None
 
     Args:
         policy: the GPT being trained (its weights at call time are pi_old of ``batch``).
-        ref_model: the frozen reference pi_ref.
+        ref_model: the frozen reference pi_ref, or None when cfg.beta = 0 (no KL term).
         opt: the optimizer over policy's parameters.
         batch: a Rollout with B*G completions, old_logps (B*G, T) from the sampler and
             rewards (B*G,) grouped G at a time.
@@ -169,9 +169,11 @@ def grpo_update(policy, ref_model, opt, batch, cfg: GRPOConfig, policy_loss=None
         (before clipping). The first has ratio 1 up to float error, hence clip_ratio 0.
     """
     args = (batch.prompt_ids, batch.prompt_mask, batch.completion_ids, batch.completion_mask)
-    with torch.no_grad():
-        ref_logps = token_logprobs(ref_model, *args, temperature=cfg.temperature,
-                                   group_size=batch.group_size)  # (B*G, T)
+    ref_logps = None                                     # beta = 0: no KL term, no reference pass
+    if ref_model is not None:
+        with torch.no_grad():
+            ref_logps = token_logprobs(ref_model, *args, temperature=cfg.temperature,
+                                       group_size=batch.group_size)  # (B*G, T)
     advantages = group_advantages(batch.rewards, cfg.group_size, scale=cfg.scale,
                                   eps=cfg.eps)  # (B*G,)
     out = []
@@ -221,7 +223,7 @@ def train_grpo(base, cfg: GRPOConfig | None = None, *, policy=None, reward_fn=No
     checks.function("reward_fn", reward_fn)
     reward_fn = reward_fn or base.task.verify
     policy, device, gen = start_policy(base, policy, cfg.seed)
-    ref_model = base.reference().to(device)
+    ref_model = base.reference().to(device) if cfg.beta > 0 else None
     opt = adamw(policy.parameters(), cfg.lr)
     heldout, pool, rng = problem_sets(base, cfg, heldout)
 

@@ -13,7 +13,8 @@ G samples per prompt, L tokens per sequence (prompt + mean completion), mu inner
 critic of N_c parameters:
 
     DPO / RPO:  6 N * 2B L            (chosen and rejected, B pairs per batch)
-    GRPO:       2 N BG L (sampling) + 2 N BG L (reference) + mu * 6 N BG L (mu inner updates)
+    GRPO:       2 N BG L (sampling) + 2 N BG L (reference, if beta > 0) + mu * 6 N BG L
+                (mu inner updates)
     REINFORCE:  2 N BG L (sampling) + 6 N BG L (one update)   [+ 2 N BG L with a KL term]
     PPO:        2 N BG L (sampling) + 2 N BG L (reference) + 2 N_c BG L (critic values)
                 + mu * (6 N + 6 N_c) BG L (policy and critic updates)
@@ -108,15 +109,15 @@ def online_dpo_flops(cfg, N, L, N_critic=0) -> float:
 
 
 def grpo_flops(cfg, N, L, N_critic=0) -> float:
-    """GRPO: sample, reference pass, mu inner updates, all over B x G sequences."""
+    """GRPO: sample, reference pass (when beta > 0), mu inner updates, over B x G sequences."""
     BG = cfg.prompts_per_step * cfg.group_size
-    return (2 + 2 + 6 * cfg.inner_updates) * N * BG * L
+    return (2 + (2 if cfg.beta > 0 else 0) + 6 * cfg.inner_updates) * N * BG * L
 
 
 def reinforce_flops(cfg, N, L, N_critic=0) -> float:
     """REINFORCE: sample, one update [, reference pass with a KL term]."""
     BG = cfg.prompts_per_step * cfg.group_size
-    return (2 + 6 + (2 if cfg.kl_beta > 0 else 0)) * N * BG * L
+    return (2 + 6 + (2 if cfg.beta > 0 else 0)) * N * BG * L
 
 
 def ppo_flops(cfg, N, L, N_critic=0) -> float:
@@ -146,6 +147,14 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 )}
 
 LABELS = {name: m.label for name, m in METHODS.items()}   # as tables and legends show them
+
+
+def samples_per_step(method: str, cfg) -> int:
+    """Completions one update step learns from: the B*G it samples (online methods), or the
+    chosen and rejected completion of each of its pairs (offline DPO, 2 per pair)."""
+    if get_method(method).online:
+        return cfg.prompts_per_step * cfg.group_size
+    return 2 * cfg.batch_size
 
 
 def get_method(name: str) -> Method:

@@ -8,10 +8,11 @@
 3. each comparison's paired differences treatment - control (points) with the mean and its
    95% t interval (bar), a zero line, and the verdict in the label.
 
-A record whose runs compare another value than accuracy (``metric_key``, e.g. C3's change of
-a step's error rate) has no curves: panel 1 then shows each method's mean change of every
-value ending in ``_change`` (bars) with one point per run, panel 2 the runs' ``metric_key``
-and panel 3 names each comparison's value.
+A record whose runs have no accuracy curve (C3's change of a step's error rate, C13's and
+C19's graded values) shows in panel 1 each method's mean of every value ending in ``_change``,
+or else of each graded value (accuracy, tolerant accuracy, false accepts, process score),
+as bars with one point per run; panel 2 shows the runs' ``metric_key`` and panel 3 names
+each comparison's value.
 """
 from __future__ import annotations
 
@@ -40,9 +41,19 @@ def _curve_panel(ax, record: dict) -> None:
     ax.legend(fontsize=7)
 
 
-def _changes_panel(ax, record: dict) -> None:
-    runs0 = next(iter(record["runs"].values()))[0]
-    keys = [k for k in runs0 if k.endswith("_change") and k != "mean_change"]
+# values a run of a non-curve record may report, in the order panel 1 draws them
+VALUE_KEYS = ("final_acc", "tolerant_acc", "false_accept", "process_score")
+
+
+def _value_keys(run: dict) -> list:
+    """Panel 1's values: each ``*_change`` (C3), else the graded values of ``VALUE_KEYS``."""
+    keys = [k for k in run if k.endswith("_change") and k != "mean_change"]
+    return keys or [k for k in VALUE_KEYS if k in run]
+
+
+def _values_panel(ax, record: dict) -> None:
+    keys = _value_keys(next(iter(record["runs"].values()))[0])
+    changes = keys[0].endswith("_change")
     width = 0.8 / len(record["runs"])
     for i, (m, runs) in enumerate(record["runs"].items()):
         x = np.arange(len(keys)) + (i - (len(record["runs"]) - 1) / 2) * width
@@ -52,9 +63,11 @@ def _changes_panel(ax, record: dict) -> None:
         for j in range(len(keys)):
             ax.plot(np.full(len(Y), x[j]), Y[:, j], ".", color=f"C{i}", ms=3)
     ax.axhline(0, color="k", lw=0.8)
-    ax.set_xticks(range(len(keys)), [k.replace("_change", "") for k in keys])
-    ax.set(ylabel="change from the base (bar: mean; dots: runs)",
-           title=f"{record['id']}: change of each value, every run")
+    ax.set_xticks(range(len(keys)), [k.replace("_change", "").replace("final_acc", "accuracy")
+                                     .replace("_", " ") for k in keys])
+    ax.set(ylabel=("change from the base" if changes else "test value")
+           + " (bar: mean; dots: runs)",
+           title=f"{record['id']}: {'change of each value' if changes else 'graded values'}, every run")
     ax.legend(fontsize=7)
 
 
@@ -109,7 +122,7 @@ def plot_record(record: dict):
     """The three panels of a study record (module docstring). Returns the Figure."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [1.1, 1, 1.3]})
     runs0 = next(iter(record["runs"].values()))[0]
-    (_curve_panel if "curve" in runs0 else _changes_panel)(axes[0], record)
+    (_curve_panel if "curve" in runs0 else _values_panel)(axes[0], record)
     _final_panel(axes[1], record)
     _diff_panel(axes[2], record)
     fig.suptitle(f"{record['id']}: {record['hypothesis']}", fontsize=9, wrap=True)

@@ -56,7 +56,7 @@ class ReinforceConfig:
     baseline: str = "rloo"         # one of BASELINE_KINDS
     running_momentum: float | None = None  # for "running": None = count average, else EMA
     running_init: float = 0.0      # for "running": b(x) of a prompt not seen before
-    kl_beta: float = 0.0           # weight of the KL(pi || pi_ref) penalty; 0 disables it
+    beta: float = 0.0           # weight of the KL(pi || pi_ref) penalty; 0 disables it
     kl_estimator: str = "k3"
 
 
@@ -147,7 +147,7 @@ def baseline(rewards: torch.Tensor, group_size: int, kind: str = "none",
     return b.repeat_interleave(G)  # (B*G,)
 
 
-def _check_loss_inputs(logps, rewards, baselines, ref_logps, kl_beta, group_size, mask,
+def _check_loss_inputs(logps, rewards, baselines, ref_logps, beta, group_size, mask,
                        kl_estimator) -> torch.Tensor:
     """Validate reinforce_loss's arguments; return the bool tensor of the entries that count."""
     checks.tensor("logps", logps, dims=(1, 2))
@@ -162,17 +162,17 @@ def _check_loss_inputs(logps, rewards, baselines, ref_logps, kl_beta, group_size
         checks.finite(name, checks.tensor(name, t, shape=logps.shape[:1], floating=False,
                                           like="logps' rows").double())
     _check_rewards(rewards, group_size)
-    checks.positive("kl_beta", kl_beta, "0 disables the KL penalty", allow_zero=True)
+    checks.positive("beta", beta, "0 disables the KL penalty", allow_zero=True)
     checks.one_of("kl_estimator", kl_estimator, KL_ESTIMATORS)
-    if kl_beta > 0 and ref_logps is None:
-        raise ValueError("kl_beta > 0 needs ref_logps from the reference policy")
+    if beta > 0 and ref_logps is None:
+        raise ValueError("beta > 0 needs ref_logps from the reference policy")
     if ref_logps is not None:
         checks.logprobs("ref_logps", ref_logps, shape=logps.shape, mask=keep, like="logps")
     return keep
 
 
 def reinforce_loss(logps: torch.Tensor, rewards: torch.Tensor, baselines: torch.Tensor,
-                   ref_logps: torch.Tensor | None = None, kl_beta: float = 0.0, *,
+                   ref_logps: torch.Tensor | None = None, beta: float = 0.0, *,
                    group_size: int, mask: torch.Tensor | None = None,
                    kl_estimator: str = "k3") -> tuple[torch.Tensor, dict[str, float]]:
     """REINFORCE surrogate loss with a baseline and an optional KL penalty.
@@ -180,9 +180,9 @@ def reinforce_loss(logps: torch.Tensor, rewards: torch.Tensor, baselines: torch.
     logps: (B*G,) sequence log-probs log pi(y|x), or (B*G, T) per-token log-probs with `mask`.
     rewards, baselines: (B*G,); the advantage (rewards - baselines) is detached, so no
         gradient reaches a reward model or a learned baseline.
-    ref_logps: same shape as logps, from the frozen reference policy (needed if kl_beta > 0).
-    kl_beta: beta >= 0. The penalty is beta * mean over sequences of the sequence KL
-        estimate, so that it sits on the same per-sequence scale as the policy term and the
+    ref_logps: same shape as logps, from the frozen reference policy (needed if beta > 0).
+    beta: the KL weight, >= 0 (the name GRPO's config uses too). The penalty is beta * mean
+        over sequences of the sequence KL estimate, so that it sits on the same per-sequence scale as the policy term and the
         loss is the surrogate of E[r] - beta * KL(pi(.|x) || pi_ref(.|x)). With per-token
         inputs the sequence KL is the masked SUM of per-token estimates (refimpl.kl; the KL
         of sequences is the sum of per-token KLs, by the chain rule), so this beta weighs
@@ -198,7 +198,7 @@ def reinforce_loss(logps: torch.Tensor, rewards: torch.Tensor, baselines: torch.
     when ref_logps is given, kl (mean per completion token as in TRL, or per sequence for
     sequence inputs) and kl/sequence (the mean sequence KL that the penalty uses).
     """
-    keep = _check_loss_inputs(logps, rewards, baselines, ref_logps, kl_beta, group_size, mask,
+    keep = _check_loss_inputs(logps, rewards, baselines, ref_logps, beta, group_size, mask,
                               kl_estimator)  # like logps: where the log-probs count
     if logps.dim() == 2:
         seq_logps = torch.where(mask, logps, 0.0).sum(dim=1)  # (B*G,)
@@ -222,7 +222,7 @@ def reinforce_loss(logps: torch.Tensor, rewards: torch.Tensor, baselines: torch.
         kl_elem = kl_estimate(torch.where(keep, logps, 0.0), torch.where(keep, ref_logps, 0.0),
                               kl_estimator)  # like logps, 0 off the mask
         kl_seq = kl_elem.sum(dim=1) if logps.dim() == 2 else kl_elem  # (B*G,)
-        loss = loss + kl_beta * kl_seq.mean()
+        loss = loss + beta * kl_seq.mean()
         metrics["kl/sequence"] = kl_seq.mean().item()
         n_tok = keep.sum().clamp(min=1)
         metrics["kl"] = (kl_elem.sum() / n_tok).item() if logps.dim() == 2 else metrics["kl/sequence"]

@@ -11,9 +11,8 @@ verifier. Baselines: "none", "rloo" (Ahmadian et al. 2024), "group_mean", or "ru
 whose running average is keyed by prompt, by difficulty level or globally (``running_key``);
 a per-prompt key only helps when prompts recur (a small ``train_pool``).
 
-Also here: ``score_gram`` and ``estimator_variance``, which measure the variance of the
-gradient estimate of each baseline on the real model by resampling groups from a pool of
-scored completions (claim C12).
+The variance of the gradient estimate of each baseline on the real model (claim C12) is
+measured in ``refimpl.reinforce_analysis``.
 """
 from __future__ import annotations
 
@@ -26,8 +25,7 @@ from . import checks
 from .evaluation import accuracy
 from .kl import ESTIMATORS
 from .logprobs import token_logprobs
-from .reinforce import (BASELINE_KINDS, ReinforceConfig, RunningBaseline, baseline,
-                        gradient_variance, per_sample_grads, reinforce_loss)
+from .reinforce import BASELINE_KINDS, ReinforceConfig, RunningBaseline, baseline, reinforce_loss
 from .rollouts import completion_stats, sample_groups
 from .tasks import get_task
 from .training import Clock, StepBar, TrainResult, adamw, check_fields, log_heldout, start_policy
@@ -38,7 +36,7 @@ RUNNING_KEYS = ("prompt", "level", "global")
 @dataclass
 class ReinforceTrainConfig(ReinforceConfig):
     """REINFORCE loop settings on top of the loss settings of ReinforceConfig (group_size,
-    baseline, running_momentum, running_init, kl_beta, kl_estimator). The defaults (30 steps
+    baseline, running_momentum, running_init, beta, kl_estimator). The defaults (30 steps
     of 16 prompts x 8 samples) take about 10-15 s on the cpu base."""
 
     steps: int = 30
@@ -61,12 +59,12 @@ def validate_config(cfg: ReinforceTrainConfig) -> None:
                        "eval_problems": 1, "eval_every": None, "seed": None, "level": 0,
                        "digits": 1},
                  positive=("temperature", "lr", "max_grad_norm"),
-                 nonnegative=("kl_beta",), intervals={"running_momentum": (0, 1, "[)"),
-                                                      "digits": (1, 6, "[]")},
+                 nonnegative=("beta",), intervals={"running_momentum": (0, 1, "[)"),
+                                                   "digits": (1, 6, "[]")},
                  choices={"baseline": BASELINE_KINDS, "running_key": RUNNING_KEYS,
                           "kl_estimator": ESTIMATORS},
                  optional=("running_momentum", "level", "digits"),
-                 why={"kl_beta": "0 disables the KL penalty",
+                 why={"beta": "0 disables the KL penalty",
                       "running_momentum": "None keeps a count average",
                       "digits": "None trains on the base's task"})
     checks.number("ReinforceTrainConfig.running_init", cfg.running_init)
@@ -83,6 +81,58 @@ def task_for(base, cfg: ReinforceTrainConfig):
         raise ValueError(f"digits={cfg.digits} applies to the 'add' task, the base is trained on "
                          f"{base.task.name!r}; leave digits=None")
     return get_task("add", digits=cfg.digits)
+
+
+def collect_groups(policy, tok, task, problems, cfg, reward_fn, running, gen):
+    """Collect: G completions per prompt from the current policy, their rewards, and the
+    baseline b of every sample (``refimpl.reinforce.baseline``; a running baseline is updated
+    with this batch's rewards). Returns (Rollout with B*G rows, baselines (B*G,))."""
+    ro = sample_groups(policy, tok, task, problems, cfg.group_size, reward_fn=reward_fn,
+                       temperature=cfg.temperature, generator=gen)
+    keys = {"prompt": [p.prompt for p in problems], "level": [p.level for p in problems],
+            "global": [0] * len(problems)}[cfg.running_key]
+    baselines = baseline(ro.rewards, cfg.group_size, cfg.baseline, running=running,
+                         keys=keys)                                      # (B*G,)
+    return ro, baselines
+
+
+def reinforce_update(policy, ref_model, opt, ro, baselines, cfg) -> dict:
+    """Update: one on-policy step on ``reinforce_loss`` (no ratio, no clip). ref_model: the
+    frozen reference, or None when cfg.beta = 0. Returns the loss metrics and grad_norm
+    (before clipping to cfg.max_grad_norm)."""
+    G = cfg.group_size
+    args = (ro.prompt_ids, ro.prompt_mask, ro.completion_ids, ro.completion_mask)
+    logps = token_logprobs(policy, *args, temperature=cfg.temperature, group_size=G)  # (B*G, T)
+    ref_logps = None
+    if ref_model is not None:
+        with torch.no_grad():
+            ref_logps = token_logprobs(ref_model, *args, temperature=cfg.temperature,
+                                       group_size=G)                     # (B*G, T)
+    loss, metrics = reinforce_loss(logps, ro.rewards, baselines, ref_logps, cfg.beta,
+                                   group_size=G, mask=ro.completion_mask,
+                                   kl_estimator=cfg.kl_estimator)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm).item()
+    opt.step()
+    return {"loss": loss.item(), **metrics, "grad_norm": grad_norm}
+
+
+def verified_rates(ro, verify) -> dict:
+    """Log: the outcome verifier's pass rate on the step's samples (differs from the reward
+    for process or flawed rewards), the share of all-wrong groups, and both per level."""
+    B, G = len(ro.problems), ro.group_size
+    grouped = ro.rewards.detach().cpu().view(B, G)                       # (B, G)
+    passed = torch.tensor([verify(ro.problems[i // G], t) for i, t in enumerate(ro.texts)])  # (B*G,)
+    row = {"verified": passed.mean().item(),
+           "frac_all_wrong": (grouped.amax(dim=1) == 0).float().mean().item()}
+    group_levels = torch.tensor([p.level for p in ro.problems])          # (B,)
+    levels = group_levels.repeat_interleave(G)                           # (B*G,)
+    for lev in sorted(set(group_levels.tolist())):
+        row[f"pass_rate/level_{lev}"] = passed[levels == lev].mean().item()
+        row[f"frac_all_wrong/level_{lev}"] = (
+            grouped[group_levels == lev].amax(dim=1) == 0).float().mean().item()
+    return row
 
 
 def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, reward_fn=None,
@@ -104,7 +154,7 @@ def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, re
     rewards), pass_rate/level_k (verified pass rate of this step's samples at level k),
     frac_reward_zero_std, frac_all_wrong (groups whose rewards are all 0; also per level as
     frac_all_wrong/level_k), reward_std,
-    advantage_mean, completions/mean_length, entropy, kl (when kl_beta > 0), loss, grad_norm (before
+    advantage_mean, completions/mean_length, entropy, kl (when beta > 0), loss, grad_norm (before
     clipping) and, at step 0, every eval_every steps and at the end, heldout_acc.
     """
     cfg = checks.config("cfg", cfg, ReinforceConfig)
@@ -121,14 +171,13 @@ def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, re
         raise ValueError(f"the pool has {len(pool)} problems, fewer than prompts_per_step="
                          f"{cfg.prompts_per_step}; pass a larger pool or lower prompts_per_step")
     policy, device, gen = start_policy(base, policy, cfg.seed)
-    ref_model = base.reference().to(device) if cfg.kl_beta > 0 else None
+    ref_model = base.reference().to(device) if cfg.beta > 0 else None
     opt = adamw(policy.parameters(), cfg.lr)
     running = (RunningBaseline(cfg.running_momentum, cfg.running_init)
                if cfg.baseline == "running" else None)
     if heldout is None and cfg.eval_every > 0:
         heldout = task.problems("heldout", cfg.eval_problems, seed=0)
     rng = random.Random(cfg.seed)
-    B, G = cfg.prompts_per_step, cfg.group_size
 
     clock, history, samples = Clock(), [], 0
     row0 = {"step": 0, "time_s": 0.0, "samples": 0}
@@ -140,40 +189,12 @@ def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, re
     history.append(row0)
     bar = StepBar(cfg.steps, "REINFORCE", progress)
     for step in bar:
-        problems = rng.sample(pool, B)
-        ro = sample_groups(policy, tok, task, problems, G, reward_fn=reward_fn,
-                           temperature=cfg.temperature, generator=gen)
+        problems = rng.sample(pool, cfg.prompts_per_step)
+        ro, baselines = collect_groups(policy, tok, task, problems, cfg, reward_fn, running, gen)
         samples += ro.num_samples
-        args = (ro.prompt_ids, ro.prompt_mask, ro.completion_ids, ro.completion_mask)
-        keys = {"prompt": [p.prompt for p in problems], "level": [p.level for p in problems],
-                "global": [0] * B}[cfg.running_key]
-        baselines = baseline(ro.rewards, G, cfg.baseline, running=running, keys=keys)  # (B*G,)
-        logps = token_logprobs(policy, *args, temperature=cfg.temperature, group_size=G)  # (B*G, T)
-        ref_logps = None
-        if ref_model is not None:
-            with torch.no_grad():
-                ref_logps = token_logprobs(ref_model, *args, temperature=cfg.temperature,
-                                           group_size=G)                 # (B*G, T)
-        loss, metrics = reinforce_loss(logps, ro.rewards, baselines, ref_logps, cfg.kl_beta,
-                                       group_size=G, mask=ro.completion_mask,
-                                       kl_estimator=cfg.kl_estimator)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm).item()
-        opt.step()
-
-        grouped = ro.rewards.detach().cpu().view(B, G)  # (B, G)
-        passed = torch.tensor([verify(problems[i // G], t) for i, t in enumerate(ro.texts)])  # (B*G,)
-        row = {"step": step, "time_s": clock(), "samples": samples, "loss": loss.item(),
-               **metrics, **completion_stats(ro), "grad_norm": grad_norm,
-               "verified": passed.mean().item(),
-               "frac_all_wrong": (grouped.amax(dim=1) == 0).float().mean().item()}
-        group_levels = torch.tensor([p.level for p in problems])  # (B,)
-        levels = group_levels.repeat_interleave(G)  # (B*G,)
-        for lev in sorted(set(group_levels.tolist())):
-            row[f"pass_rate/level_{lev}"] = passed[levels == lev].mean().item()
-            row[f"frac_all_wrong/level_{lev}"] = (
-                grouped[group_levels == lev].amax(dim=1) == 0).float().mean().item()
+        update = reinforce_update(policy, ref_model, opt, ro, baselines, cfg)
+        row = {"step": step, "time_s": clock(), "samples": samples, **update,
+               **completion_stats(ro), **verified_rates(ro, verify)}
         if log_heldout(row, cfg, clock, evaluate):
             bar.set_postfix(acc=f"{row['heldout_acc']:.2f}", reward=f"{row['reward']:.2f}")
         history.append(row)
@@ -181,58 +202,3 @@ def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, re
     return TrainResult(policy.eval(), history)
 
 
-def score_gram(model, rollout) -> torch.Tensor:
-    """Gram matrix K = S S^T (BN, BN) of the per-sample scores s_j = grad log pi(y_j | x_j).
-
-    rollout: B prompts x N samples (N = rollout.group_size) sampled from ``model``. Row j of
-    S (BN, D) is the gradient of sample j's sequence log-prob w.r.t. every trainable
-    parameter (refimpl.reinforce.per_sample_grads, one small backward pass per sample).
-    Every REINFORCE estimate on these samples is a weighted sum g = w^T S, so its squared
-    norm is w^T K w: K is all that the variance needs, and it is small.
-    """
-    params = [p for p in model.parameters() if p.requires_grad]
-    args = (rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids, rollout.completion_mask)
-    S = torch.empty(rollout.num_samples, sum(p.numel() for p in params))  # (BN, D)
-    for j in range(rollout.num_samples):
-        seq = token_logprobs(model, *(a[j:j + 1] for a in args)).sum(dim=1)  # (1,)
-        S[j] = per_sample_grads(list(seq), params)[0]  # (D,)
-    return (S @ S.T).double()  # (BN, BN)
-
-
-def estimator_variance(gram: torch.Tensor, rewards: torch.Tensor, group_size: int,
-                       kinds=BASELINE_KINDS, resamples: int = 4000, running_values=None,
-                       generator=None) -> dict[str, float]:
-    """Variance (trace of the covariance) of the REINFORCE gradient estimate per baseline.
-
-    gram: (BN, BN) from ``score_gram``; rewards: (B, N) rewards of that pool (N samples per
-        prompt, N >> G). One resample draws G = ``group_size`` of the N samples of each
-        prompt with replacement (i.i.d. draws from the pool's empirical distribution),
-        computes the baselines of each kind and g = 1/(B G) sum_i (r_i - b_i) s_i.
-    running_values: (B,) the b(x) of kind "running" (default: each prompt's pool pass rate,
-        the value a running average settles to while the policy stays put).
-    Returns {kind: E||g - E g||^2} estimated over ``resamples`` draws (the same draws for
-    every kind), using K = L L^T: the rows of W L have the pairwise distances of W S.
-    """
-    B, N = rewards.shape
-    if gram.shape != (B * N, B * N):
-        raise ValueError(f"gram {tuple(gram.shape)} does not match rewards (B, N) = {(B, N)}")
-    if group_size < 2 or resamples < 2:
-        raise ValueError(f"need group_size >= 2 and resamples >= 2, got {group_size}, {resamples}")
-    jitter = 1e-9 * gram.diagonal().mean() * torch.eye(B * N, dtype=torch.float64)  # (BN, BN)
-    L = torch.linalg.cholesky(gram.double() + jitter)  # (BN, BN)
-    R = rewards.double()  # (B, N)
-    running_values = R.mean(dim=1) if running_values is None else running_values.double()  # (B,)
-    gen = generator or torch.Generator().manual_seed(0)
-    idx = torch.randint(0, N, (resamples, B, group_size), generator=gen)  # (S, B, G)
-    r = torch.gather(R.expand(resamples, B, N), 2, idx)  # (S, B, G)
-    cols = (idx + torch.arange(B)[None, :, None] * N).reshape(resamples, -1)  # (S, B*G)
-    out = {}
-    for kind in kinds:
-        if kind == "running":
-            b = running_values[None, :, None].expand_as(r)  # (S, B, G)
-        else:
-            b = baseline(r.reshape(-1), group_size, kind).reshape(r.shape)  # (S, B, G)
-        w = torch.zeros(resamples, B * N, dtype=torch.float64)  # (S, BN)
-        w.scatter_add_(1, cols, ((r - b) / (B * group_size)).reshape(resamples, -1))
-        out[kind] = gradient_variance(w @ L)
-    return out

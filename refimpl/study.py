@@ -34,146 +34,22 @@ import platform
 import sys
 import time
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from . import stats
-from .methods import LABELS as _METHOD_LABELS
+from .claims import CLAIMS, LABELS, LR_GRIDS, Claim, Comparison  # noqa: F401 (the study's API)
 from .compare import config_for_preset, method_config, run_method
-from .offline_online import C3_LABELS, CoverageRunConfig, coverage_run
+from .offline_online import CoverageRunConfig, coverage_run
+from .reward_runs import RewardRunConfig, reward_run
 from .sft import load_base
 from .training import StepBar
 from .utils import PRESETS
 
 STUDY_VERSION = 1
 TUNE_SEEDS = (100, 101)       # run seeds of the tuning runs (disjoint from the verdict's)
-LABELS = {**_METHOD_LABELS, **C3_LABELS}   # every method a claim may name, as figures show it
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """treatment - control, paired; ``predicted`` = +1 if the article expects treatment > control."""
-
-    treatment: str
-    control: str
-    predicted: int = 1
-    question: str = ""
-    metric: str = ""              # the run value compared; "" = the claim's metric_key
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One declared experiment (shared/EVIDENCE.md, sec. 1)."""
-
-    id: str
-    article: str                  # the article's sentence, paraphrased
-    hypothesis: str               # in measurable form
-    metric: str
-    budget_samples: int           # generated completions per run
-    methods: tuple
-    comparisons: tuple            # of Comparison; the first decides the verdict
-    contradicts: str              # what result would contradict the article
-    not_shown: str                # what result would leave it not shown
-    grids: dict = field(default_factory=dict)     # {method: (lr, ...)} tuned on validation
-    fixed: dict = field(default_factory=dict)     # {method: {config field: value}}
-    caveats: tuple = ()           # (comparison index, verdicts that trigger it, text)
-    eval_problems: int = 256      # validation and test problems (each)
-    metric_key: str = "final_acc"  # the value of each stored run that comparisons use by default
-    runner: str = "compare"       # the experiment of one run: a key of RUNNERS
-    tune_by: dict = field(default_factory=dict)   # {method: run value its lr is picked by}
-    tune_sign: int = 1            # +1: pick the lr with the largest tune value, -1: the smallest
-
-
-LR_GRIDS = {"dpo": (1e-5, 2e-5, 5e-5), "rpo": (2e-5, 5e-5, 1e-4),
-            "online_dpo": (1e-5, 2e-5, 5e-5), "grpo": (5e-5, 1e-4, 2e-4),
-            "reinforce": (5e-5, 1e-4, 2e-4)}
-
-CLAIMS = {
-    "C17": Claim(
-        id="C17",
-        article="With a verifier, RL beats DPO on reasoning tasks.",
-        hypothesis="Greedy test accuracy after 2,560 generated completions from the same SFT "
-                   "base: GRPO (online, verifier reward) > pure DPO (offline pairs of base "
-                   "samples labelled by the same verifier).",
-        metric="greedy accuracy on 256 test problems (held-out half never used for tuning)",
-        budget_samples=2560,
-        methods=("dpo", "rpo", "online_dpo", "grpo", "reinforce"),
-        comparisons=(
-            Comparison("grpo", "dpo", 1, "RL (GRPO) vs pure offline DPO: the article's claim"),
-            Comparison("reinforce", "dpo", 1, "RL (REINFORCE, RLOO) vs pure offline DPO"),
-            Comparison("online_dpo", "dpo", 1, "the same DPO loss on fresh on-policy pairs: "
-                                               "does the data explain the gap?"),
-            Comparison("grpo", "online_dpo", 1, "policy gradient vs the DPO loss on the same "
-                                                "kind of fresh data: does the loss matter?"),
-            Comparison("grpo", "rpo", 1, "RL vs offline DPO with an NLL term on the chosen"),
-        ),
-        contradicts="the 95% CI of GRPO - DPO lies entirely below 0",
-        not_shown="the 95% CI of GRPO - DPO contains 0",
-        grids={m: LR_GRIDS[m] for m in ("dpo", "rpo", "online_dpo", "grpo", "reinforce")},
-        caveats=((2, ("holds",), "online DPO beats offline DPO too: much of the gap comes from "
-                                 "offline data, not from the DPO loss"),
-                 (4, ("not shown", "contradicted (erratum)"),
-                  "offline DPO with an NLL term on the chosen completions is not beaten by GRPO "
-                  "at this budget")),
-    ),
-    # C3 has its own kind of run (RUNNERS["coverage"], refimpl.offline_online.coverage_run):
-    # the value compared is the change of a step's teacher-forced error rate from the base's,
-    # exact given the policy (no sampling noise in the measurement; the spread is training's).
-    "C3": Claim(
-        id="C3",
-        article="DPO is offline and cannot fix a failure mode its data does not cover; online "
-                "methods can.",
-        hypothesis="After 2,560 generated completions from the same SFT base, the change of the "
-                   "teacher-forced units-column error rate (the mode the pairs do not cover) on "
-                   "256 test problems: GRPO (online, verifier reward) < pure DPO on base-sample "
-                   "pairs whose rejected completion is wrong only in a carry column.",
-        metric="change from the base of a step's teacher-forced error rate, 1 - mean_x "
-               "pi(step tokens | x, correct prefix), on 256 test problems (held-out half never "
-               "used for tuning); each comparison names the step: units (uncovered by the "
-               "carry pairs) or carry",
-        budget_samples=2560,
-        methods=("dpo_carry", "dpo_units", "grpo", "reinforce"),
-        comparisons=(
-            Comparison("grpo", "dpo_carry", -1, "online RL vs DPO whose pairs cover carry "
-                       "mistakes only, on the uncovered units mode: the article's claim",
-                       metric="units_change"),
-            Comparison("dpo_units", "dpo_carry", -1, "control: pairs that cover the units mode "
-                       "let DPO lower the units error", metric="units_change"),
-            Comparison("dpo_carry", "dpo_units", -1, "control: pairs that cover the carry mode "
-                       "let DPO lower the carry error", metric="carry_change"),
-            Comparison("reinforce", "dpo_carry", -1, "online RL (REINFORCE, RLOO) vs DPO on "
-                       "carry pairs, on the uncovered units mode", metric="units_change"),
-        ),
-        contradicts="the 95% CI of GRPO's units change - carry-pair DPO's units change lies "
-                    "entirely above 0",
-        not_shown="that CI contains 0",
-        # lr picked on validation by what each method is meant to improve (smallest is best):
-        # DPO on carry pairs by the carry change, DPO on units pairs by the units change, the
-        # online methods by the mean of the two modes' changes ("fixes both").
-        grids={"dpo_carry": (5e-6, 1e-5, 2e-5), "dpo_units": (5e-6, 1e-5, 2e-5),
-               "grpo": (5e-5, 1e-4, 2e-4), "reinforce": (5e-5, 1e-4, 2e-4)},
-        # DPO: the 2,560 completions are sampled from the base up front (320 prompts x 8),
-        # the pairs that cover the method's mode kept; then 40 updates of 32 pairs, beta 0.1
-        # (C17's DPO). Online: 20 steps of 16 prompts x 8 samples.
-        fixed={"dpo_carry": {"dpo_steps": 40, "dpo_batch": 32, "dpo_beta": 0.1},
-               "dpo_units": {"dpo_steps": 40, "dpo_batch": 32, "dpo_beta": 0.1}},
-        caveats=((1, ("not shown", "contradicted (erratum)"),
-                  "the control failed: DPO on pairs that cover the units mode did not lower the "
-                  "units error below DPO on carry pairs at this budget"),
-                 (2, ("not shown", "contradicted (erratum)"),
-                  "the coverage is not one-sided: DPO on units-mode pairs lowers the carry error "
-                  "about as much as DPO on carry pairs (a units-mode pair's chosen and rejected "
-                  "completions also differ in every later column), so only the carry pairs "
-                  "leave a mode uncovered")),
-        metric_key="units_change",
-        runner="coverage",
-        tune_by={"dpo_carry": "carry_change", "dpo_units": "units_change",
-                 "grpo": "mean_change", "reinforce": "mean_change"},
-        tune_sign=-1,
-    ),
-}
 
 
 def eval_splits(base, n: int) -> tuple[list, list]:
@@ -223,8 +99,18 @@ def _coverage_runner(claim, preset, method, lr, base, seed, problems) -> dict:
     return rec
 
 
+def _reward_runner(claim, preset, method, lr, base, seed, problems) -> dict:
+    """C13's and C19's run (refimpl.reward_runs.reward_run): REINFORCE on one reward, graded
+    by every grader."""
+    study = PRESETS[preset].study if preset in PRESETS else {}
+    kw = {"budget_samples": claim.budget_samples, "seed": seed, **claim.fixed.get(method, {})}
+    if study:
+        kw = {"prompts_per_step": study["prompts_per_step"], "group_size": study["group_size"], **kw}
+    return reward_run(method, base, lr, RewardRunConfig(**kw), problems)
+
+
 # runner name -> fn(claim, preset, method, lr, base, seed, problems) -> the run's values
-RUNNERS = {"compare": _compare_runner, "coverage": _coverage_runner}
+RUNNERS = {"compare": _compare_runner, "coverage": _coverage_runner, "reward": _reward_runner}
 
 
 def run_cached(claim, preset, method, lr, base, base_seed, seed, split, problems, runs_dir):
@@ -394,12 +280,40 @@ def load_records(out_dir=None) -> list:
     return [json.loads(p.read_text()) for p in paths]
 
 
+def recompute_verdicts(record: dict) -> list:
+    """Each comparison's verdict recomputed from the record's paired differences by the
+    declared rule (95% t interval, ``stats.verdict``), then the claim's verdict from them
+    (``decide``): a notebook asserts these equal what the record says."""
+    verdicts = [stats.verdict(stats.t_interval([d["diff"] for d in c["diffs"]]), c["predicted"])
+                for c in record["comparisons"]]
+    claim = CLAIMS[record["id"]]
+    overall, _ = decide(claim, [{"verdict": v} for v in verdicts])
+    return verdicts + [overall]
+
+
+def format_record(record: dict) -> str:
+    """A record in a few lines, as notebooks print it: the runs, each method's tuned lr, each
+    comparison's paired mean difference [95% t interval] and verdict, the verdict, the caveats."""
+    pick = record["tuning"]["pick"]
+    lines = [f"{record['id']} record: {len(record['bases'])} bases x {len(record['seeds'])} seeds, "
+             f"{record['budget_samples']:,} completions per run; lr "
+             + ("not tuned" if "note" in record["tuning"] else "picked on validation") + ": "
+             + ", ".join(f"{LABELS[m]} {lr:g}" for m, lr in pick.items())]
+    for c in record["comparisons"]:
+        ci = c["ci"]
+        lines.append(f"  {comparison_label(record, c)}: {ci['mean']:+.3f} [{ci['lo']:+.3f}, {ci['hi']:+.3f}]"
+                     + ("" if c["predicted"] == 1 else " (predicted < 0)") + f"  {c['verdict']}")
+    lines.append(f"verdict: {record['verdict']}")
+    lines += [f"  caveat: {t}" for t in record["caveats"]]
+    return "\n".join(lines)
+
+
 BEGIN, END = "<!-- study-records:begin -->", "<!-- study-records:end -->"
 # files with a generated section of records (path from the repository root: claim ids, None = all)
 REPORTS = {"docs/CLAIMS.md": None, "solutions/exercise3_offline_vs_online.md": ("C3",)}
 
 
-def _vs(record: dict, c: dict) -> str:
+def comparison_label(record: dict, c: dict) -> str:
     """"treatment - control", plus the compared value when it is not accuracy (records made
     before comparisons named their value compare final_acc)."""
     key = c.get("metric") or record.get("metric_key", "final_acc")
@@ -419,13 +333,13 @@ def records_markdown(records: list) -> str:
                 f"{r['budget_samples']:,} completions each, lr "
                 f"{'not tuned' if 'note' in r['tuning'] else 'tuned on validation'} "
                 f"({', '.join(f'{LABELS[m]} {lr:g}' for m, lr in r['tuning']['pick'].items())}).  ",
-                f"*Decision:* {_vs(r, r['comparisons'][0])} = "
+                f"*Decision:* {comparison_label(r, r['comparisons'][0])} = "
                 f"{ci['mean']:+.3f} [{ci['lo']:+.3f}, {ci['hi']:+.3f}]"
                 + ("" if r["comparisons"][0]["predicted"] == 1 else " (predicted < 0)"), "",
                 "| comparison | mean difference [95% CI] | verdict |", "|---|---|---|"]
         for c in r["comparisons"]:
             ci = c["ci"]
-            out.append(f"| {_vs(r, c)} | "
+            out.append(f"| {comparison_label(r, c)} | "
                        f"{ci['mean']:+.3f} [{ci['lo']:+.3f}, {ci['hi']:+.3f}] | {c['verdict']}"
                        + ("" if c["predicted"] == 1 else " (predicted < 0)") + " |")
         out += [""] + [f"Caveat: {t}" for t in r["caveats"]] + [""] * bool(r["caveats"])

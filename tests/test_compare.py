@@ -86,6 +86,8 @@ def test_flops_per_step_counts_the_passes():
     dpo = method_config("dpo", cc, 0, 1, 1)
     # sampling 2NL + reference 2NL + mu updates of 6NL per completion
     assert flops_per_step("grpo", grpo, N, L) == (2 + 2 + 6 * grpo.inner_updates) * N * BG * L
+    no_kl = replace(grpo, beta=0.0, inner_updates=1)           # no reference pass
+    assert flops_per_step("grpo", no_kl, N, L) == flops_per_step("reinforce", rf, N, L) == 8 * N * BG * L
     assert flops_per_step("reinforce", rf, N, L) == 8 * N * BG * L          # no KL term by default
     assert flops_per_step("ppo", ppo, N, L, Nc) == (4 * N + 2 * Nc + 6 * ppo.inner_updates * (N + Nc)) * BG * L
     assert flops_per_step("dpo", dpo, N, L) == 6 * N * 2 * dpo.batch_size * L

@@ -239,7 +239,7 @@ def test_pure_dpo_lowers_the_chosen_logprob(cpu_base, pairs):
 
 
 def test_where_mass_goes_is_consistent(cpu_base, pairs):
-    from refimpl.dpo_trainer import where_mass_goes
+    from refimpl.dpo_analysis import where_mass_goes
     m = where_mass_goes(cpu_base.model, pairs)
     assert m["p_chosen"] + m["p_rejected"] + m["p_other"] == pytest.approx(1.0, abs=1e-6)
     assert min(m["p_chosen"], m["p_rejected"], m["p_other"]) >= 0

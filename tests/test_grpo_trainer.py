@@ -74,6 +74,21 @@ def test_first_inner_update_is_on_policy(tiny):
     assert abs(inner[1]["ratio_mean"] - 1) > 1e-6
 
 
+def test_without_a_kl_term_the_reference_pass_is_skipped_and_changes_nothing(tiny):
+    cfg = small(inner_updates=2, beta=0.0)
+    gen = torch.Generator().manual_seed(0)
+    pool = tiny.train_problems(16)
+    batch, _ = collect_batch(tiny.policy(), tiny, cfg, lambda n: pool[:n], parity_reward, gen)
+    runs = []
+    for ref in (tiny.reference(), None):          # with and without the (unused) reference
+        policy = tiny.policy()
+        opt = torch.optim.AdamW(policy.parameters(), lr=1e-2)
+        inner = grpo_update(policy, ref, opt, batch, cfg)
+        runs.append(([m["loss"] for m in inner], [p.detach().clone() for p in policy.parameters()]))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
+
+
 def test_dynamic_sampling_keeps_only_mixed_groups(tiny):
     B, G = 4, 4
 

@@ -123,6 +123,8 @@ FIGURES = {
     "compare_panels": lambda: plots_compare.plot_compare_panels(COMPARE),
     "study_record": lambda: plots_study.plot_record(study.load_record("C17")),
     "study_record_c3": lambda: plots_study.plot_record(study.load_record("C3")),
+    "study_record_c13": lambda: plots_study.plot_record(study.load_record("C13")),
+    "study_record_c19": lambda: plots_study.plot_record(study.load_record("C19")),
 }
 
 

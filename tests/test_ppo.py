@@ -9,7 +9,8 @@ import torch
 
 from refimpl.ppo import (ValueModel, explained_variance, gae_advantages, pearson, ppo_loss,
                          ppo_policy_loss, rl_memory, token_rewards, value_loss, whiten)
-from refimpl.ppo_trainer import PPOConfig, advantage_quality, train_ppo, validate_config
+from refimpl.ppo_analysis import advantage_quality
+from refimpl.ppo_trainer import PPOConfig, train_ppo, validate_config
 
 DT = torch.float64
 

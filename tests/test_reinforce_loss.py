@@ -228,7 +228,7 @@ def test_running_baseline_exponential_moving_average():
 
 def test_config_defaults_are_valid():
     cfg = ReinforceConfig()
-    assert cfg.baseline in BASELINE_KINDS and cfg.group_size >= 2 and cfg.kl_beta >= 0
+    assert cfg.baseline in BASELINE_KINDS and cfg.group_size >= 2 and cfg.beta >= 0
 
 
 # ---------------------------------------------------------------- the loss ----------------
@@ -361,9 +361,9 @@ def _loss_kwargs(**over):
     (lambda: reinforce_loss(**_loss_kwargs(logps=torch.zeros(4, 3))), "mask"),
     (lambda: reinforce_loss(**_loss_kwargs(logps=torch.zeros(4, 3), mask=torch.ones(4, 2, dtype=torch.bool))), "mask"),
     (lambda: reinforce_loss(**_loss_kwargs(mask=torch.ones(4, dtype=torch.bool))), "mask"),
-    (lambda: reinforce_loss(**_loss_kwargs(kl_beta=-0.1)), "kl_beta"),
-    (lambda: reinforce_loss(**_loss_kwargs(kl_beta=float("nan"))), "kl_beta"),
-    (lambda: reinforce_loss(**_loss_kwargs(kl_beta=0.1)), "ref_logps"),
+    (lambda: reinforce_loss(**_loss_kwargs(beta=-0.1)), "beta"),
+    (lambda: reinforce_loss(**_loss_kwargs(beta=float("nan"))), "beta"),
+    (lambda: reinforce_loss(**_loss_kwargs(beta=0.1)), "ref_logps"),
     (lambda: reinforce_loss(**_loss_kwargs(ref_logps=torch.zeros(3))), "ref_logps"),
     (lambda: reinforce_loss(**_loss_kwargs(kl_estimator="k4")), "unknown kl_estimator"),
     (lambda: gradient_variance(torch.zeros(1, 3)), "at least 2"),

@@ -11,8 +11,8 @@ import torch
 
 from refimpl.model import GPT, GPTConfig
 from refimpl.reinforce import ReinforceConfig, baseline, gradient_variance, per_sample_grads
-from refimpl.reinforce_trainer import (ReinforceTrainConfig, estimator_variance, score_gram,
-                                       train_reinforce, validate_config)
+from refimpl.reinforce_analysis import estimator_variance, score_gram
+from refimpl.reinforce_trainer import ReinforceTrainConfig, train_reinforce, validate_config
 from refimpl.logprobs import token_logprobs
 from refimpl.rollouts import sample_groups
 from refimpl.tasks import get_task
@@ -33,8 +33,8 @@ def _strip(history):
     (dict(kl_estimator="k4"), "unknown .*kl_estimator"),
     (dict(lr=0.0), "lr"),
     (dict(temperature=-1.0), "temperature"),
-    (dict(kl_beta=-0.1), "kl_beta"),
-    (dict(kl_beta=float("nan")), "kl_beta"),
+    (dict(beta=-0.1), "beta"),
+    (dict(beta=float("nan")), "beta"),
     (dict(running_momentum=1.0), "running_momentum"),
     (dict(digits=9), "digits"),
     (dict(prompts_per_step=2.5), "prompts_per_step"),
@@ -119,7 +119,7 @@ def test_every_baseline_runs(cpu_base, kind, key):
 
 
 def test_kl_penalty_is_logged(cpu_base):
-    cfg = ReinforceTrainConfig(steps=2, prompts_per_step=4, group_size=4, eval_every=0, kl_beta=0.05)
+    cfg = ReinforceTrainConfig(steps=2, prompts_per_step=4, group_size=4, eval_every=0, beta=0.05)
     res = train_reinforce(cpu_base, cfg, progress=False)
     assert all("kl" in r and r["kl"] >= 0 for r in res.history[1:])
 

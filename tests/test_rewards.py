@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refimpl.rewards import (REWARD_KINDS, make_reward_fn, outcome_reward, prefix_verify,
-                             process_reward)
+from refimpl.rewards import (REL_TOL, REWARD_KINDS, make_reward_fn, outcome_reward,
+                             prefix_verify, process_reward, tolerant_verify)
 from refimpl.tasks import Problem, get_task
 
 ADD = get_task("add", digits=3)
@@ -135,3 +135,28 @@ def test_rewards_are_floats_in_unit_interval_on_any_text(text):
 def test_make_reward_fn_rejects_unknown_kind():
     with pytest.raises(ValueError, match="unknown kind"):
         make_reward_fn(ADD, "partial")
+
+
+# ---------------------------------------------------------------- the tolerant grader -----
+
+def test_tolerant_verify_accepts_near_misses_within_one_percent():
+    assert REL_TOL == 0.01
+    for text in ("12,13,06|632", "12,13,06|631", "12,13,06|626", "12,13,06|638", "99|630"):
+        assert tolerant_verify(ADD, P, text) == 1.0, text        # |a - 632| <= 6.32
+    for text in ("12,13,06|642", "12,13,06|625", "12,13,06|", "12,13,06|63x", "", None,
+                 "12,13,06|６３２", "12,13,06|-632"):
+        assert tolerant_verify(ADD, P, text) == 0.0, text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(PROBLEMS), st.integers(-40, 40), st.sampled_from([0.0, 0.01, 0.05]))
+def test_tolerant_verify_is_the_closed_form_and_never_below_the_verifier(problem, delta, tol):
+    text = ADD.target(problem).split("|")[0] + f"|{problem.answer + delta}"
+    expected = float(abs(delta) <= tol * problem.answer)
+    assert tolerant_verify(ADD, problem, text, rel_tol=tol) == expected
+    assert tolerant_verify(ADD, problem, text, rel_tol=tol) >= ADD.verify(problem, text)
+
+
+def test_tolerant_reward_fn_is_bound_by_make_reward_fn():
+    fn = make_reward_fn(ADD, "tolerant")
+    assert fn(P, "12,13,06|633") == 1.0 and fn(P, "12,13,06|700") == 0.0

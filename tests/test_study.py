@@ -182,3 +182,20 @@ def test_run_keys_of_the_default_runner_are_unchanged():
     assert key.startswith("test-grpo-lr5e-05-b0-s0-")
     from dataclasses import replace
     assert study._run_key(replace(c17, runner="coverage"), "cpu", "grpo", 5e-5, 0, 0, "test") != key
+
+
+@pytest.mark.parametrize("cid", ["C3", "C13", "C17", "C19"])
+def test_committed_records_follow_their_declared_rule(cid):
+    rec = study.load_record(cid)
+    assert study.recompute_verdicts(rec) == [c["verdict"] for c in rec["comparisons"]] + [rec["verdict"]]
+    text = study.format_record(rec)
+    assert text.count("\n") >= len(rec["comparisons"]) + 1 and rec["verdict"] in text
+    for c in rec["comparisons"]:
+        assert f"{c['ci']['mean']:+.3f} [{c['ci']['lo']:+.3f}, {c['ci']['hi']:+.3f}]" in text
+
+
+def test_a_changed_difference_changes_the_recomputed_verdict():
+    rec = json.loads(json.dumps(study.load_record("C17")))
+    for d in rec["comparisons"][0]["diffs"]:
+        d["diff"] = -abs(d["diff"]) - 0.01          # every paired difference below 0
+    assert study.recompute_verdicts(rec)[0] == "contradicted (erratum)"

@@ -1,0 +1,211 @@
+"""The declared claims of the claims study (``refimpl.study`` runs them): for each training
+claim of the article, its hypothesis in measurable form, metric, budget, methods, paired
+comparisons (the first decides the verdict), what would contradict it, what would leave it not
+shown, the lr grids tuned on validation, and the caveats a comparison can trigger
+(shared/EVIDENCE.md, sec. 1). Written before the runs; a change after seeing data is said in
+the notebook that shows the record.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .methods import LABELS as _METHOD_LABELS
+from .offline_online import C3_LABELS
+from .reward_runs import REWARD_LABELS
+
+# every method a claim may name, as tables and figures show it
+LABELS = {**_METHOD_LABELS, **C3_LABELS, **REWARD_LABELS}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """treatment - control, paired; ``predicted`` = +1 if the article expects treatment > control."""
+
+    treatment: str
+    control: str
+    predicted: int = 1
+    question: str = ""
+    metric: str = ""              # the run value compared; "" = the claim's metric_key
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One declared experiment (shared/EVIDENCE.md, sec. 1)."""
+
+    id: str
+    article: str                  # the article's sentence, paraphrased
+    hypothesis: str               # in measurable form
+    metric: str
+    budget_samples: int           # generated completions per run
+    methods: tuple
+    comparisons: tuple            # of Comparison; the first decides the verdict
+    contradicts: str              # what result would contradict the article
+    not_shown: str                # what result would leave it not shown
+    grids: dict = field(default_factory=dict)     # {method: (lr, ...)} tuned on validation
+    fixed: dict = field(default_factory=dict)     # {method: {config field: value}}
+    caveats: tuple = ()           # (comparison index, verdicts that trigger it, text)
+    eval_problems: int = 256      # validation and test problems (each)
+    metric_key: str = "final_acc"  # the value of each stored run that comparisons use by default
+    runner: str = "compare"       # the experiment of one run: a key of RUNNERS
+    tune_by: dict = field(default_factory=dict)   # {method: run value its lr is picked by}
+    tune_sign: int = 1            # +1: pick the lr with the largest tune value, -1: the smallest
+
+
+LR_GRIDS = {"dpo": (1e-5, 2e-5, 5e-5), "rpo": (2e-5, 5e-5, 1e-4),
+            "online_dpo": (1e-5, 2e-5, 5e-5), "grpo": (5e-5, 1e-4, 2e-4),
+            "reinforce": (5e-5, 1e-4, 2e-4)}
+
+REWARD_GRID = (2e-5, 5e-5, 1e-4, 2e-4)    # REINFORCE's lr grid in C13 and C19
+
+CLAIMS = {
+    "C17": Claim(
+        id="C17",
+        article="With a verifier, RL beats DPO on reasoning tasks.",
+        hypothesis="Greedy test accuracy after 2,560 generated completions from the same SFT "
+                   "base: GRPO (online, verifier reward) > pure DPO (offline pairs of base "
+                   "samples labelled by the same verifier).",
+        metric="greedy accuracy on 256 test problems (held-out half never used for tuning)",
+        budget_samples=2560,
+        methods=("dpo", "rpo", "online_dpo", "grpo", "reinforce"),
+        comparisons=(
+            Comparison("grpo", "dpo", 1, "RL (GRPO) vs pure offline DPO: the article's claim"),
+            Comparison("reinforce", "dpo", 1, "RL (REINFORCE, RLOO) vs pure offline DPO"),
+            Comparison("online_dpo", "dpo", 1, "the same DPO loss on fresh on-policy pairs: "
+                                               "does the data explain the gap?"),
+            Comparison("grpo", "online_dpo", 1, "policy gradient vs the DPO loss on the same "
+                                                "kind of fresh data: does the loss matter?"),
+            Comparison("grpo", "rpo", 1, "RL vs offline DPO with an NLL term on the chosen"),
+        ),
+        contradicts="the 95% CI of GRPO - DPO lies entirely below 0",
+        not_shown="the 95% CI of GRPO - DPO contains 0",
+        grids={m: LR_GRIDS[m] for m in ("dpo", "rpo", "online_dpo", "grpo", "reinforce")},
+        caveats=((2, ("holds",), "online DPO beats offline DPO too: much of the gap comes from "
+                                 "offline data, not from the DPO loss"),
+                 (4, ("not shown", "contradicted (erratum)"),
+                  "offline DPO with an NLL term on the chosen completions is not beaten by GRPO "
+                  "at this budget")),
+    ),
+    # C3 has its own kind of run (RUNNERS["coverage"], refimpl.offline_online.coverage_run):
+    # the value compared is the change of a step's teacher-forced error rate from the base's,
+    # exact given the policy (no sampling noise in the measurement; the spread is training's).
+    "C3": Claim(
+        id="C3",
+        article="DPO is offline and cannot fix a failure mode its data does not cover; online "
+                "methods can.",
+        hypothesis="After 2,560 generated completions from the same SFT base, the change of the "
+                   "teacher-forced units-column error rate (the mode the pairs do not cover) on "
+                   "256 test problems: GRPO (online, verifier reward) < pure DPO on base-sample "
+                   "pairs whose rejected completion is wrong only in a carry column.",
+        metric="change from the base of a step's teacher-forced error rate, 1 - mean_x "
+               "pi(step tokens | x, correct prefix), on 256 test problems (held-out half never "
+               "used for tuning); each comparison names the step: units (uncovered by the "
+               "carry pairs) or carry",
+        budget_samples=2560,
+        methods=("dpo_carry", "dpo_units", "grpo", "reinforce"),
+        comparisons=(
+            Comparison("grpo", "dpo_carry", -1, "online RL vs DPO whose pairs cover carry "
+                       "mistakes only, on the uncovered units mode: the article's claim",
+                       metric="units_change"),
+            Comparison("dpo_units", "dpo_carry", -1, "control: pairs that cover the units mode "
+                       "let DPO lower the units error", metric="units_change"),
+            Comparison("dpo_carry", "dpo_units", -1, "control: pairs that cover the carry mode "
+                       "let DPO lower the carry error", metric="carry_change"),
+            Comparison("reinforce", "dpo_carry", -1, "online RL (REINFORCE, RLOO) vs DPO on "
+                       "carry pairs, on the uncovered units mode", metric="units_change"),
+        ),
+        contradicts="the 95% CI of GRPO's units change - carry-pair DPO's units change lies "
+                    "entirely above 0",
+        not_shown="that CI contains 0",
+        # lr picked on validation by what each method is meant to improve (smallest is best):
+        # DPO on carry pairs by the carry change, DPO on units pairs by the units change, the
+        # online methods by the mean of the two modes' changes ("fixes both").
+        grids={"dpo_carry": (5e-6, 1e-5, 2e-5), "dpo_units": (5e-6, 1e-5, 2e-5),
+               "grpo": (5e-5, 1e-4, 2e-4), "reinforce": (5e-5, 1e-4, 2e-4)},
+        # DPO: the 2,560 completions are sampled from the base up front (320 prompts x 8),
+        # the pairs that cover the method's mode kept; then 40 updates of 32 pairs, beta 0.1
+        # (C17's DPO). Online: 20 steps of 16 prompts x 8 samples.
+        fixed={"dpo_carry": {"dpo_steps": 40, "dpo_batch": 32, "dpo_beta": 0.1},
+               "dpo_units": {"dpo_steps": 40, "dpo_batch": 32, "dpo_beta": 0.1}},
+        caveats=((1, ("not shown", "contradicted (erratum)"),
+                  "the control failed: DPO on pairs that cover the units mode did not lower the "
+                  "units error below DPO on carry pairs at this budget"),
+                 (2, ("not shown", "contradicted (erratum)"),
+                  "the coverage is not one-sided: DPO on units-mode pairs lowers the carry error "
+                  "about as much as DPO on carry pairs (a units-mode pair's chosen and rejected "
+                  "completions also differ in every later column), so only the carry pairs "
+                  "leave a mode uncovered")),
+        metric_key="units_change",
+        runner="coverage",
+        tune_by={"dpo_carry": "carry_change", "dpo_units": "units_change",
+                 "grpo": "mean_change", "reinforce": "mean_change"},
+        tune_sign=-1,
+    ),
+    # C13 and C19 have their own kind of run (RUNNERS["reward"], refimpl.reward_runs): REINFORCE
+    # with the RLOO baseline on one reward, its greedy test completions graded by every grader.
+    "C13": Claim(
+        id="C13",
+        article="Process rewards are dense but biased; outcome rewards are unbiased but sparse.",
+        hypothesis="Greedy test accuracy after 2,560 generated completions from the same SFT "
+                   "base: REINFORCE on the exact process reward (dense: a right column earns "
+                   "credit) > REINFORCE on the outcome reward (sparse: 0 unless the answer is "
+                   "right).",
+        metric="greedy accuracy on 256 test problems (held-out half never used for tuning); "
+               "also the mean exact process reward of the same completions",
+        budget_samples=2560,
+        methods=("base", "outcome", "process"),
+        comparisons=(
+            Comparison("process", "outcome", 1, "dense process reward vs sparse outcome reward, "
+                       "on accuracy: does density buy accuracy at this budget?"),
+            Comparison("process", "outcome", 1, "on the step score the process reward "
+                       "optimises: does it raise right columns more?", metric="process_score"),
+            Comparison("outcome", "base", 1, "the outcome reward alone raises accuracy "
+                       "(the sparse signal is enough here)"),
+        ),
+        contradicts="the 95% CI of process - outcome accuracy lies entirely below 0",
+        not_shown="that CI contains 0",
+        # the first grid (5e-5, 1e-4, 2e-4) put both picks at its lower edge; widened to 2e-5
+        # before the record was made (the runs of the first grid are reused)
+        grids={"outcome": REWARD_GRID, "process": REWARD_GRID, "base": (1e-4,)},
+        caveats=((2, ("holds",), "the outcome reward is not too sparse to learn from here: it "
+                                 "raises accuracy on its own, because the base already solves a "
+                                 "large share of the problems (base accuracy in the record), so "
+                                 "most groups hold a right sample"),),
+        runner="reward",
+    ),
+    "C19": Claim(
+        id="C19",
+        article="You cannot hack a unit test suite: a verifier reward cannot be gamed.",
+        hypothesis="After 2,560 generated completions from the same SFT base, REINFORCE on the "
+                   "exact outcome verifier raises greedy test accuracy above the base's (its "
+                   "reward gains are real gains); with a grader that has a realistic bug (a "
+                   "1% relative tolerance on the answer, tolerant_verify), the share of near "
+                   "misses the grader accepts (false accepts) ends higher than with the exact "
+                   "verifier.",
+        metric="greedy accuracy on 256 test problems, and the false-accept rate "
+               "tolerant_acc - accuracy of the same completions",
+        budget_samples=2560,
+        methods=("base", "outcome", "tolerant"),
+        comparisons=(
+            Comparison("outcome", "base", 1, "the exact verifier: reward gains are accuracy "
+                       "gains (nothing to hack)"),
+            Comparison("tolerant", "outcome", 1, "the buggy grader vs the exact one, on the "
+                       "near misses it accepts: does the policy find the gap?",
+                       metric="false_accept"),
+            Comparison("tolerant", "base", 1, "the buggy grader: do false accepts rise above "
+                       "the base's?", metric="false_accept"),
+            Comparison("tolerant", "outcome", -1, "the cost of the bug in real accuracy"),
+        ),
+        contradicts="the 95% CI of the exact-verifier run's accuracy - the base's lies entirely "
+                    "below 0",
+        not_shown="that CI contains 0",
+        # each arm is tuned by the reward it trains on, as its practitioner would see it
+        grids={"outcome": REWARD_GRID, "tolerant": REWARD_GRID, "base": (1e-4,)},
+        caveats=((1, ("holds",), "a grader with a realistic bug is gamed: training against a "
+                                 "1% answer tolerance leaves more accepted near misses than "
+                                 "training against the exact verifier"),
+                 (3, ("holds",), "the bug costs real accuracy at this budget")),
+        runner="reward",
+        tune_by={"outcome": "final_acc", "tolerant": "tolerant_acc", "base": "final_acc"},
+    ),
+}
+
