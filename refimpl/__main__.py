@@ -173,7 +173,8 @@ def _compare(parser, args) -> int:
 def _study(args, argv: list) -> int:
     import torch
 
-    from .study import CLAIMS, REPORTS, RESULTS, load_records, run_claim, update_claims_doc, write_record
+    from .study import (CLAIMS, REPORTS, RESULTS, format_record, load_records, run_claim,
+                        update_claims_doc, write_record)
 
     out = args.out or ("runs/study-quick" if args.quick else RESULTS)
     if args.report:
@@ -192,12 +193,7 @@ def _study(args, argv: list) -> int:
         path = write_record(rec, out)
         print(f"{cid}: {rec['verdict']}  ({len(bases)} bases x {len(seeds)} seeds, "
               f"{rec['wall_s'] / 60:.1f} min) -> {path}")
-        for c in rec["comparisons"]:
-            ci = c["ci"]
-            print(f"    {c['treatment']:>10} - {c['control']:<10} {ci['mean']:+.3f} "
-                  f"[{ci['lo']:+.3f}, {ci['hi']:+.3f}]  {c['verdict']}")
-        for text in rec["caveats"]:
-            print(f"    caveat: {text}")
+        print(format_record(rec))
     return 0
 
 

@@ -13,8 +13,9 @@ from .methods import LABELS as _METHOD_LABELS
 from .offline_online import C3_LABELS
 from .reward_runs import REWARD_LABELS
 
+CRITIC_LABELS = {"critic": "PPO critic (trunk + head)", "critic_head": "PPO critic (head only)"}
 # every method a claim may name, as tables and figures show it
-LABELS = {**_METHOD_LABELS, **C3_LABELS, **REWARD_LABELS}
+LABELS = {**_METHOD_LABELS, **C3_LABELS, **REWARD_LABELS, **CRITIC_LABELS}
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Comparison:
     predicted: int = 1
     question: str = ""
     metric: str = ""              # the run value compared; "" = the claim's metric_key
+    control_metric: str = ""      # the control's value, when it differs ("" = the same one)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class Claim:
     runner: str = "compare"       # the experiment of one run: a key of RUNNERS
     tune_by: dict = field(default_factory=dict)   # {method: run value its lr is picked by}
     tune_sign: int = 1            # +1: pick the lr with the largest tune value, -1: the smallest
+    precondition: bool = False    # the comparisons test whether the claim can be tested here;
+                                  # the claim stays "not shown" and the caveats say why
 
 
 LR_GRIDS = {"dpo": (1e-5, 2e-5, 5e-5), "rpo": (2e-5, 5e-5, 1e-4),
@@ -207,5 +211,41 @@ CLAIMS = {
         runner="reward",
         tune_by={"outcome": "final_acc", "tolerant": "tolerant_acc", "base": "final_acc"},
     ),
+    # C15 has its own kind of run (RUNNERS["critic"], refimpl.ppo_analysis.critic_run): the
+    # critic fitted alone to the base policy's returns, measured on held-out rollouts.
+    "C15": Claim(
+        id="C15",
+        article="GRPO is not PPO without a critic; an inaccurate value function hurts PPO.",
+        hypothesis="Precondition for using PPO as evidence: PPO's critic (the SFT trunk and a "
+                   "value head), fitted to the Monte Carlo returns of 20,480 completions of the "
+                   "fixed base policy, explains at least half as much of the return variance on "
+                   "held-out rollouts as the prompt-level oracle V = p(x) does.",
+        metric="explained variance of the critic over the tokens of 128 test problems x 8 "
+               "samples, against half the oracle's on the same rollouts (p(x) from 32 more "
+               "samples per problem)",
+        budget_samples=20480,
+        methods=("critic",),
+        comparisons=(
+            Comparison("critic", "critic", 1, "the critic explains at least half of what "
+                       "knowing each prompt's pass rate would: the declared level",
+                       metric="explained_variance", control_metric="half_oracle_ev"),
+        ),
+        contradicts="(a precondition, not the article's claim) the 95% CI of the critic's "
+                    "explained variance - half the oracle's lies entirely below 0: the critic "
+                    "does not learn here, and the claim is not shown",
+        not_shown="that CI contains 0, or lies below it",
+        grids={"critic": (1e-4, 3e-4, 1e-3)},
+        caveats=((0, ("not shown", "contradicted (erratum)"),
+                  "PPO's critic does not learn on this task: fitted alone to a fixed policy's "
+                  "returns over 20,480 completions it explains far less of the held-out return "
+                  "variance than the prompt-level oracle, so a PPO run here is PPO with a "
+                  "nearly constant baseline and cannot show what an accurate or inaccurate "
+                  "critic does"),
+                 (0, ("holds",), "the critic learns here; the test of the claim itself, PPO "
+                                 "with this critic against GRPO, is still to be run")),
+        eval_problems=128,
+        metric_key="explained_variance",
+        runner="critic",
+        precondition=True,
+    ),
 }
-

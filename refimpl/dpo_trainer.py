@@ -124,6 +124,33 @@ def probe_logps(model, probe) -> float:
     return lp.mean().item()
 
 
+def dpo_data(base, reference, cfg: DPOConfig, pairs, reward_fn):
+    """The fixed data set and its frozen reference log-probs: ``pairs`` (or, if None, pairs
+    built from base samples on cfg.n_prompts training prompts) on the base's device, and
+    log pi_ref(y_w|x), log pi_ref(y_l|x) (N,) each, computed once since pi_ref never changes."""
+    if pairs is None:
+        pairs = build_pairs(base.model, base.tokenizer, base.task,
+                            base.train_problems(cfg.n_prompts, seed=cfg.seed), cfg.group_size,
+                            cfg.pairs_per_prompt, cfg.temperature, cfg.seed, reward_fn)
+    pairs = pairs.to(base.device)
+    if len(pairs) == 0:
+        raise ValueError("train_dpo got an empty set of preference pairs")
+    with torch.no_grad():
+        ref_c, ref_r = pair_logps(reference, pairs)                      # (N, T) each
+    return pairs, ref_c.sum(-1), ref_r.sum(-1)                           # (N,) each
+
+
+def pair_batches(N: int, batch_size: int, gen):
+    """Collect: endless batches of pair indices (batch_size,), a fresh permutation of the N
+    pairs each epoch (an epoch's last, short batch is skipped)."""
+    order, pos = torch.randperm(N, generator=gen), 0
+    while True:
+        if pos + batch_size > N:                                         # next epoch
+            order, pos = torch.randperm(N, generator=gen), 0
+        yield order[pos:pos + batch_size]                                # (B,)
+        pos += batch_size
+
+
 def train_dpo(base, cfg: DPOConfig | None = None, pairs: PreferencePairs | None = None, *,
               policy=None, reward_fn=None, progress: bool = True, heldout=None,
               probes: dict | None = None) -> TrainResult:
@@ -146,26 +173,13 @@ def train_dpo(base, cfg: DPOConfig | None = None, pairs: PreferencePairs | None 
     policy = policy if policy is not None else base.policy()
     reference = base.reference()
     heldout = heldout if heldout is not None else base.heldout(cfg.eval_problems)
-    if pairs is None:
-        pairs = build_pairs(base.model, base.tokenizer, base.task,
-                            base.train_problems(cfg.n_prompts, seed=cfg.seed), cfg.group_size,
-                            cfg.pairs_per_prompt, cfg.temperature, cfg.seed, reward_fn)
-    pairs = pairs.to(device)
+    pairs, ref_chosen, ref_rejected = dpo_data(base, reference, cfg, pairs, reward_fn)
     N = len(pairs)
-    if N == 0:
-        raise ValueError("train_dpo got an empty set of preference pairs")
-
-    # pi_ref is frozen: its sequence log-probs are computed once for the whole data set.
-    with torch.no_grad():
-        ref_c, ref_r = pair_logps(reference, pairs)                      # (N, T) each
-        ref_chosen, ref_rejected = ref_c.sum(-1), ref_r.sum(-1)          # (N,) each
-
     sub = torch.randperm(N, generator=torch.Generator().manual_seed(0))[:EVAL_PAIRS]  # (n,)
     eval_pairs, sub = pairs[sub], sub.to(device)
     opt = adamw(policy.parameters(), cfg.lr)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    order = torch.randperm(N, generator=gen)
-    clock, history, pos, consumed = Clock(), [], 0, 0
+    batches = pair_batches(N, cfg.batch_size, torch.Generator().manual_seed(cfg.seed))
+    clock, history, consumed = Clock(), [], 0
 
     @torch.no_grad()
     def evaluate():
@@ -184,10 +198,7 @@ def train_dpo(base, cfg: DPOConfig | None = None, pairs: PreferencePairs | None 
     history.append(row0)
     bar = StepBar(cfg.steps, "DPO", progress)
     for step in bar:
-        if pos + cfg.batch_size > N:                                     # next epoch
-            order, pos = torch.randperm(N, generator=gen), 0
-        idx = order[pos:pos + cfg.batch_size]                            # (B,)
-        pos += cfg.batch_size
+        idx = next(batches)                                              # (B,)
         consumed += len(idx)
         metrics = dpo_update(policy, opt, pairs[idx], ref_chosen[idx.to(device)],
                              ref_rejected[idx.to(device)], cfg)

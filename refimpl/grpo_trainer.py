@@ -199,6 +199,25 @@ def grpo_update(policy, ref_model, opt, batch, cfg: GRPOConfig, policy_loss=None
     return out
 
 
+def grpo_log(batch, st: dict, inner: list, cfg: GRPOConfig) -> dict:
+    """Log: what a GRPO step records about every group it sampled (``st`` from
+    collect_batch), the batch it updated on and its inner updates (train_grpo's history)."""
+    r = st["all_rewards"]                                                # (N, G)
+    uniform = (r == r[:, :1]).all(dim=1)                                 # (N,)
+    row = {"reward": r.mean().item(), "reward_std": r.std(dim=1).mean().item(),
+           "frac_reward_zero_std": uniform.float().mean().item(),
+           "frac_all_correct": (uniform & (r[:, 0] == 1)).float().mean().item(),
+           "frac_all_wrong": (uniform & (r[:, 0] == 0)).float().mean().item(),
+           "groups": 0 if batch is None else len(batch.problems), "sampling_rounds": st["rounds"]}
+    if batch is not None:
+        row["frac_update_zero_std"] = frac_reward_zero_std(batch.rewards, cfg.group_size)
+        row.update(completion_stats(batch))
+        for k in inner[0]:
+            row[k] = sum(m[k] for m in inner) / len(inner)
+    row["inner"] = inner
+    return row
+
+
 def train_grpo(base, cfg: GRPOConfig | None = None, *, policy=None, reward_fn=None,
                progress: bool = True, heldout=None, policy_loss=None) -> TrainResult:
     """Train ``policy`` (default: a copy of the base) with GRPO against the frozen base.
@@ -244,22 +263,9 @@ def train_grpo(base, cfg: GRPOConfig | None = None, *, policy=None, reward_fn=No
         t2 = time.perf_counter()
         samples += st["samples"]
         wasted += st["samples_wasted"]
-        r = st["all_rewards"]  # (N, G)
-        uniform = (r == r[:, :1]).all(dim=1)  # (N,)
         row = {"step": step, "time_s": clock(), "samples": samples, "samples_wasted": wasted,
-               "reward": r.mean().item(), "reward_std": r.std(dim=1).mean().item(),
-               "frac_reward_zero_std": uniform.float().mean().item(),
-               "frac_all_correct": (uniform & (r[:, 0] == 1)).float().mean().item(),
-               "frac_all_wrong": (uniform & (r[:, 0] == 0)).float().mean().item(),
-               "groups": 0 if batch is None else len(batch.problems),
-               "sampling_rounds": st["rounds"],
+               **grpo_log(batch, st, inner, cfg),
                "sample_s": t1 - t0 - st["score_s"], "score_s": st["score_s"], "update_s": t2 - t1}
-        if batch is not None:
-            row["frac_update_zero_std"] = frac_reward_zero_std(batch.rewards, cfg.group_size)
-            row.update(completion_stats(batch))
-            for k in inner[0]:
-                row[k] = sum(m[k] for m in inner) / len(inner)
-        row["inner"] = inner
         if log_heldout(row, cfg, clock, evaluate):
             bar.set_postfix(acc=f"{row['heldout_acc']:.2f}", reward=f"{row['reward']:.2f}")
         history.append(row)

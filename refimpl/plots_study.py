@@ -16,10 +16,12 @@ each comparison's value.
 """
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .study import LABELS
+from .study import LABELS, comparison_label
 
 MARKERS = "os^Dv<>p"
 
@@ -84,8 +86,10 @@ def _final_panel(ax, record: dict) -> None:
     if key == "final_acc":
         base_acc = np.mean([r["base_acc"] for rs in record["runs"].values() for r in rs])
         ax.axhline(base_acc, color="grey", ls=":", lw=1, label=f"bases' mean ({base_acc:.3f})")
-    else:
+    elif key.endswith("_change"):
         ax.axhline(0, color="grey", ls=":", lw=1, label="the base (no change)")
+    else:
+        ax.axhline(0, color="grey", ls=":", lw=1, label="0")
     ax.set_xticks(range(len(record["runs"])),
                   [LABELS[m] for m in record["runs"]], rotation=30, ha="right", fontsize=7)
     ax.set(ylabel="final test accuracy" if key == "final_acc" else f"test {key.replace('_', ' ')}",
@@ -108,10 +112,9 @@ def _diff_panel(ax, record: dict) -> None:
     default = record.get("metric_key", "final_acc")
     keys = [c.get("metric") or default for c in comps]
     ax.set_yticks(range(len(comps))[::-1],
-                  [f"{LABELS[c['treatment']]} - {LABELS[c['control']]}\n"
-                   + ("" if k == "final_acc" else f"{k.replace('_', ' ')}, ")
+                  [textwrap.fill(comparison_label(record, c), 44) + "\n"
                    + ("" if c["predicted"] == 1 else "predicted < 0, ") + f"({c['verdict']})"
-                   for c, k in zip(comps, keys)], fontsize=7)
+                   for c in comps], fontsize=7)
     ax.set(xlabel="paired difference in test accuracy" if set(keys) == {"final_acc"}
            else "paired difference (the value named on the left)", ylabel="treatment - control (verdict)",
            title=f"{record['id']}: paired differences -> {record['verdict']}")

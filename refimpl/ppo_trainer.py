@@ -179,6 +179,34 @@ def ppo_update(policy, critic, ref_model, opts, batch, cfg: PPOConfig, update_po
     return out, stats
 
 
+def mc_check(step, policy, base, batch, cfg: PPOConfig, reward_fn, mc_gen, clock):
+    """Every cfg.mc_every steps (and at step 1): p(x) of the batch's prompts under pi_old,
+    before the update, from cfg.mc_samples extra completions, off the training clock.
+    Returns (p (B,) or None, seconds it took)."""
+    if not (cfg.mc_every and (step % cfg.mc_every == 0 or step == 1)):
+        return None, 0.0
+    with clock.paused():
+        t = time.perf_counter()
+        p = mc_pass_rates(policy, base, batch.problems, cfg.mc_samples, reward_fn,
+                          cfg.temperature, mc_gen)                       # (B,)
+    return p, time.perf_counter() - t
+
+
+def ppo_log(batch, inner: list, st: dict) -> dict:
+    """Log: what a PPO step records about its samples and its update (train_ppo's history
+    rows): reward statistics, completion statistics, explained variance, the KL of pi_old,
+    the inner updates' metrics averaged (and each one under "inner")."""
+    r = batch.rewards                                                    # (B*G,)
+    row = {"reward": r.mean().item(), "reward_std": r.std().item() if r.numel() > 1 else 0.0,
+           **completion_stats(batch), "explained_variance": st["explained_variance"],
+           "kl": st["kl"]}
+    for k in inner[0]:
+        if k != "kl":                                                    # kl: of pi_old, above
+            row[k] = sum(m[k] for m in inner) / len(inner)
+    row["inner"] = inner
+    return row
+
+
 def train_ppo(base, cfg: PPOConfig | None = None, *, policy=None, reward_fn=None,
               progress: bool = True, heldout=None) -> PPOResult:
     """Train ``policy`` (default: a copy of the base) with PPO and a separate critic.
@@ -222,33 +250,19 @@ def train_ppo(base, cfg: PPOConfig | None = None, *, policy=None, reward_fn=None
         batch = sample_groups(policy, base.tokenizer, base.task, problems, cfg.group_size,
                               reward_fn=reward_fn, temperature=cfg.temperature, generator=gen)
         t1 = time.perf_counter()
-        mc_s = 0.0
-        check = bool(cfg.mc_every) and (step % cfg.mc_every == 0 or step == 1)
-        if check:                                    # p(x) under pi_old, before the update
-            with clock.paused():
-                t_mc = time.perf_counter()
-                p = mc_pass_rates(policy, base, batch.problems, cfg.mc_samples, reward_fn,
-                                  cfg.temperature, mc_gen)               # (B,)
-                mc_s = time.perf_counter() - t_mc
+        p, mc_s = mc_check(step, policy, base, batch, cfg, reward_fn, mc_gen, clock)
         inner, st = ppo_update(policy, critic, ref_model, opts, batch, cfg,
                                update_policy=step > cfg.critic_warmup_steps)
         t2 = time.perf_counter()
         samples += batch.num_samples
-        r = batch.rewards                                                # (B*G,)
-        row = {"step": step, "time_s": clock(), "samples": samples, "reward": r.mean().item(),
-               "reward_std": r.std().item() if r.numel() > 1 else 0.0,
-               **completion_stats(batch),
-               "explained_variance": st["explained_variance"], "kl": st["kl"],
+        row = {"step": step, "time_s": clock(), "samples": samples, **ppo_log(batch, inner, st),
                "sample_s": t1 - t0, "update_s": t2 - t1 - mc_s, "step_s": t2 - t0 - mc_s}
-        for k in inner[0]:
-            if k != "kl":                                                # kl: of pi_old, above
-                row[k] = sum(m[k] for m in inner) / len(inner)
-        row["inner"] = inner
         if step == 1:
             row["memory/params"] = rl_memory(policy, critic)["params"]
             row["memory/optimizer_state"] = sum(_adam_state_numel(o) for o in opts)
-        if check:
-            row.update(advantage_quality(r, p, st["values0"], st["advantages0"], cfg.group_size))
+        if p is not None:
+            row.update(advantage_quality(batch.rewards, p, st["values0"], st["advantages0"],
+                                         cfg.group_size))
         if log_heldout(row, cfg, clock, evaluate):
             bar.set_postfix(acc=f"{row['heldout_acc']:.2f}", reward=f"{row['reward']:.2f}")
         history.append(row)

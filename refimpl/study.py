@@ -43,6 +43,7 @@ from . import stats
 from .claims import CLAIMS, LABELS, LR_GRIDS, Claim, Comparison  # noqa: F401 (the study's API)
 from .compare import config_for_preset, method_config, run_method
 from .offline_online import CoverageRunConfig, coverage_run
+from .ppo_analysis import CriticRunConfig, critic_run
 from .reward_runs import RewardRunConfig, reward_run
 from .sft import load_base
 from .training import StepBar
@@ -109,8 +110,15 @@ def _reward_runner(claim, preset, method, lr, base, seed, problems) -> dict:
     return reward_run(method, base, lr, RewardRunConfig(**kw), problems)
 
 
+def _critic_runner(claim, preset, method, lr, base, seed, problems) -> dict:
+    """C15's run (refimpl.ppo_analysis.critic_run): PPO's critic fitted alone, measured."""
+    kw = {"budget_samples": claim.budget_samples, "seed": seed, **claim.fixed.get(method, {})}
+    return critic_run(method, base, lr, CriticRunConfig(**kw), problems)
+
+
 # runner name -> fn(claim, preset, method, lr, base, seed, problems) -> the run's values
-RUNNERS = {"compare": _compare_runner, "coverage": _coverage_runner, "reward": _reward_runner}
+RUNNERS = {"compare": _compare_runner, "coverage": _coverage_runner, "reward": _reward_runner,
+           "critic": _critic_runner}
 
 
 def run_cached(claim, preset, method, lr, base, base_seed, seed, split, problems, runs_dir):
@@ -175,7 +183,7 @@ def compare_runs(runs: dict, c: Comparison, metric_key: str = "final_acc") -> di
     """Paired differences treatment - control of the run value ``c.metric`` (default
     ``metric_key``) over (base, seed), their intervals and verdict."""
     key = c.metric or metric_key
-    ctrl = {(r["base"], r["seed"]): r[key] for r in runs[c.control]}
+    ctrl = {(r["base"], r["seed"]): r[c.control_metric or key] for r in runs[c.control]}
     pairs = [(r["base"], r["seed"], r[key] - ctrl[(r["base"], r["seed"])])
              for r in runs[c.treatment]]
     diffs = [d for _, _, d in pairs]
@@ -187,8 +195,10 @@ def compare_runs(runs: dict, c: Comparison, metric_key: str = "final_acc") -> di
 
 
 def decide(claim: Claim, comparisons: list) -> tuple[str, list]:
-    """The claim's verdict from its first comparison, plus the caveats that apply."""
-    v = comparisons[0]["verdict"]
+    """The claim's verdict from its first comparison, plus the caveats that apply. A
+    ``precondition`` record only decides whether the claim can be tested here: its claim
+    stays "not shown", and the caveats say why."""
+    v = "not shown" if claim.precondition else comparisons[0]["verdict"]
     caveats = [text for i, when, text in claim.caveats if comparisons[i]["verdict"] in when]
     if v == "holds" and caveats:
         v = "holds with a caveat"
@@ -317,6 +327,9 @@ def comparison_label(record: dict, c: dict) -> str:
     """"treatment - control", plus the compared value when it is not accuracy (records made
     before comparisons named their value compare final_acc)."""
     key = c.get("metric") or record.get("metric_key", "final_acc")
+    if c.get("control_metric"):            # one method's value against another of its values
+        return (f"{LABELS[c['treatment']]}: {key.replace('_', ' ')} - "
+                f"{c['control_metric'].replace('_', ' ')}")
     text = f"{LABELS[c['treatment']]} - {LABELS[c['control']]}"
     return text if key == "final_acc" else f"{text} ({key.replace('_', ' ')})"
 

@@ -100,3 +100,15 @@ def test_method_notebooks_have_pseudocode_and_a_diagram(path):
     assert text(nb[i + 1]["source"]).startswith("## Algorithm")
     assert re.search(r"^> 1\. ", text(nb[i + 1]["source"]), flags=re.M)       # numbered steps
     assert "plot_method_flow(" in text(nb[i + 2]["source"])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_nbval_markers_are_spelled_as_nbval_reads_them(path):
+    # nbval acts on a comment line only when it is exactly its marker: "# NBVAL_IGNORE_OUTPUT
+    # (why)" is silently not a marker, and the cell's output is then compared after all
+    from nbval.plugin import comment_markers
+    for cell in cells(path):
+        for line in text(cell["source"]).splitlines():
+            comment = line.strip().lstrip("#").strip()
+            if line.strip().startswith("#") and comment.upper().startswith("NBVAL"):
+                assert comment in comment_markers, f"{line.strip()!r} is not an nbval marker"

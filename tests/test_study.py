@@ -199,3 +199,11 @@ def test_a_changed_difference_changes_the_recomputed_verdict():
     for d in rec["comparisons"][0]["diffs"]:
         d["diff"] = -abs(d["diff"]) - 0.01          # every paired difference below 0
     assert study.recompute_verdicts(rec)[0] == "contradicted (erratum)"
+
+
+def test_a_precondition_claim_stays_not_shown_and_says_why():
+    c15 = study.CLAIMS["C15"]
+    assert c15.precondition
+    for v in ("holds", "contradicted (erratum)", "not shown"):     # what a comparison can say
+        verdict, caveats = study.decide(c15, [{"verdict": v}])
+        assert verdict == "not shown" and len(caveats) == 1
