@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .dpo_runs import DPO_LABELS
 from .methods import LABELS as _METHOD_LABELS
 from .offline_online import C3_LABELS
 from .reward_runs import REWARD_LABELS
 
 CRITIC_LABELS = {"critic": "PPO critic (trunk + head)", "critic_head": "PPO critic (head only)"}
 # every method a claim may name, as tables and figures show it
-LABELS = {**_METHOD_LABELS, **C3_LABELS, **REWARD_LABELS, **CRITIC_LABELS}
+LABELS = {**_METHOD_LABELS, **C3_LABELS, **REWARD_LABELS, **CRITIC_LABELS, **DPO_LABELS}
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,8 @@ class Comparison:
     predicted: int = 1
     question: str = ""
     metric: str = ""              # the run value compared; "" = the claim's metric_key
-    control_metric: str = ""      # the control's value, when it differs ("" = the same one)
+    control_metric: str = ""      # the control's value, when it differs ("" = the same one;
+                                  # "0": the constant 0, to test one value's sign)
 
 
 @dataclass(frozen=True)
@@ -123,8 +125,11 @@ CLAIMS = {
         # lr picked on validation by what each method is meant to improve (smallest is best):
         # DPO on carry pairs by the carry change, DPO on units pairs by the units change, the
         # online methods by the mean of the two modes' changes ("fixes both").
-        grids={"dpo_carry": (5e-6, 1e-5, 2e-5), "dpo_units": (5e-6, 1e-5, 2e-5),
-               "grpo": (5e-5, 1e-4, 2e-4), "reinforce": (5e-5, 1e-4, 2e-4)},
+        # The first record's grids (DPO 5e-6..2e-5, online 5e-5..2e-4) put both DPO picks and
+        # GRPO's at their lower edges; each grid was widened down by one step and C3 rerun, which
+        # put REINFORCE's pick at its upper edge; its grid was widened up by one step.
+        grids={"dpo_carry": (2e-6, 5e-6, 1e-5, 2e-5), "dpo_units": (2e-6, 5e-6, 1e-5, 2e-5),
+               "grpo": (2e-5, 5e-5, 1e-4, 2e-4), "reinforce": (5e-5, 1e-4, 2e-4, 5e-4)},
         # DPO: the 2,560 completions are sampled from the base up front (320 prompts x 8),
         # the pairs that cover the method's mode kept; then 40 updates of 32 pairs, beta 0.1
         # (C17's DPO). Online: 20 steps of 16 prompts x 8 samples.
@@ -234,7 +239,9 @@ CLAIMS = {
                     "explained variance - half the oracle's lies entirely below 0: the critic "
                     "does not learn here, and the claim is not shown",
         not_shown="that CI contains 0, or lies below it",
-        grids={"critic": (1e-4, 3e-4, 1e-3)},
+        # the first grid (1e-4, 3e-4, 1e-3) put the pick at its upper edge; widened to 3e-3
+        # before the record was made (the runs of the first grid are reused)
+        grids={"critic": (1e-4, 3e-4, 1e-3, 3e-3)},
         caveats=((0, ("not shown", "contradicted (erratum)"),
                   "PPO's critic does not learn on this task: fitted alone to a fixed policy's "
                   "returns over 20,480 completions it explains far less of the held-out return "
@@ -247,5 +254,70 @@ CLAIMS = {
         metric_key="explained_variance",
         runner="critic",
         precondition=True,
+    ),
+    # C4 and C5 have their own kind of run (RUNNERS["dpo"], refimpl.dpo_runs.dpo_run): DPO on
+    # freshly sampled, verifier-labelled pairs of base samples (4,096 completions per run).
+    "C4": Claim(
+        id="C4",
+        article="The implicit reward can still be hacked: the policy can raise log(pi/pi_ref) "
+                "for preferred outputs by making the reference assign low probability.",
+        hypothesis="The reference is frozen, so the sentence cannot hold as written; what is "
+                   "measured is the hack it points at. Pure DPO on verifier-labelled pairs of "
+                   "4,096 base samples (80 steps of 16 pairs) raises the implicit-reward margin "
+                   "while the log-probability of the right (chosen) completions falls "
+                   "(likelihood displacement).",
+        metric="change of the mean log pi(y_w | x) of 256 of the pairs' right completions from "
+               "step 0 to the end, the final implicit-reward margin on the pairs, and greedy "
+               "accuracy on 256 test problems",
+        budget_samples=4096,
+        methods=("pure", "nll"),
+        comparisons=(
+            Comparison("pure", "pure", -1, "pure DPO lowers the log-probability of the right "
+                       "answers it is trained to prefer", metric="chosen_logp_change",
+                       control_metric="0"),
+            Comparison("pure", "pure", 1, "while the implicit-reward margin it optimises "
+                       "rises", metric="margin", control_metric="0"),
+            Comparison("pure", "nll", -1, "an NLL term on the chosen completions holds their "
+                       "log-probability up", metric="chosen_logp_change"),
+            Comparison("nll", "pure", 1, "and ends with higher test accuracy"),
+        ),
+        contradicts="the 95% CI of pure DPO's change of log pi(y_w) lies entirely above 0",
+        not_shown="that CI contains 0",
+        # the first grids (pure 1e-5..5e-5, nll 5e-5..2e-4) put both picks at their lower
+        # edges; widened down by one step before the record was made
+        grids={"pure": (5e-6, 1e-5, 2e-5, 5e-5), "nll": (2e-5, 5e-5, 1e-4, 2e-4)},
+        caveats=((0, ("holds",), "the mechanism is not the reference, which DPO keeps frozen: "
+                                 "the policy lowers the likelihood of the chosen answers too, "
+                                 "only less than that of the rejected ones"),
+                 # added after the record with the widened grid was read: it explains the
+                 # verdict and does not change it
+                 (0, ("contradicted (erratum)", "not shown"),
+                  "at the learning rate that is best on validation, the smallest of the grid, "
+                  "pure DPO barely moves and the chosen completions gain log-probability; "
+                  "likelihood displacement needs a larger step (notebook 02's live run at "
+                  "2e-5 shows it), and then accuracy falls too")),
+        runner="dpo",
+    ),
+    "C5": Claim(
+        id="C5",
+        article="DPO degrades with noisy preferences.",
+        hypothesis="Greedy test accuracy after DPO + NLL on verifier-labelled pairs of 4,096 "
+                   "base samples: with 40% of the labels flipped at random < with clean labels.",
+        metric="greedy accuracy on 256 test problems (held-out half never used for tuning)",
+        budget_samples=4096,
+        methods=("nll", "nll_flip", "cdpo_flip"),
+        comparisons=(
+            Comparison("nll_flip", "nll", -1, "flipped labels against clean ones: the "
+                       "article's claim"),
+            Comparison("cdpo_flip", "nll_flip", 1, "the robust variant, cDPO with label "
+                       "smoothing 0.4, on the same flipped labels"),
+        ),
+        contradicts="the 95% CI of flipped - clean accuracy lies entirely above 0",
+        not_shown="that CI contains 0",
+        # C4's first grid put DPO + NLL's pick at its lower edge: this grid starts one step lower
+        grids={m: (2e-5, 5e-5, 1e-4, 2e-4) for m in ("nll", "nll_flip", "cdpo_flip")},
+        caveats=((1, ("not shown", "contradicted (erratum)"),
+                  "cDPO, the textbook robust variant, does not recover the loss at this budget"),),
+        runner="dpo",
     ),
 }

@@ -96,17 +96,23 @@ def plot_noise(eps_values, curves: dict, base_acc: float):
 
 
 def plot_comparisons(stats: dict):
-    """Comparisons per generated sample (from ``comparison_counts``), DPO vs GRPO."""
-    keys = [("dpo_comparisons_per_sample", "DPO pairs"),
-            ("grpo_nonzero_advantages_per_sample", "GRPO non-zero\nadvantages"),
-            ("grpo_informative_comparisons_per_sample", "GRPO informative\ncomparisons c(G-c)"),
-            ("grpo_implicit_comparisons_per_sample", "GRPO all pairs\nG(G-1)/2")]
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    for i, ((k, lab), c) in enumerate(zip(keys, ["C0", "C1", "C1", "C7"])):
-        ax.bar(i, stats[k], color=c, label=lab.replace("\n", " "))
-    ax.set(xticks=range(len(keys)), xticklabels=[lab for _, lab in keys], xlabel="count",
-           ylabel="comparisons per generated sample",
-           title="C6: signal extracted from the same samples")
+    """Per generated sample (from ``comparison_counts``): the samples whose reward reaches each
+    method's update (independent information, solid) and the comparisons counted among them
+    (correlated, hatched), DPO vs GRPO."""
+    keys = [("dpo_samples_used_per_sample", "DPO samples\nin pairs", "C0", ""),
+            ("grpo_nonzero_advantages_per_sample", "GRPO samples,\nnon-zero advantage", "C1", ""),
+            ("dpo_comparisons_per_sample", "DPO pairs", "C0", "//"),
+            ("grpo_informative_comparisons_per_sample", "GRPO informative\ncomparisons c(G-c)", "C1", "//"),
+            ("grpo_implicit_comparisons_per_sample", "GRPO all pairs\nG(G-1)/2", "C7", "//")]
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    for i, (k, lab, c, hatch) in enumerate(keys):
+        bars = ax.bar(i, stats[k], color=c, hatch=hatch, edgecolor="white" if hatch else c,
+                      label=("samples (independent rewards)" if not hatch else
+                             "comparisons (reuse samples)") if i in (0, 2) else None)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax.set(xticks=range(len(keys)), xticklabels=[lab for _, lab, _, _ in keys],
+           ylabel="per generated sample",
+           title="C6: what each method uses of the same samples")
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

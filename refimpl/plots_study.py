@@ -9,9 +9,9 @@
    95% t interval (bar), a zero line, and the verdict in the label.
 
 A record whose runs have no accuracy curve (C3's change of a step's error rate, C13's and
-C19's graded values) shows in panel 1 each method's mean of every value ending in ``_change``,
-or else of each graded value (accuracy, tolerant accuracy, false accepts, process score),
-as bars with one point per run; panel 2 shows the runs' ``metric_key`` and panel 3 names
+C19's graded values, C4's and C5's log-prob change and margin, C15's explained variances)
+shows in panel 1 each method's mean of every value ending in ``_change``, or else of each
+value of ``VALUE_KEYS`` the runs have, as bars with one point per run; panel 2 shows the runs' ``metric_key`` and panel 3 names
 each comparison's value.
 """
 from __future__ import annotations
@@ -44,12 +44,14 @@ def _curve_panel(ax, record: dict) -> None:
 
 
 # values a run of a non-curve record may report, in the order panel 1 draws them
-VALUE_KEYS = ("final_acc", "tolerant_acc", "false_accept", "process_score")
+VALUE_KEYS = ("final_acc", "tolerant_acc", "false_accept", "process_score",    # C13, C19
+              "chosen_logp_change", "margin",                                 # C4, C5
+              "explained_variance", "half_oracle_ev", "corr_v0_p")            # C15
 
 
 def _value_keys(run: dict) -> list:
     """Panel 1's values: each ``*_change`` (C3), else the graded values of ``VALUE_KEYS``."""
-    keys = [k for k in run if k.endswith("_change") and k != "mean_change"]
+    keys = [k for k in run if k.endswith("_change") and k not in ("mean_change", "chosen_logp_change")]
     return keys or [k for k in VALUE_KEYS if k in run]
 
 
@@ -65,8 +67,10 @@ def _values_panel(ax, record: dict) -> None:
         for j in range(len(keys)):
             ax.plot(np.full(len(Y), x[j]), Y[:, j], ".", color=f"C{i}", ms=3)
     ax.axhline(0, color="k", lw=0.8)
-    ax.set_xticks(range(len(keys)), [k.replace("_change", "").replace("final_acc", "accuracy")
-                                     .replace("_", " ") for k in keys])
+    names = {"final_acc": "accuracy", "chosen_logp_change": "chosen log-prob change"}
+    ax.set_xticks(range(len(keys)), [textwrap.fill(names.get(k, k.replace("_change", ""))
+                                                   .replace("_", " "), 11) for k in keys],
+                  fontsize=8)
     ax.set(ylabel=("change from the base" if changes else "test value")
            + " (bar: mean; dots: runs)",
            title=f"{record['id']}: {'change of each value' if changes else 'graded values'}, every run")
@@ -118,7 +122,7 @@ def _diff_panel(ax, record: dict) -> None:
     ax.set(xlabel="paired difference in test accuracy" if set(keys) == {"final_acc"}
            else "paired difference (the value named on the left)", ylabel="treatment - control (verdict)",
            title=f"{record['id']}: paired differences -> {record['verdict']}")
-    ax.legend(fontsize=6, loc="lower right")
+    ax.legend(fontsize=6, loc="best")
 
 
 def plot_record(record: dict):

@@ -209,11 +209,17 @@ def comparison_counts(rewards: torch.Tensor, pairs_per_prompt: int = 1) -> dict:
     rewards: (B, G) binary rewards of G samples for each of B prompts.
     Returns counts and per-generated-sample rates:
       ``dpo_comparisons``: pairs DPO trains on (min(pairs_per_prompt, c, G - c) per group),
+      ``dpo_samples_used``: the distinct samples in those pairs (2 per pair: they are disjoint),
       ``grpo_nonzero_advantages``: samples with a non-zero group advantage (G per mixed group),
       ``grpo_informative_comparisons``: sample pairs in a group with different rewards, c(G-c),
       ``grpo_implicit_comparisons``: all pairs inside the groups, B G(G-1)/2,
       ``frac_reward_zero_std``: share of groups whose G rewards are all equal,
     and each count divided by the B*G generated samples as ``<name>_per_sample``.
+
+    Independent information is counted in samples, not comparisons: each sample brings one
+    reward, and the c(G-c) right/wrong comparisons of a group reuse the same G samples (each
+    sample sits in c or G - c of them), so they are correlated. ``dpo_samples_used`` against
+    ``grpo_nonzero_advantages`` is the fair ratio; the comparison counts overstate it.
     """
     rewards = torch.as_tensor(rewards).float()
     if rewards.dim() != 2 or rewards.shape[1] < 2:
@@ -221,9 +227,10 @@ def comparison_counts(rewards: torch.Tensor, pairs_per_prompt: int = 1) -> dict:
     B, G = rewards.shape
     c = (rewards > 0.5).sum(1)                                           # (B,) correct per group
     mixed = (c > 0) & (c < G)                                            # (B,)
+    dpo = int(torch.minimum(torch.minimum(c, G - c), torch.full_like(c, pairs_per_prompt)).sum())
     counts = {
-        "dpo_comparisons": int(torch.minimum(torch.minimum(c, G - c),
-                                             torch.full_like(c, pairs_per_prompt)).sum()),
+        "dpo_comparisons": dpo,
+        "dpo_samples_used": 2 * dpo,
         "grpo_nonzero_advantages": int(G * mixed.sum()),
         "grpo_informative_comparisons": int((c * (G - c)).sum()),
         "grpo_implicit_comparisons": B * G * (G - 1) // 2,

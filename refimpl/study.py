@@ -43,6 +43,7 @@ from . import stats
 from .claims import CLAIMS, LABELS, LR_GRIDS, Claim, Comparison  # noqa: F401 (the study's API)
 from .compare import config_for_preset, method_config, run_method
 from .offline_online import CoverageRunConfig, coverage_run
+from .dpo_runs import DpoRunConfig, dpo_run
 from .ppo_analysis import CriticRunConfig, critic_run
 from .reward_runs import RewardRunConfig, reward_run
 from .sft import load_base
@@ -116,9 +117,15 @@ def _critic_runner(claim, preset, method, lr, base, seed, problems) -> dict:
     return critic_run(method, base, lr, CriticRunConfig(**kw), problems)
 
 
+def _dpo_runner(claim, preset, method, lr, base, seed, problems) -> dict:
+    """C4's and C5's run (refimpl.dpo_runs.dpo_run): DPO on fresh verifier-labelled pairs."""
+    return dpo_run(method, base, lr, DpoRunConfig(seed=seed, **claim.fixed.get(method, {})),
+                   problems)
+
+
 # runner name -> fn(claim, preset, method, lr, base, seed, problems) -> the run's values
 RUNNERS = {"compare": _compare_runner, "coverage": _coverage_runner, "reward": _reward_runner,
-           "critic": _critic_runner}
+           "critic": _critic_runner, "dpo": _dpo_runner}
 
 
 def run_cached(claim, preset, method, lr, base, base_seed, seed, split, problems, runs_dir):
@@ -183,7 +190,8 @@ def compare_runs(runs: dict, c: Comparison, metric_key: str = "final_acc") -> di
     """Paired differences treatment - control of the run value ``c.metric`` (default
     ``metric_key``) over (base, seed), their intervals and verdict."""
     key = c.metric or metric_key
-    ctrl = {(r["base"], r["seed"]): r[c.control_metric or key] for r in runs[c.control]}
+    ctrl = {(r["base"], r["seed"]): 0.0 if c.control_metric == "0" else r[c.control_metric or key]
+            for r in runs[c.control]}
     pairs = [(r["base"], r["seed"], r[key] - ctrl[(r["base"], r["seed"])])
              for r in runs[c.treatment]]
     diffs = [d for _, _, d in pairs]
@@ -327,9 +335,10 @@ def comparison_label(record: dict, c: dict) -> str:
     """"treatment - control", plus the compared value when it is not accuracy (records made
     before comparisons named their value compare final_acc)."""
     key = c.get("metric") or record.get("metric_key", "final_acc")
-    if c.get("control_metric"):            # one method's value against another of its values
-        return (f"{LABELS[c['treatment']]}: {key.replace('_', ' ')} - "
-                f"{c['control_metric'].replace('_', ' ')}")
+    if c.get("control_metric"):            # one method's value against another, or against 0
+        return (f"{LABELS[c['treatment']]}: {key.replace('_', ' ')}"
+                + ("" if c["control_metric"] == "0" else
+                   f" - {c['control_metric'].replace('_', ' ')}"))
     text = f"{LABELS[c['treatment']]} - {LABELS[c['control']]}"
     return text if key == "final_acc" else f"{text} ({key.replace('_', ' ')})"
 

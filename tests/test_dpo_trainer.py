@@ -112,6 +112,7 @@ def test_comparison_counts_by_hand():
     rewards = torch.tensor([[1, 0, 0, 1], [0, 0, 0, 0], [1, 1, 1, 0]], dtype=torch.float)
     c = comparison_counts(rewards, pairs_per_prompt=1)
     assert c["dpo_comparisons"] == 2                       # one pair from each mixed group
+    assert c["dpo_samples_used"] == 4                      # two distinct samples per pair
     assert c["grpo_nonzero_advantages"] == 8               # every sample of the 2 mixed groups
     assert c["grpo_informative_comparisons"] == 2 * 2 + 3 * 1
     assert c["grpo_implicit_comparisons"] == 3 * 6

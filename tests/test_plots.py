@@ -100,7 +100,8 @@ FIGURES = {
     "noise": lambda: plots_dpo.plot_noise([0.0, 0.2], {"DPO": [0.4, 0.3]}, 0.38),
     "comparisons": lambda: plots_dpo.plot_comparisons({
         "dpo_comparisons_per_sample": 0.1, "grpo_nonzero_advantages_per_sample": 0.5,
-        "grpo_informative_comparisons_per_sample": 1.0, "grpo_implicit_comparisons_per_sample": 3.5}),
+        "grpo_informative_comparisons_per_sample": 1.0, "grpo_implicit_comparisons_per_sample": 3.5,
+        "dpo_samples_used_per_sample": 0.5}),
     "uniform_share": lambda: plots_grpo.plot_uniform_share(torch.tensor([0.0, 0.3, 1.0]), (2, 8),
                                                            {2: 0.6, 8: 0.7}),
     "gradient_noise": lambda: plots_grpo.plot_gradient_noise([{"G": g, "rel_noise": 4 / g} for g in (2, 4, 8)]),
@@ -125,6 +126,9 @@ FIGURES = {
     "study_record_c3": lambda: plots_study.plot_record(study.load_record("C3")),
     "study_record_c13": lambda: plots_study.plot_record(study.load_record("C13")),
     "study_record_c19": lambda: plots_study.plot_record(study.load_record("C19")),
+    "study_record_c15": lambda: plots_study.plot_record(study.load_record("C15")),
+    "study_record_c4": lambda: plots_study.plot_record(study.load_record("C4")),
+    "study_record_c5": lambda: plots_study.plot_record(study.load_record("C5")),
 }
 
 

@@ -184,7 +184,7 @@ def test_run_keys_of_the_default_runner_are_unchanged():
     assert study._run_key(replace(c17, runner="coverage"), "cpu", "grpo", 5e-5, 0, 0, "test") != key
 
 
-@pytest.mark.parametrize("cid", ["C3", "C13", "C17", "C19"])
+@pytest.mark.parametrize("cid", ["C3", "C4", "C5", "C13", "C15", "C17", "C19"])
 def test_committed_records_follow_their_declared_rule(cid):
     rec = study.load_record(cid)
     assert study.recompute_verdicts(rec) == [c["verdict"] for c in rec["comparisons"]] + [rec["verdict"]]
