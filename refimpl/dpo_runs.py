@@ -60,12 +60,7 @@ def dpo_run(method: str, base, lr: float, cfg: DpoRunConfig, problems) -> dict:
 
     Returns {"final_acc", "base_acc", "chosen_logp_change", "margin", "pairs", "flipped",
     "steps", "samples" (completions generated for the pairs)}."""
-    checks.one_of("method", method, DPO_METHODS)
-    checks.positive("lr", lr)
-    cfg = checks.config("cfg", cfg, DpoRunConfig)
-    cfg.validate()
-    if not problems:
-        raise ValueError("dpo_run got no problems to measure on")
+    cfg = checks.study_run("dpo_run", method, DPO_METHODS, lr, cfg, DpoRunConfig, problems)
     clean = build_pairs(base.model, base.tokenizer, base.task,
                         base.train_problems(cfg.n_prompts, seed=cfg.seed), cfg.group_size,
                         cfg.pairs_per_prompt, 1.0, cfg.seed)

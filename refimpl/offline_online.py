@@ -357,10 +357,7 @@ def coverage_run(method: str, base, lr: float, cfg: CoverageRunConfig, problems)
     Returns {"base_rates", "rates": {mode: rate}, "<mode>_change": rate - base rate for each
     mode, "steps", "samples" (completions generated), "pairs" (DPO: pairs kept, else 0),
     "pair_modes" (DPO: the rejected modes of the kept pairs)}."""
-    checks.one_of("method", method, C3_METHODS)
-    checks.positive("lr", lr)
-    cfg = checks.config("cfg", cfg, CoverageRunConfig)
-    cfg.validate()
+    cfg = checks.study_run("coverage_run", method, C3_METHODS, lr, cfg, CoverageRunConfig, problems)
     rate = lambda m: step_error_rates(m, base.tokenizer, base.task, problems)  # noqa: E731
     base_rates = rate(base.model)
     out = {"method": method, "pairs": 0, "pair_modes": {}}

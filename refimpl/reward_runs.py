@@ -69,12 +69,7 @@ def reward_run(method: str, base, lr: float, cfg: RewardRunConfig, problems) -> 
     "base_<each of those>", "base_acc" (= base_accuracy), "steps", "samples", "train_reward"
     (mean reward of the last step)}.
     """
-    checks.one_of("method", method, REWARD_METHODS)
-    checks.positive("lr", lr)
-    cfg = checks.config("cfg", cfg, RewardRunConfig)
-    cfg.validate()
-    if not problems:
-        raise ValueError("reward_run got no problems to grade")
+    cfg = checks.study_run("reward_run", method, REWARD_METHODS, lr, cfg, RewardRunConfig, problems)
     before = grade(base.model, base, problems)
     out = {f"base_{k}": v for k, v in before.items()}
     if method == "base":
