@@ -173,8 +173,8 @@ def _compare(parser, args) -> int:
 def _study(args, argv: list) -> int:
     import torch
 
-    from .study import (CLAIMS, REPORTS, RESULTS, format_record, load_records, run_claim,
-                        update_claims_doc, write_record)
+    from .study import CLAIMS, RESULTS, format_record, load_records, run_claim, write_record
+    from .study_report import REPORTS, update_claims_doc
 
     out = args.out or ("runs/study-quick" if args.quick else RESULTS)
     if args.report:

@@ -56,7 +56,7 @@ def sequence_score_grads(model, prompt_ids, prompt_mask, completion_ids, complet
     """Gradient of each completion's sequence log-prob w.r.t. all parameters.
 
     Args: the (N, P) prompt and (N, T) completion tensors of a rollout.
-    Returns: (N, D) float tensor, D = number of parameters, row i = grad log pi(o_i | q_i).
+    Returns: (N, W) float tensor, W = number of trainable weights, row i = grad log pi(o_i | q_i).
     """
     params = {k: v.detach() for k, v in model.named_parameters()}
 
@@ -68,7 +68,7 @@ def sequence_score_grads(model, prompt_ids, prompt_mask, completion_ids, complet
         warnings.simplefilter("ignore", UserWarning)
         g = vmap(grad(logp), in_dims=(None, 0, 0, 0, 0))(
             params, prompt_ids, prompt_mask, completion_ids, completion_mask)
-    return torch.cat([v.flatten(1) for v in g.values()], dim=1)  # (N, D)
+    return torch.cat([v.flatten(1) for v in g.values()], dim=1)  # (N, W)
 
 
 def gradient_noise_vs_g(scores, rewards, lengths, pools, Gs, n_resamples=4000, generator=None,
@@ -79,13 +79,13 @@ def gradient_noise_vs_g(scores, rewards, lengths, pools, Gs, n_resamples=4000, g
     prompts with G samples each is g = sum_i c_i s_i with c_i = -A_i / (B G |o_i|) and
     s_i = grad log pi(o_i). Groups are redrawn with replacement from each prompt's pool
     of samples (so the pool is the population), and everything is computed from the Gram
-    matrix S S^T, so no (resamples x D) tensor is ever formed.
+    matrix S S^T, so no (resamples x W) tensor is ever formed.
 
     Args:
-        scores: (M, D) per-sample gradients s_i of all pooled samples.
+        scores: (M, W) per-sample gradients s_i of all pooled samples.
         rewards: (M,) their rewards; lengths: (M,) their completion lengths |o_i|.
         pools: list of B index tensors into 0..M-1, one per prompt.
-        Gs: group sizes to try; n_resamples: R redraws per G.
+        Gs: group sizes to try; n_resamples: Z redraws per G.
 
     Returns: one dict per G with "G", "mean_norm" (||E g||), "var" (E||g - E g||^2, the trace
     of the covariance), "rel_noise" (sqrt(var) / ||E g||), "frac_zero" (share of redrawn
@@ -95,15 +95,15 @@ def gradient_noise_vs_g(scores, rewards, lengths, pools, Gs, n_resamples=4000, g
     M, B = scores.shape[0], len(pools)
     out = []
     for G in Gs:
-        coef = torch.zeros(n_resamples, M, dtype=torch.float64)  # (R, M)
+        coef = torch.zeros(n_resamples, M, dtype=torch.float64)  # (Z, M)
         zero = 0.0
         for pool in pools:
-            pick = torch.randint(len(pool), (n_resamples, G), generator=generator)  # (R, G)
-            idx = pool[pick]  # (R, G)
+            pick = torch.randint(len(pool), (n_resamples, G), generator=generator)  # (Z, G)
+            idx = pool[pick]  # (Z, G)
             adv = group_advantages(rewards[idx].reshape(-1).double(), G, scale=scale, eps=eps)
-            adv = adv.view(n_resamples, G)  # (R, G)
+            adv = adv.view(n_resamples, G)  # (Z, G)
             zero += (adv == 0).all(dim=1).double().mean().item() / B
-            coef.scatter_add_(1, idx, -adv / (B * G * lengths[idx].double()))  # (R, M)
+            coef.scatter_add_(1, idx, -adv / (B * G * lengths[idx].double()))  # (Z, M)
         mean_coef = coef.mean(0)  # (M,)
         second = ((coef @ gram) * coef).sum(1).mean()  # E ||g||^2
         mean_sq = mean_coef @ gram @ mean_coef  # ||E g||^2

@@ -232,35 +232,35 @@ def reinforce_loss(logps: torch.Tensor, rewards: torch.Tensor, baselines: torch.
 
 
 def per_sample_grads(losses: Sequence[torch.Tensor], params: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Flattened gradient of each scalar loss w.r.t. params; returns (S, D), D = total params."""
+    """Flattened gradient of each scalar loss w.r.t. params; returns (Z, W), W = number of trainable weights."""
     params = list(params)
     rows = []
     for loss in losses:
         grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
         rows.append(torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1)
-                               for g, p in zip(grads, params)]))  # (D,)
-    return torch.stack(rows)  # (S, D)
+                               for g, p in zip(grads, params)]))  # (W,)
+    return torch.stack(rows)  # (Z, W)
 
 
 def gradient_variance(grads: torch.Tensor, weights: torch.Tensor | None = None) -> float:
     """Trace of the covariance of a gradient estimator: E||g - E g||^2.
 
-    grads: (S, D) realisations of the estimator (one row per sampled batch).
-    weights: (S,) probabilities of the rows, summing to 1, for exact enumeration; None
-        means the rows are i.i.d. draws and the unbiased (S - 1) estimate is returned.
+    grads: (Z, W) realisations of the estimator (one row per sampled batch).
+    weights: (Z,) probabilities of the rows, summing to 1, for exact enumeration; None
+        means the rows are i.i.d. draws and the unbiased (Z - 1) estimate is returned.
     """
     if grads.dim() != 2:
-        raise ValueError(f"grads must be (S, D), got shape {tuple(grads.shape)}")
+        raise ValueError(f"grads must be (Z, W), got shape {tuple(grads.shape)}")
     if not torch.isfinite(grads).all():
         raise ValueError("grads contain NaN or inf")
     if weights is None:
         if grads.shape[0] < 2:
             raise ValueError("need at least 2 gradient samples to estimate a variance")
-        centred = grads - grads.mean(dim=0)  # (S, D)
+        centred = grads - grads.mean(dim=0)  # (Z, W)
         return (centred.pow(2).sum() / (grads.shape[0] - 1)).item()
     if weights.shape != grads.shape[:1] or (weights < 0).any() or abs(weights.sum().item() - 1) > 1e-6:
-        raise ValueError("weights must be (S,) non-negative probabilities summing to 1")
-    mean = (weights[:, None] * grads).sum(dim=0)  # (D,)
+        raise ValueError("weights must be (Z,) non-negative probabilities summing to 1")
+    mean = (weights[:, None] * grads).sum(dim=0)  # (W,)
     return (weights * (grads - mean).pow(2).sum(dim=1)).sum().item()
 
 
@@ -315,19 +315,19 @@ def exact_bandit_gradient(logits: torch.Tensor, reward_table: torch.Tensor, grou
         means, var = [], 0.0
         for m in range(M):
             if exact:
-                actions = every_group  # (S, G)
-                weights = pi[m][actions].prod(dim=1)  # (S,)
+                actions = every_group  # (Z, G)
+                weights = pi[m][actions].prod(dim=1)  # (Z,)
             else:
                 actions = torch.multinomial(pi[m], n_samples * G, replacement=True,
-                                            generator=generator).reshape(n_samples, G)  # (S, G)
+                                            generator=generator).reshape(n_samples, G)  # (Z, G)
                 weights = None
-            r = R[m][actions]  # (S, G)
+            r = R[m][actions]  # (Z, G)
             if kind == "running":
-                b = torch.full_like(r, float(running_values[m]))  # (S, G)
+                b = torch.full_like(r, float(running_values[m]))  # (Z, G)
             else:
-                b = baseline(r.reshape(-1), G, kind).reshape(r.shape)  # (S, G)
-            score = torch.nn.functional.one_hot(actions, N).double() - pi[m]  # (S, G, N)
-            g = ((r - b)[..., None] * score).sum(dim=1) / (M * G)  # (S, N)
+                b = baseline(r.reshape(-1), G, kind).reshape(r.shape)  # (Z, G)
+            score = torch.nn.functional.one_hot(actions, N).double() - pi[m]  # (Z, G, N)
+            g = ((r - b)[..., None] * score).sum(dim=1) / (M * G)  # (Z, N)
             means.append((weights[:, None] * g).sum(0) if exact else g.mean(0))  # (N,)
             var += gradient_variance(g, weights)  # prompts own disjoint rows of theta: traces add
         out.mean[kind] = torch.stack(means)  # (M, N)

@@ -18,17 +18,17 @@ def score_gram(model, rollout) -> torch.Tensor:
     """Gram matrix K = S S^T (BN, BN) of the per-sample scores s_j = grad log pi(y_j | x_j).
 
     rollout: B prompts x N samples (N = rollout.group_size) sampled from ``model``. Row j of
-    S (BN, D) is the gradient of sample j's sequence log-prob w.r.t. every trainable
+    S (BN, W) is the gradient of sample j's sequence log-prob w.r.t. every trainable
     parameter (refimpl.reinforce.per_sample_grads, one small backward pass per sample).
     Every REINFORCE estimate on these samples is a weighted sum g = w^T S, so its squared
     norm is w^T K w: K is all that the variance needs, and it is small.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     args = (rollout.prompt_ids, rollout.prompt_mask, rollout.completion_ids, rollout.completion_mask)
-    S = torch.empty(rollout.num_samples, sum(p.numel() for p in params))  # (BN, D)
+    S = torch.empty(rollout.num_samples, sum(p.numel() for p in params))  # (BN, W)
     for j in range(rollout.num_samples):
         seq = token_logprobs(model, *(a[j:j + 1] for a in args)).sum(dim=1)  # (1,)
-        S[j] = per_sample_grads(list(seq), params)[0]  # (D,)
+        S[j] = per_sample_grads(list(seq), params)[0]  # (W,)
     return (S @ S.T).double()  # (BN, BN)
 
 
@@ -56,16 +56,16 @@ def estimator_variance(gram: torch.Tensor, rewards: torch.Tensor, group_size: in
     R = rewards.double()  # (B, N)
     running_values = R.mean(dim=1) if running_values is None else running_values.double()  # (B,)
     gen = generator or torch.Generator().manual_seed(0)
-    idx = torch.randint(0, N, (resamples, B, group_size), generator=gen)  # (S, B, G)
-    r = torch.gather(R.expand(resamples, B, N), 2, idx)  # (S, B, G)
-    cols = (idx + torch.arange(B)[None, :, None] * N).reshape(resamples, -1)  # (S, B*G)
+    idx = torch.randint(0, N, (resamples, B, group_size), generator=gen)  # (Z, B, G)
+    r = torch.gather(R.expand(resamples, B, N), 2, idx)  # (Z, B, G)
+    cols = (idx + torch.arange(B)[None, :, None] * N).reshape(resamples, -1)  # (Z, B*G)
     out = {}
     for kind in kinds:
         if kind == "running":
-            b = running_values[None, :, None].expand_as(r)  # (S, B, G)
+            b = running_values[None, :, None].expand_as(r)  # (Z, B, G)
         else:
-            b = baseline(r.reshape(-1), group_size, kind).reshape(r.shape)  # (S, B, G)
-        w = torch.zeros(resamples, B * N, dtype=torch.float64)  # (S, BN)
+            b = baseline(r.reshape(-1), group_size, kind).reshape(r.shape)  # (Z, B, G)
+        w = torch.zeros(resamples, B * N, dtype=torch.float64)  # (Z, BN)
         w.scatter_add_(1, cols, ((r - b) / (B * group_size)).reshape(resamples, -1))
         out[kind] = gradient_variance(w @ L)
     return out

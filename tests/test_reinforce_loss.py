@@ -314,8 +314,8 @@ def test_kl_penalty_is_beta_times_summed_k3():
 
 def test_gradient_variance_weighted_and_sampled():
     gen = torch.Generator().manual_seed(5)
-    g = torch.randn(6, 3, generator=gen, dtype=DT)  # (S, D)
-    w = torch.softmax(torch.randn(6, generator=gen, dtype=DT), 0)  # (S,)
+    g = torch.randn(6, 3, generator=gen, dtype=DT)  # (Z, W)
+    w = torch.softmax(torch.randn(6, generator=gen, dtype=DT), 0)  # (Z,)
     mean = (w[:, None] * g).sum(0)  # (D,)
     explicit = sum(w[i] * ((g[i] - mean) ** 2).sum() for i in range(6))
     assert gradient_variance(g, w) == pytest.approx(explicit.item())

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from refimpl import stats, study
+from refimpl import stats, study, study_report
 from refimpl.__main__ import main
 from refimpl.study import Claim, Comparison, eval_splits, run_claim, write_record
 
@@ -92,28 +92,28 @@ def test_cli_refuses_unknown_claims_and_too_few_seeds(capsys):
         run_claim(TINY, bases=(0,), seeds=(0,), preset="tiny", progress=False)
 
 
-@pytest.mark.parametrize("rel", sorted(study.REPORTS))
+@pytest.mark.parametrize("rel", sorted(study_report.REPORTS))
 def test_generated_sections_match_the_committed_records(rel, tmp_path):
     from pathlib import Path
     doc = Path(study.__file__).resolve().parent.parent / rel
     copy = tmp_path / doc.name
     copy.write_text(doc.read_text())
-    ids = study.REPORTS[rel]
+    ids = study_report.REPORTS[rel]
     records = [r for r in study.load_records() if ids is None or r["id"] in ids]
-    assert records and not study.update_claims_doc(copy, records), (
+    assert records and not study_report.update_claims_doc(copy, records), (
         f"{rel} is stale: run `python -m refimpl study --report`")
 
 
 def test_records_markdown_quotes_every_comparison(record, tmp_path):
     _, rec = record
     rec = {**rec, "command": "python -m refimpl study --claims T1"}
-    text = study.records_markdown([rec])
+    text = study_report.records_markdown([rec])
     ci = rec["comparisons"][0]["ci"]
     assert f"{ci['mean']:+.3f} [{ci['lo']:+.3f}, {ci['hi']:+.3f}]" in text
     assert rec["verdict"] in text and "python -m refimpl study --claims T1" in text
     doc = tmp_path / "doc.md"
-    doc.write_text(f"head\n{study.BEGIN}\nold\n{study.END}\ntail\n")
-    assert study.update_claims_doc(doc, [rec]) and not study.update_claims_doc(doc, [rec])
+    doc.write_text(f"head\n{study_report.BEGIN}\nold\n{study_report.END}\ntail\n")
+    assert study_report.update_claims_doc(doc, [rec]) and not study_report.update_claims_doc(doc, [rec])
     assert doc.read_text().startswith("head\n") and doc.read_text().endswith("\ntail\n")
 
 
@@ -169,7 +169,7 @@ def test_a_comparison_is_decided_on_its_own_metric(monkeypatch, tmp_path):
         assert [x["diff"] for x in comp["diffs"]] == d
         assert comp["verdict"] == stats.verdict(stats.t_interval(d), c.predicted)
     assert [c["verdict"] for c in rec["comparisons"]] == ["holds", "holds", "holds"]
-    assert "(err)" in study.records_markdown([rec])
+    assert "(err)" in study_report.records_markdown([rec])
     with pytest.raises(ValueError, match="unknown runner"):
         run_claim(Claim(**{**claim.__dict__, "runner": "nope"}), bases=(0,), seeds=(0, 1),
                   preset="tiny", runs_dir=tmp_path, progress=False)
