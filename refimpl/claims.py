@@ -57,9 +57,12 @@ class Claim:
                                   # the claim stays "not shown" and the caveats say why
 
 
-LR_GRIDS = {"dpo": (1e-5, 2e-5, 5e-5), "rpo": (2e-5, 5e-5, 1e-4),
-            "online_dpo": (1e-5, 2e-5, 5e-5), "grpo": (5e-5, 1e-4, 2e-4),
-            "reinforce": (5e-5, 1e-4, 2e-4)}
+# C17's grids. The first record put GRPO's and REINFORCE's picks at the lower edge (5e-5) and
+# DPO + NLL's at the upper (1e-4); those grids were widened by one step and C17 rerun, which put
+# pure DPO's and GRPO's picks at their lower edges; those two were widened by one more step.
+LR_GRIDS = {"dpo": (5e-6, 1e-5, 2e-5, 5e-5), "rpo": (2e-5, 5e-5, 1e-4, 2e-4),
+            "online_dpo": (1e-5, 2e-5, 5e-5), "grpo": (1e-5, 2e-5, 5e-5, 1e-4, 2e-4),
+            "reinforce": (2e-5, 5e-5, 1e-4, 2e-4)}
 
 REWARD_GRID = (2e-5, 5e-5, 1e-4, 2e-4)    # REINFORCE's lr grid in C13 and C19
 

@@ -56,8 +56,8 @@ DEFAULT_METHODS = ("dpo", "grpo", "reinforce", "ppo")
 # Learning rates picked on a validation split by the claims study (results/study/C17.json,
 # `python -m refimpl study --claims C17`); a test keeps this table equal to the record's picks.
 # Methods without an entry run at their trainer's default.
-TUNED = {"cpu": {"dpo": {"lr": 2e-5}, "rpo": {"lr": 1e-4}, "online_dpo": {"lr": 2e-5},
-                 "grpo": {"lr": 5e-5}, "reinforce": {"lr": 5e-5}}}
+TUNED = {"cpu": {"dpo": {"lr": 1e-5}, "rpo": {"lr": 1e-4}, "online_dpo": {"lr": 2e-5},
+                 "grpo": {"lr": 2e-5}, "reinforce": {"lr": 5e-5}}}
 
 
 @dataclass
