@@ -5,7 +5,9 @@
 - the noise of the GRPO gradient as a function of the group size G (claim C9), from
   per-sample gradients and their Gram matrix;
 - the expected advantage mass per prompt with and without std scaling (Liu et al. 2025,
-  Dr. GRPO, sec. 3.1: the "question-level difficulty bias", claim C11).
+  Dr. GRPO, sec. 3.1: the "question-level difficulty bias", claim C11);
+- the weight each loss aggregation gives a completion of a given length (Dr. GRPO's
+  "response-level length bias", claim C11b).
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ import warnings
 import torch
 from torch.func import functional_call, grad, vmap
 
-from .grpo import group_advantages
+from . import checks
+from .grpo import LOSS_AGGS, group_advantages
 from .logprobs import sequence_logprobs
 
 
@@ -129,3 +132,26 @@ def expected_abs_advantage(p: float, G: int, scale: str = "group", eps: float = 
         a = group_advantages(r, G, scale=scale, eps=eps).abs().sum().item()
         total += math.comb(G, c) * p**c * (1 - p) ** (G - c) * a
     return total
+
+
+def sequence_weights(mask: torch.Tensor, loss_agg: str, max_tokens: int | None = None) -> torch.Tensor:
+    """The weight w_i that ``grpo_loss``'s aggregation gives completion i (claim C11b).
+
+    At ratio 1 with beta = 0 every token of o_i gets the same weight, so the loss's gradient
+    is -sum_i w_i A_i grad log pi(o_i): w_i scales the push on the whole completion.
+
+        grpo      w_i = 1 / (B G |o_i|)      short completions pushed harder (length bias)
+        dapo      w_i = 1 / sum_j |o_j|      the same for every completion of the batch
+        dr_grpo   w_i = 1 / (B G T)          a constant (T = max_tokens, default the width)
+
+    mask: (B*G, T) bool completion mask; returns (B*G,) float64 weights.
+    """
+    checks.one_of("loss_agg", loss_agg, LOSS_AGGS)
+    checks.tensor("mask", mask, dims=(2,), floating=False)
+    rows, T = mask.shape                                               # rows = B*G
+    lengths = mask.sum(1).double()                                     # (B*G,)
+    if loss_agg == "grpo":
+        return 1.0 / (rows * lengths.clamp(min=1))
+    if loss_agg == "dapo":
+        return torch.full((rows,), 1.0 / lengths.sum().clamp(min=1).item(), dtype=torch.float64)
+    return torch.full((rows,), 1.0 / (rows * (max_tokens or T)), dtype=torch.float64)

@@ -8,8 +8,8 @@
 3. each comparison's paired differences treatment - control (points) with the mean and its
    95% t interval (bar), a zero line, and the verdict in the label.
 
-A record whose runs have no accuracy curve (C3's change of a step's error rate, C13's and
-C19's graded values, C4's and C5's log-prob change and margin, C15's explained variances)
+A record whose runs have no accuracy curve (C3's change of a step's error rate, C10's, C12's,
+C13's and C19's graded values, C11b's accuracy and share of answer-only samples, C4's and C5's log-prob change and margin, C15's explained variances)
 shows in panel 1 each method's mean of every value ending in ``_change``, or else of each
 value of ``VALUE_KEYS`` the runs have, as bars with one point per run; panel 2 shows the runs' ``metric_key`` and panel 3 names
 each comparison's value.
@@ -45,6 +45,8 @@ def _curve_panel(ax, record: dict) -> None:
 
 # values a run of a non-curve record may report, in the order panel 1 draws them
 VALUE_KEYS = ("final_acc", "tolerant_acc", "false_accept", "process_score",    # C13, C19
+              "rm_score",                                                     # C10
+              "short_share",                                                  # C11b
               "chosen_logp_change", "margin",                                 # C4, C5
               "explained_variance", "half_oracle_ev", "corr_v0_p")            # C15
 
@@ -74,7 +76,7 @@ def _values_panel(ax, record: dict) -> None:
     ax.set(ylabel=("change from the base" if changes else "test value")
            + " (bar: mean; dots: runs)",
            title=f"{record['id']}: {'change of each value' if changes else 'graded values'}, every run")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22))   # below: no bar hidden
 
 
 def _final_panel(ax, record: dict) -> None:
@@ -93,13 +95,16 @@ def _final_panel(ax, record: dict) -> None:
     elif key.endswith("_change"):
         ax.axhline(0, color="grey", ls=":", lw=1, label="the base (no change)")
     else:
-        ax.axhline(0, color="grey", ls=":", lw=1, label="0")
+        ys = [r[key] for rs in record["runs"].values() for r in rs]
+        lo, hi = min(ys), max(ys)
+        if lo - (hi - lo) <= 0 <= hi + (hi - lo):      # 0 only where it is near the values
+            ax.axhline(0, color="grey", ls=":", lw=1, label="0")
     ax.set_xticks(range(len(record["runs"])),
                   [LABELS[m] for m in record["runs"]], rotation=30, ha="right", fontsize=7)
     ax.set(ylabel="final test accuracy" if key == "final_acc" else f"test {key.replace('_', ' ')}",
            xlabel="method (bar: mean over runs)",
            title=f"{record['id']}: every run at its tuned lr")
-    ax.legend(fontsize=6, loc="lower right")
+    ax.legend(fontsize=6, loc="best")
 
 
 def _diff_panel(ax, record: dict) -> None:
@@ -121,7 +126,7 @@ def _diff_panel(ax, record: dict) -> None:
                    for c in comps], fontsize=7)
     ax.set(xlabel="paired difference in test accuracy" if set(keys) == {"final_acc"}
            else "paired difference (the value named on the left)", ylabel="treatment - control (verdict)",
-           title=f"{record['id']}: paired differences -> {record['verdict']}")
+           title=textwrap.fill(f"{record['id']}: paired differences -> {record['verdict']}", 48))
     ax.legend(fontsize=6, loc="best")
 
 

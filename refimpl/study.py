@@ -8,6 +8,8 @@ what would contradict it, what would leave it not shown), and run the same way:
         for each lr in m's declared grid:
             score(m, lr) = mean over tune seeds of validation accuracy after the budget
         pick(m) = argmax_lr score(m, lr)                    (ties: the smaller lr)
+        (a claim about one component of a method, ``shared_lr``: one lr for every method,
+         argmax_lr of the mean of score(m, lr) over the methods)
     for each base b (an SFT seed) and run seed s:           # the verdict, on the test half
         for each method m:  acc[m, b, s] = test accuracy of m at pick(m) after the budget
     for each comparison (treatment t, control c, predicted sign):
@@ -31,6 +33,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import sys
 import time
 import zlib
@@ -41,14 +44,11 @@ import torch
 
 from . import stats
 from .claims import CLAIMS, LABELS, LR_GRIDS, Claim, Comparison  # noqa: F401 (the study's API)
-from .compare import config_for_preset, method_config, run_method
-from .offline_online import CoverageRunConfig, coverage_run
-from .dpo_runs import DpoRunConfig, dpo_run
-from .ppo_analysis import CriticRunConfig, critic_run
-from .reward_runs import RewardRunConfig, reward_run
+from .compare import config_for_preset, method_config
 from .sft import load_base
+from .study_runs import RUNNERS
 from .training import StepBar
-from .utils import PRESETS
+from .utils import get_preset
 
 STUDY_VERSION = 1
 TUNE_SEEDS = (100, 101)       # run seeds of the tuning runs (disjoint from the verdict's)
@@ -73,59 +73,10 @@ def _run_key(claim: Claim, preset: str, method: str, lr: float, base_seed: int, 
             "lr": lr, "base": base_seed, "seed": seed, "split": split}
     if claim.runner != "compare":           # added only off the default: C17's keys stay valid
         spec["runner"] = claim.runner
+    if claim.task:
+        spec["task"] = claim.task
     digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
     return f"{split}-{method}-lr{lr:g}-b{base_seed}-s{seed}-{digest}"
-
-
-def _compare_runner(claim, preset, method, lr, base, seed, problems) -> dict:
-    """The head-to-head run of refimpl.compare: accuracy after the budget, and its curve."""
-    cc = config_for_preset(preset, budget_samples=claim.budget_samples,
-                           eval_problems=claim.eval_problems, evals=4,
-                           overrides={method: {"lr": lr, **claim.fixed.get(method, {})}})
-    rec = run_method(method, base, cc, seed, problems)
-    return {"final_acc": rec["final_acc"], "base_acc": rec["base_acc"], "steps": rec["steps"],
-            "samples": rec["samples"], "flops": rec["flops"],
-            "curve": [{"samples": c["samples"], "heldout_acc": c["heldout_acc"]} for c in rec["curve"]]}
-
-
-def _coverage_runner(claim, preset, method, lr, base, seed, problems) -> dict:
-    """C3's run (refimpl.offline_online.coverage_run): the teacher-forced error rate of each
-    step before and after training, and their changes "<mode>_change"."""
-    kw = {"budget_samples": claim.budget_samples, "seed": seed, **claim.fixed.get(method, {})}
-    study = PRESETS[preset].study if preset in PRESETS else {}
-    if study:
-        kw = {"prompts_per_step": study["prompts_per_step"], "group_size": study["group_size"], **kw}
-    rec = coverage_run(method, base, lr, CoverageRunConfig(**kw), problems)
-    rec.pop("method")
-    rec["mean_change"] = (rec["units_change"] + rec["carry_change"]) / 2
-    return rec
-
-
-def _reward_runner(claim, preset, method, lr, base, seed, problems) -> dict:
-    """C13's and C19's run (refimpl.reward_runs.reward_run): REINFORCE on one reward, graded
-    by every grader."""
-    study = PRESETS[preset].study if preset in PRESETS else {}
-    kw = {"budget_samples": claim.budget_samples, "seed": seed, **claim.fixed.get(method, {})}
-    if study:
-        kw = {"prompts_per_step": study["prompts_per_step"], "group_size": study["group_size"], **kw}
-    return reward_run(method, base, lr, RewardRunConfig(**kw), problems)
-
-
-def _critic_runner(claim, preset, method, lr, base, seed, problems) -> dict:
-    """C15's run (refimpl.ppo_analysis.critic_run): PPO's critic fitted alone, measured."""
-    kw = {"budget_samples": claim.budget_samples, "seed": seed, **claim.fixed.get(method, {})}
-    return critic_run(method, base, lr, CriticRunConfig(**kw), problems)
-
-
-def _dpo_runner(claim, preset, method, lr, base, seed, problems) -> dict:
-    """C4's and C5's run (refimpl.dpo_runs.dpo_run): DPO on fresh verifier-labelled pairs."""
-    return dpo_run(method, base, lr, DpoRunConfig(seed=seed, **claim.fixed.get(method, {})),
-                   problems)
-
-
-# runner name -> fn(claim, preset, method, lr, base, seed, problems) -> the run's values
-RUNNERS = {"compare": _compare_runner, "coverage": _coverage_runner, "reward": _reward_runner,
-           "critic": _critic_runner, "dpo": _dpo_runner}
 
 
 def run_cached(claim, preset, method, lr, base, base_seed, seed, split, problems, runs_dir):
@@ -178,12 +129,28 @@ def tune(claim: Claim, base, base_seed: int, preset: str, runs_dir, bar=None) ->
                 bar.update(len(TUNE_SEEDS))
         best = max(claim.tune_sign * v for v in scores[m].values())
         pick[m] = min(lr for lr in grid if claim.tune_sign * scores[m][f"{lr:g}"] == best)
+    if claim.shared_lr:
+        pick = _shared_pick(claim, scores)
     out = {"base": base_seed, "seeds": list(TUNE_SEEDS), "split": "validation",
            "grid": {m: list(claim.grids.get(m) or (pick[m],)) for m in claim.methods},
            "scores": scores, "pick": pick}
     if claim.tune_by or claim.tune_sign != 1:   # only off the default, as C17's record has none
         out.update(by={m: tune_key(claim, m) for m in claim.methods}, sign=claim.tune_sign)
+    if claim.shared_lr:
+        out["shared"] = True
     return out
+
+
+def _shared_pick(claim: Claim, scores: dict) -> dict:
+    """One lr for every method: the one whose mean tune value over the methods is best."""
+    grids = {tuple(claim.grids.get(m) or ()) for m in claim.methods}
+    if len(grids) != 1 or not next(iter(grids)):
+        raise ValueError(f"claim {claim.id}: shared_lr needs one declared grid for every method")
+    grid = next(iter(grids))
+    mean = {lr: sum(scores[m][f"{lr:g}"] for m in claim.methods) / len(claim.methods) for lr in grid}
+    best = max(claim.tune_sign * v for v in mean.values())
+    lr = min(x for x in grid if claim.tune_sign * mean[x] == best)
+    return {m: lr for m in claim.methods}
 
 
 def compare_runs(runs: dict, c: Comparison, metric_key: str = "final_acc") -> dict:
@@ -245,12 +212,13 @@ def run_claim(claim: Claim, bases=(0, 1, 2), seeds=(0, 1, 2, 3, 4), preset: str 
     n_tune = sum(len(claim.grids.get(m) or (0,)) for m in claim.methods) * len(TUNE_SEEDS)
     bar = StepBar((n_tune if tuned else 0) + len(claim.methods) * len(bases) * len(seeds),
                   f"study {claim.id}", progress)
-    base0 = load_base(preset, seed=bases[0], progress=False)
+    base_preset = get_preset(preset, task=claim.task) if claim.task else preset
+    base0 = load_base(base_preset, seed=bases[0], progress=False)
     tuning = (tune(claim, base0, bases[0], preset, runs_dir, bar) if tuned else
               {"pick": {m: default_lr(claim, m) for m in claim.methods}, "note": "not tuned"})
     runs = {m: [] for m in claim.methods}
     for b in bases:
-        base = base0 if b == bases[0] else load_base(preset, seed=b, progress=False)
+        base = base0 if b == bases[0] else load_base(base_preset, seed=b, progress=False)
         _, test = eval_splits(base, claim.eval_problems)
         for s in seeds:
             for m in claim.methods:
@@ -294,7 +262,8 @@ def load_record(claim_id: str, out_dir=None) -> dict:
 
 def load_records(out_dir=None) -> list:
     """Every record in ``out_dir`` (default: the committed ones), in claim order."""
-    paths = sorted(Path(out_dir or RESULTS).glob("C*.json"), key=lambda p: int(p.stem[1:]))
+    order = lambda p: (int(re.match(r"C(\d+)", p.stem).group(1)), p.stem)   # noqa: E731; C11 < C11b < C12
+    paths = sorted(Path(out_dir or RESULTS).glob("C*.json"), key=order)
     return [json.loads(p.read_text()) for p in paths]
 
 
@@ -335,4 +304,6 @@ def comparison_label(record: dict, c: dict) -> str:
                 + ("" if c["control_metric"] == "0" else
                    f" - {c['control_metric'].replace('_', ' ')}"))
     text = f"{LABELS[c['treatment']]} - {LABELS[c['control']]}"
-    return text if key == "final_acc" else f"{text} ({key.replace('_', ' ')})"
+    if key == "final_acc":                 # named only where the record's own value is another
+        return text if record.get("metric_key", "final_acc") == "final_acc" else f"{text} (accuracy)"
+    return f"{text} ({key.replace('_', ' ')})"

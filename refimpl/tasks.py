@@ -10,6 +10,11 @@ the one exception: two digits, zero-padded by design ("06").
 ``add``       column addition with a short working. ``347+285=`` -> ``12,13,06|632``: the
               working lists each column's sum (digits + carry in, two digits), least
               significant first, then ``|`` and the answer. Level = number of carries.
+``add_mixed`` the same sums, but half of the demonstrations (chosen by a hash of the prompt, so
+              the model cannot tell which) skip the working: ``347+285=`` -> ``|632``. The
+              base then writes 14-token and 5-token completions (EOS included) for the same
+              prompt, which is what the loss aggregations grpo / dapo / dr_grpo of
+              ``refimpl.grpo`` weigh differently (claim C11b, notebook 03).
 ``countdown`` reach a target from single-digit numbers with + - * (each number used at most
               once, intermediate results non-negative). ``3,5,7>22:`` -> ``3*5=15,15+7=22``.
               Many answers are valid, so exploration matters. Level L gives L+1 numbers.
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import random
 import re
+import zlib
 from dataclasses import dataclass, field
 
 _STEP_ADD = re.compile(r"[0-9][0-9]")              # one column sum, zero-padded
@@ -178,6 +184,32 @@ class AdditionTask(Task):
         return int(ans) == problem.answer
 
 
+class MixedAdditionTask(AdditionTask):
+    """``add`` with two answer formats: the full working or only ``|`` and the answer.
+
+    Which format a problem's demonstration uses is fixed by a hash of its prompt
+    (``short_share`` of them answer-only), so to the model it looks like a coin flip per
+    prompt. The outcome verifier is ``add``'s: ``|632`` is right for ``347+285=``. The step
+    verifier marks every column of an answer-only completion wrong (no working to check).
+    """
+
+    name = "add_mixed"
+
+    def __init__(self, digits: int = 3, short_share: float = 0.5):
+        super().__init__(digits)
+        if not 0.0 <= short_share <= 1.0:         # NaN fails both comparisons
+            raise ValueError(f"short_share must be in [0, 1] (got {short_share})")
+        self.short_share = short_share
+
+    def answer_only(self, problem: Problem) -> bool:
+        """Whether ``problem``'s demonstration skips the working (a stable hash of the prompt)."""
+        h = zlib.crc32(f"short/{problem.prompt}".encode()) / 2 ** 32    # in [0, 1)
+        return h < self.short_share
+
+    def target(self, problem):
+        return f"|{problem.answer}" if self.answer_only(problem) else super().target(problem)
+
+
 class CountdownTask(Task):
     name = "countdown"
     alphabet = "0123456789+-*=,>:"
@@ -255,12 +287,12 @@ class CountdownTask(Task):
         return bool(ok) and all(ok) and last == problem.answer
 
 
-TASKS = {"add": AdditionTask, "countdown": CountdownTask}
+TASKS = {"add": AdditionTask, "add_mixed": MixedAdditionTask, "countdown": CountdownTask}
 
 
 def get_task(name: str, **kwargs) -> Task:
-    """The task called ``name`` ("add" or "countdown"); kwargs go to its constructor
-    (``digits`` for "add")."""
+    """The task called ``name`` ("add", "add_mixed" or "countdown"); kwargs go to its
+    constructor (``digits`` for the two addition tasks)."""
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}: choose one of {sorted(TASKS)}")
     return TASKS[name](**kwargs)

@@ -110,8 +110,10 @@ def get_preset(name: str | Preset = "cpu", **overrides) -> Preset:
 
 
 def make_task(preset: "Preset"):
-    """The task a preset trains on (``digits`` applies to the "add" task only)."""
-    return get_task(preset.task, digits=preset.digits) if preset.task == "add" else get_task(preset.task)
+    """The task a preset trains on (``digits`` applies to the two addition tasks only)."""
+    if preset.task in ("add", "add_mixed"):
+        return get_task(preset.task, digits=preset.digits)
+    return get_task(preset.task)
 
 
 def cache_dir() -> Path:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from refimpl import grpo_analysis as ga
-from refimpl.grpo import group_advantages
+from refimpl.grpo import group_advantages, grpo_loss
 from refimpl.logprobs import sequence_logprobs
 from refimpl.model import GPT, GPTConfig
 
@@ -78,3 +78,30 @@ def test_gradient_noise_matches_explicit_resampled_gradients():
         assert row["mean_norm"] == pytest.approx(mean.norm().item(), rel=1e-9)
         assert row["var"] == pytest.approx(((g - mean) ** 2).sum(1).mean().item(), rel=1e-9)
         assert row["rel_noise"] == pytest.approx(math.sqrt(row["var"]) / row["mean_norm"])
+
+
+@pytest.mark.parametrize("loss_agg", ["grpo", "dapo", "dr_grpo"])
+def test_sequence_weights_match_autograd_of_grpo_loss(loss_agg):
+    """At ratio 1, beta = 0, the gradient of grpo_loss on every token of o_i is -A_i w_i."""
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([5, 14, 5, 9, 14, 1])
+    N, T = len(lengths), 16
+    mask = torch.arange(T)[None, :] < lengths[:, None]                    # (N, T)
+    old = torch.where(mask, -torch.rand(N, T, generator=g, dtype=torch.float64), 0.0)
+    logps = old.clone().requires_grad_(True)
+    adv = torch.randn(N, generator=g, dtype=torch.float64)
+    loss, _ = grpo_loss(logps, old, adv, mask, beta=0.0, loss_agg=loss_agg)
+    loss.backward()
+    w = ga.sequence_weights(mask, loss_agg)
+    expected = torch.where(mask, -(adv * w)[:, None], 0.0)
+    assert torch.allclose(logps.grad, expected, atol=1e-15, rtol=1e-12)
+
+
+def test_sequence_weights_only_grpo_is_biased_by_length():
+    mask = torch.arange(14)[None, :] < torch.tensor([5, 14])[:, None]
+    w = {a: ga.sequence_weights(mask, a) for a in ("grpo", "dapo", "dr_grpo")}
+    assert w["grpo"][0] / w["grpo"][1] == pytest.approx(14 / 5)
+    assert w["dapo"][0] == w["dapo"][1] and w["dr_grpo"][0] == w["dr_grpo"][1]
+    assert w["dr_grpo"][0] == pytest.approx(1 / (2 * 14))
+    with pytest.raises(ValueError, match="loss_agg"):
+        ga.sequence_weights(mask, "mean")

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from refimpl import stats, study, study_report
+from refimpl import stats, study, study_report, study_runs
 from refimpl.__main__ import main
 from refimpl.study import Claim, Comparison, eval_splits, run_claim, write_record
 
@@ -54,7 +54,7 @@ def test_paired_differences_and_verdict(record):
 
 def test_second_run_resumes_from_stored_runs(record, monkeypatch):
     runs, rec = record
-    monkeypatch.setattr(study, "run_method", lambda *a, **k: pytest.fail("retrained a stored run"))
+    monkeypatch.setattr(study_runs, "run_method", lambda *a, **k: pytest.fail("retrained a stored run"))
     again = run_claim(TINY, bases=(0,), seeds=(0, 1), preset="tiny", runs_dir=runs, progress=False)
     assert again["runs"] == rec["runs"] and again["comparisons"] == rec["comparisons"]
 
@@ -184,7 +184,7 @@ def test_run_keys_of_the_default_runner_are_unchanged():
     assert study._run_key(replace(c17, runner="coverage"), "cpu", "grpo", 5e-5, 0, 0, "test") != key
 
 
-@pytest.mark.parametrize("cid", ["C3", "C4", "C5", "C13", "C15", "C17", "C19"])
+@pytest.mark.parametrize("cid", ["C3", "C4", "C5", "C10", "C11b", "C12", "C13", "C15", "C17", "C19"])
 def test_committed_records_follow_their_declared_rule(cid):
     rec = study.load_record(cid)
     assert study.recompute_verdicts(rec) == [c["verdict"] for c in rec["comparisons"]] + [rec["verdict"]]
@@ -207,3 +207,38 @@ def test_a_precondition_claim_stays_not_shown_and_says_why():
     for v in ("holds", "contradicted (erratum)", "not shown"):     # what a comparison can say
         verdict, caveats = study.decide(c15, [{"verdict": v}])
         assert verdict == "not shown" and len(caveats) == 1
+
+
+def test_a_shared_lr_is_the_best_mean_over_the_methods(monkeypatch, tmp_path):
+    """shared_lr: one lr for every method, the argmax of the methods' mean validation score,
+    even where each method alone would pick another."""
+    best = {"dpo": 1e-4, "grpo": 3e-4, "rpo": 3e-4}
+    def fake(claim, preset, method, lr, base, seed, problems):
+        return {"final_acc": 1.0 - abs(lr - best[method]) * 1e3}
+    monkeypatch.setitem(study.RUNNERS, "fake", fake)
+    grid = (1e-4, 3e-4)
+    claim = Claim(id="T3", article="a", hypothesis="h", metric="m", budget_samples=16,
+                  methods=("dpo", "grpo", "rpo"), comparisons=(Comparison("grpo", "dpo", 1, "q"),),
+                  contradicts="c", not_shown="n", grids={m: grid for m in ("dpo", "grpo", "rpo")},
+                  eval_problems=8, runner="fake", shared_lr=True)
+    rec = run_claim(claim, bases=(0,), seeds=(0, 1), preset="tiny", runs_dir=tmp_path, progress=False)
+    # each alone: dpo 1e-4, grpo and rpo 3e-4; the mean is best at 3e-4 (0.933 vs 0.867)
+    assert rec["tuning"]["pick"] == {"dpo": 3e-4, "grpo": 3e-4, "rpo": 3e-4}
+    assert rec["tuning"]["shared"] is True
+    with pytest.raises(ValueError, match="one declared grid"):
+        run_claim(Claim(**{**claim.__dict__, "grids": {"dpo": grid, "grpo": (1e-4,), "rpo": grid}}),
+                  bases=(0,), seeds=(0, 1), preset="tiny", runs_dir=tmp_path, progress=False)
+
+
+def test_records_load_in_claim_order(tmp_path):
+    for cid in ("C12", "C3", "C11b", "C11"):
+        (tmp_path / f"{cid}.json").write_text(json.dumps({"id": cid}))
+    assert [r["id"] for r in study.load_records(tmp_path)] == ["C3", "C11", "C11b", "C12"]
+
+
+def test_jobs_must_be_a_positive_count(capsys):
+    for bad in ("0", "two", "-1"):
+        with pytest.raises(SystemExit) as e:
+            main(["study", "--claims", "C12", "--jobs", bad])
+        assert e.value.code == 2
+    assert "--jobs must be a whole number >= 1" in capsys.readouterr().err

@@ -102,3 +102,22 @@ def test_bad_task_arguments():
         ADD.problems("test")
     with pytest.raises(ValueError, match="unknown level"):
         ADD.problems("train", 3, level=9)
+
+
+def test_mixed_addition_has_two_formats_both_verified():
+    mixed = get_task("add_mixed")
+    problems = mixed.problems("train", 400, seed=2)
+    short = [p for p in problems if mixed.answer_only(p)]
+    assert 0.4 < len(short) / len(problems) < 0.6                      # about short_share = 0.5
+    for p in problems[:100]:
+        t = mixed.target(p)
+        full = ADD.target(p)
+        assert t == (f"|{p.answer}" if mixed.answer_only(p) else full)
+        assert mixed.verify(p, t) == 1.0 and mixed.verify(p, full) == 1.0
+        assert mixed.verify(p, f"|{p.answer + 1}") == 0.0
+        assert all(mixed.verify_steps(p, t)) == (not mixed.answer_only(p))   # no working, no steps
+    assert mixed.answer_only(problems[0]) == get_task("add_mixed").answer_only(problems[0])  # stable
+    assert not any(get_task("add_mixed", short_share=0.0).answer_only(p) for p in problems)
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="short_share"):
+            get_task("add_mixed", short_share=bad)
