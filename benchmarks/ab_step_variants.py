@@ -12,8 +12,8 @@ each is dropped and medians are printed. Variants:
 * ``inference_mode``: sampling under ``torch.inference_mode`` instead of ``torch.no_grad``
   (the outputs are cloned out of it, since training uses them); GRPO only.
 
-The variants are installed by swapping ``refimpl.model.attention`` and
-``refimpl.rollouts.generate`` around each step; both compute the same numbers
+The variants are installed by swapping ``refimpl.core.model.attention`` and
+``refimpl.core.rollouts.generate`` around each step; both compute the same numbers
 (``tests/test_model_sampling.py`` checks the attention kernels agree).
 """
 from __future__ import annotations
@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import bench_vs_trl as bench  # noqa: E402
+
 from refimpl import model as model_mod  # noqa: E402
 from refimpl import rollouts  # noqa: E402
 

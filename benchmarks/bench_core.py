@@ -13,12 +13,12 @@ import time
 
 import torch
 
-from refimpl.model import GPT, GPTConfig
-from refimpl.sampling import generate
-from refimpl.sft import build_model, sft_batch, sft_loss
-from refimpl.tokenizer import CharTokenizer
-from refimpl.training import adamw
-from refimpl.utils import get_device, get_preset, make_task
+from refimpl.core.model import GPT, GPTConfig
+from refimpl.core.sampling import generate
+from refimpl.core.sft import build_model, sft_batch, sft_loss
+from refimpl.core.tokenizer import CharTokenizer
+from refimpl.core.training import adamw
+from refimpl.core.utils import get_device, get_preset, make_task
 
 
 def time_it(fn, repeats):

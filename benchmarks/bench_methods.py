@@ -13,11 +13,11 @@ import argparse
 
 import torch
 
-from refimpl.dpo_trainer import DPOConfig, train_dpo
-from refimpl.grpo_trainer import benchmark_grpo
-from refimpl.preferences import build_pairs
-from refimpl.reinforce_trainer import ReinforceTrainConfig, train_reinforce
-from refimpl.sft import load_base
+from refimpl.core.preferences import build_pairs
+from refimpl.core.sft import load_base
+from refimpl.methods.dpo_trainer import DPOConfig, train_dpo
+from refimpl.methods.grpo_trainer import benchmark_grpo
+from refimpl.methods.reinforce_trainer import ReinforceTrainConfig, train_reinforce
 
 
 def bench_dpo(base, steps):

@@ -32,29 +32,29 @@ from __future__ import annotations
 
 import argparse
 import copy
+import ctypes
 import json
+import os
 import statistics
 import sys
-import time
-import ctypes
-import os
 import threading
+import time
 from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 
 from refimpl import trl_bridge, trl_compare
-from refimpl.dpo import dpo_loss
-from refimpl.dpo_trainer import pair_logps
-from refimpl.grpo import group_advantages, grpo_loss
-from refimpl.logprobs import token_logprobs
-from refimpl.model import GPT, GPTConfig
-from refimpl.preferences import PreferencePairs
-from refimpl.rollouts import sample_groups
-from refimpl.tasks import get_task
-from refimpl.tokenizer import CharTokenizer
-from refimpl.training import adamw
+from refimpl.core.logprobs import token_logprobs
+from refimpl.core.model import GPT, GPTConfig
+from refimpl.core.preferences import PreferencePairs
+from refimpl.core.rollouts import sample_groups
+from refimpl.core.tasks import get_task
+from refimpl.core.tokenizer import CharTokenizer
+from refimpl.core.training import adamw
+from refimpl.methods.dpo import dpo_loss
+from refimpl.methods.dpo_trainer import pair_logps
+from refimpl.methods.grpo import group_advantages, grpo_loss
 
 now = time.perf_counter          # --clock cpu: time.process_time (this process's CPU seconds)
 

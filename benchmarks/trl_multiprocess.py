@@ -45,8 +45,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from anywhere
 
 from refimpl import trl_bridge, trl_compare  # noqa: E402
-from refimpl.tasks import get_task  # noqa: E402
-from refimpl.tokenizer import CharTokenizer  # noqa: E402
+from refimpl.core.tasks import get_task  # noqa: E402
+from refimpl.core.tokenizer import CharTokenizer  # noqa: E402
 
 
 def keyed_generate(model, trainer, max_new: int, temperature: float, eos_id: int, pad_id: int):

@@ -100,8 +100,8 @@ def solution_pages(src: Path) -> None:
 def api_pages(src: Path) -> list[str]:
     """One autodoc page per refimpl module found now, and a summary table linking them."""
     import refimpl
-    modules = [f"refimpl.{m.name}" for m in pkgutil.iter_modules(refimpl.__path__)
-               if not m.name.startswith("_")]
+    modules = [m.name for m in pkgutil.walk_packages(refimpl.__path__, "refimpl.")
+               if not m.ispkg and not m.name.rsplit(".", 1)[1].startswith("_")]
     (src / "api").mkdir()
     for mod in modules:
         (src / "api" / f"{mod}.rst").write_text(

@@ -3,7 +3,7 @@
 # This is YOUR file: replace each `raise NotImplementedError(...)` with your code, then run
 # `python -m grader --only logprobs` from the repository root. (The generator will not
 # overwrite a file you edited unless it is run with --force.)
-# generated-digest: 833cf1dba08bfccc
+# generated-digest: 6960dc0f13d1d0d4
 # ----------------------------------------------------------------------------------------------
 """Exercise: the sequence log-probability of a completion, with a completion mask.
 
@@ -20,9 +20,9 @@ column silently trains on padding or on the wrong tokens, so it is worth writing
 
 Alignment: the caller has already cut the logits so that column t of ``logits`` is the
 prediction for ``completion_ids[:, t]`` (for a decoder that means the logits at the position
-just before that token; refimpl.logprobs.completion_logits does the cut). No shifting here.
+just before that token; refimpl.core.logprobs.completion_logits does the cut). No shifting here.
 
-The reference implementation lives in refimpl/logprobs.py; do not import it here.
+The reference implementation lives in refimpl/core/logprobs.py; do not import it here.
 """
 import torch
 

@@ -3,7 +3,7 @@
 # This is YOUR file: replace each `raise NotImplementedError(...)` with your code, then run
 # `python -m grader --only offline_online` from the repository root. (The generator will not
 # overwrite a file you edited unless it is run with --force.)
-# generated-digest: cfc36f79675015fa
+# generated-digest: 7fdbaa28b16dbe15
 # ----------------------------------------------------------------------------------------------
 """Exercise 3: why an offline method cannot fix a failure mode its data does not cover.
 
@@ -21,7 +21,7 @@ J = E_{y ~ pi}[r(y)] has gradient sum_y pi(y) r(y) (e_y - pi).
 
 Write the three functions below with plain torch (no autograd needed, but you may use it to
 check yourself). Your written answer goes in solutions/exercise3_offline_vs_online.md; the
-reference implementation is refimpl/offline_online.py (do not import it here).
+reference implementation is refimpl/experiments/offline_online.py (do not import it here).
 """
 import torch
 

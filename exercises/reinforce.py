@@ -3,7 +3,7 @@
 # This is YOUR file: replace each `raise NotImplementedError(...)` with your code, then run
 # `python -m grader --only reinforce` from the repository root. (The generator will not
 # overwrite a file you edited unless it is run with --force.)
-# generated-digest: 7a548cae07e3e708
+# generated-digest: 1311fca95a0515c5
 # ----------------------------------------------------------------------------------------------
 """Exercise: REINFORCE with a leave-one-out baseline (RLOO).
 
@@ -19,7 +19,7 @@ Ahmadian et al. 2024, "Back to Basics").
 Layout used throughout: the B*G rows are grouped by prompt, so rows b*G .. b*G + G - 1 are
 the G samples of prompt b.
 
-Write the two functions below. The reference implementation is refimpl/reinforce.py; do
+Write the two functions below. The reference implementation is refimpl/methods/reinforce.py; do
 not import it here.
 """
 import torch

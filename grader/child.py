@@ -81,10 +81,10 @@ def drop_privileges(uid: int, read_cap: bool) -> None:
 
 def make_task(name, fields):
     if name == "Problem":
-        from refimpl.tasks import Problem
+        from refimpl.core.tasks import Problem
 
         return Problem(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
-    from refimpl.tasks import get_task
+    from refimpl.core.tasks import get_task
 
     task = get_task(name, **fields)
     task.__grader_task__ = (name, fields)

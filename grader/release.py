@@ -188,7 +188,7 @@ def _write(out: Path, bundle: bool, values: dict) -> None:
     (out / "grader" / "expected.json").write_text(json.dumps(values, sort_keys=True), encoding="utf-8")
     make_exercises.write_exercises(REPO_ROOT / "solutions", out / "exercises", force=True)
     _copy_tree(REPO_ROOT / "refimpl", out / "refimpl")
-    for path in sorted((out / "refimpl").glob("*.py")):
+    for path in sorted((out / "refimpl").rglob("*.py")):
         path.write_text(replace_bodies(path.read_text(encoding="utf-8"), path.stem), encoding="utf-8")
     (out / "refimpl" / "_student.py").write_text(STUDENT_HELPER, encoding="utf-8")
     if (REPO_ROOT / "notebooks").is_dir():

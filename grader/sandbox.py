@@ -28,6 +28,7 @@ import ctypes
 import itertools
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -43,10 +44,11 @@ import grader.codec as codec
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STARTUP_LIMIT = 120.0  # seconds to import torch and the student's module
 # refimpl layers a student may use; a topic's own module is removed (see FORBIDDEN)
-ALLOWED_REFIMPL = ("__init__", "utils", "tokenizer", "model", "sampling", "tasks", "logprobs", "rollouts")
-FORBIDDEN = {"logprobs": ("logprobs", "rollouts")}  # topic -> refimpl modules holding its answers
-REFERENCE_NAMES = ("solutions", "refimpl.dpo", "refimpl.grpo", "refimpl.kl", "refimpl.reinforce",
-                   "refimpl.rewards", "refimpl.offline_online", "refimpl.logprobs")
+ALLOWED_REFIMPL = ("__init__", "core/__init__", "core/checks", "core/utils", "core/tokenizer", "core/model",
+                   "core/sampling", "core/tasks", "core/logprobs", "core/rollouts")
+FORBIDDEN = {"logprobs": ("core/logprobs", "core/rollouts")}  # topic -> refimpl modules holding its answers
+REFERENCE_NAMES = ("solutions", "refimpl.methods.dpo", "refimpl.methods.grpo", "refimpl.methods.kl", "refimpl.methods.reinforce",
+                   "refimpl.core.rewards", "refimpl.experiments.offline_online", "refimpl.core.logprobs")
 REBUILT = {n: getattr(builtins, n) for n in (
     "ValueError", "TypeError", "NotImplementedError", "IndexError", "KeyError", "ZeroDivisionError",
     "RuntimeError", "AttributeError", "ArithmeticError", "OverflowError", "MemoryError", "RecursionError",
@@ -165,7 +167,7 @@ class Sandbox:
 
     def _build_copy(self) -> None:
         work = self.root / "work"
-        (work / "refimpl").mkdir(parents=True)
+        (work / "refimpl" / "core").mkdir(parents=True)
         for name in ("child.py", "codec.py"):
             shutil.copy(REPO_ROOT / "grader" / name, work / name)
         for name in ALLOWED_REFIMPL:
@@ -294,12 +296,20 @@ def describe_exit(code: int | None) -> str:
     return f"the student process exited with code {code} (os._exit, a crash, or a kill in student code)"
 
 
+def _names_reference(message: str) -> bool:
+    """Whether a "No module named 'x'" message names a reference module or a package above one
+    (the sandbox's refimpl holds core/ only, so refimpl.methods itself is missing there)."""
+    missing = re.search(r"No module named '([\w.]+)'", message)
+    return any(r in message for r in REFERENCE_NAMES) or bool(
+        missing and any(r.startswith(missing.group(1) + ".") for r in REFERENCE_NAMES))
+
+
 def rebuild(error: dict) -> BaseException:
     """The child's exception as a grader-side exception of the same builtin type, or StudentError."""
     kind, message = str(error.get("type")), str(error.get("message", ""))
     if kind == "SystemExit":
         exc = StudentError(f"the code called sys.exit({message}); a function must return, not exit")
-    elif kind == "ModuleNotFoundError" and any(r in message for r in REFERENCE_NAMES):
+    elif kind == "ModuleNotFoundError" and _names_reference(message):
         exc = StudentError(f"{message}: a submission may not import a reference answer (solutions/ or "
                            "refimpl's implementation of the graded function); write the function yourself")
     elif kind in REBUILT:

@@ -1,5 +1,5 @@
-"""Command line: ``python -m refimpl compare ...`` runs the head-to-head study (refimpl.compare);
-``python -m refimpl study ...`` runs the declared claim experiments (refimpl.study).
+"""Command line: ``python -m refimpl compare ...`` runs the head-to-head study (refimpl.experiments.compare);
+``python -m refimpl study ...`` runs the declared claim experiments (refimpl.experiments.study).
 
     python -m refimpl compare                          # cpu preset, 2,560 completions per run, seeds 0,1
     python -m refimpl compare --methods dpo,rpo,grpo --seeds 0,1,2 --budget-samples 5120
@@ -29,7 +29,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 
 def _methods(text: str) -> tuple:
-    from .methods import METHODS
+    from .experiments.registry import METHODS
     names = tuple(t.strip().lower() for t in text.split(",") if t.strip())
     if not names:
         raise argparse.ArgumentTypeError("give at least one method, e.g. dpo,grpo")
@@ -69,9 +69,9 @@ def _positive(kind):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .compare import DEFAULT_METHODS
-    from .methods import METHODS
-    from .utils import PRESETS
+    from .core.utils import PRESETS
+    from .experiments.compare import DEFAULT_METHODS
+    from .experiments.registry import METHODS
 
     parser = argparse.ArgumentParser(prog="python -m refimpl",
                                      description="Experiments of the DPO vs GRPO vs verifier-RL curriculum.")
@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _claims(text: str) -> tuple:
-    from .study import CLAIMS
+    from .experiments.study import CLAIMS
     by_upper = {c.upper(): c for c in CLAIMS}            # c11b, C11B and C11b name one claim
     ids = tuple(by_upper.get(t.strip().upper(), t.strip()) for t in text.split(",") if t.strip())
     bad = [c for c in ids if c not in CLAIMS]
@@ -127,7 +127,7 @@ def _jobs(text: str) -> int:
 
 
 def _study_parser(sub) -> None:
-    from .study import CLAIMS
+    from .experiments.study import CLAIMS
     p = sub.add_parser("study", help="the declared claim experiments: bases x seeds, tuned, paired",
                        description="Run each claim's declared experiment over several base "
                                    "policies and run seeds, with learning rates tuned on a "
@@ -164,8 +164,8 @@ def main(argv=None) -> int:
 def _compare(parser, args) -> int:
     import torch
 
-    from .compare import config_for_preset, format_table, run_compare, save_results
-    from .plots_compare import save_figures
+    from .experiments.compare import config_for_preset, format_table, run_compare, save_results
+    from .figures.plots_compare import save_figures
 
     if args.preset == "gpu" and not torch.cuda.is_available():
         parser.error("--preset gpu needs a CUDA GPU, but torch.cuda.is_available() is False; "
@@ -194,8 +194,8 @@ def _compare(parser, args) -> int:
 
 
 def _study(args, argv: list) -> int:
-    from .study import RESULTS, load_records
-    from .study_report import REPORTS, update_claims_doc
+    from .experiments.study import RESULTS, load_records
+    from .experiments.study_report import REPORTS, update_claims_doc
 
     out = args.out or ("runs/study-quick" if args.quick else RESULTS)
     if args.report:
@@ -226,7 +226,7 @@ def _run_one(cid, bases, seeds, args, command, out) -> str:
     what to print."""
     import torch
 
-    from .study import CLAIMS, format_record, run_claim, write_record
+    from .experiments.study import CLAIMS, format_record, run_claim, write_record
     torch.set_num_threads(1)
     rec = run_claim(CLAIMS[cid], bases, seeds, runs_dir=args.runs, tuned=not args.quick,
                     progress=not args.quiet and args.jobs == 1)

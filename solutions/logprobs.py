@@ -13,9 +13,9 @@ column silently trains on padding or on the wrong tokens, so it is worth writing
 
 Alignment: the caller has already cut the logits so that column t of ``logits`` is the
 prediction for ``completion_ids[:, t]`` (for a decoder that means the logits at the position
-just before that token; refimpl.logprobs.completion_logits does the cut). No shifting here.
+just before that token; refimpl.core.logprobs.completion_logits does the cut). No shifting here.
 
-The reference implementation lives in refimpl/logprobs.py; do not import it here.
+The reference implementation lives in refimpl/core/logprobs.py; do not import it here.
 """
 import torch
 

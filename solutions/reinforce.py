@@ -12,7 +12,7 @@ Ahmadian et al. 2024, "Back to Basics").
 Layout used throughout: the B*G rows are grouped by prompt, so rows b*G .. b*G + G - 1 are
 the G samples of prompt b.
 
-Write the two functions below. The reference implementation is refimpl/reinforce.py; do
+Write the two functions below. The reference implementation is refimpl/methods/reinforce.py; do
 not import it here.
 """
 import torch

@@ -9,7 +9,7 @@ outcome. Counting the final answer as one more step gives the process reward
     R_proc(x, y) = (number of right steps + V(x, y)) / (K + 1)        in [0, 1],
 
 which notebook 05 compares with the outcome reward (claim C13). Check your work with
-``python -m grader --only process_reward``. Do not import refimpl.rewards here.
+``python -m grader --only process_reward``. Do not import refimpl.core.rewards here.
 """
 
 
@@ -17,7 +17,7 @@ def process_reward(task, problem, text) -> float:
     """Score a completion's working with the step verifier; the answer counts as a step.
 
     Args:
-        task: a refimpl.tasks.Task (e.g. ``get_task("add")``); use its ``verify_steps``
+        task: a refimpl.core.tasks.Task (e.g. ``get_task("add")``); use its ``verify_steps``
             (a list of bools, one per step of the working) and ``verify`` (0.0 or 1.0).
         problem: one of the task's Problems.
         text: the completion, e.g. "12,13,06|632" for "347+285=". It may be anything the

@@ -10,44 +10,88 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
-MODULES = sorted(p.stem for p in (ROOT / "refimpl").glob("*.py") if p.stem != "__init__")
+SUBPACKAGES = ("core", "methods", "experiments", "figures")
+# module (short name) -> its file; short names are unique across the subpackages
+FILES = {p.stem: p for p in sorted((ROOT / "refimpl").rglob("*.py")) if p.stem != "__init__"}
+MODULES = sorted(FILES)
+
+
+def package_of(module: str) -> str:
+    """'core', 'methods', ... for a module of a subpackage; '' for refimpl/__main__.py."""
+    rel = FILES[module].relative_to(ROOT / "refimpl").parts
+    return rel[0] if len(rel) == 2 else ""
 
 
 def doc_layers() -> dict:
     """{module: layer number} from the numbered list at the top of ARCHITECTURE.md."""
-    head = DOC.split("## Dimension letters")[0]
     layers = {}
-    for number, text in re.findall(r"^(\d)\. \*\*.*?\*\*(.*?)(?=^\d\. \*\*|^\S|\Z)", head,
-                                   re.M | re.S):
+    for number, _, text in LAYER_ITEMS:
         for name in re.findall(r"`([a-z_]+)`", text):
             if name in MODULES:
                 layers.setdefault(name, set()).add(int(number))
     return layers
 
 
-def refimpl_imports(path: Path) -> tuple[set, set]:
-    """(top-level, function-local) refimpl modules imported by the file; imports under
+LAYER_ITEMS = re.findall(r"^(\d)\. \*\*(.*?)\*\*(.*?)(?=^\d\. \*\*|^\S|\Z)",
+                         DOC.split("## Dimension letters")[0], re.M | re.S)
+# layer number -> the subpackage its heading names, as "(`refimpl/core/`)"
+LAYER_PACKAGE = {int(n): (re.search(r"`refimpl/(\w+)/`", text) or [None, ""])[1]
+                 for n, _, text in LAYER_ITEMS}
+
+
+def resolve(node: ast.ImportFrom, module: str) -> list:
+    """The refimpl modules (short names) an ``from ... import ...`` line in `module` imports."""
+    if node.level:
+        here = ["refimpl"] + ([package_of(module)] if package_of(module) else [])
+        base = here[:len(here) - node.level + 1]
+        dotted = base + (node.module.split(".") if node.module else [])
+    elif (node.module or "").split(".")[0] == "refimpl":
+        dotted = node.module.split(".")
+    else:
+        return []
+    if dotted[-1] in MODULES:
+        return [dotted[-1]]
+    return [a.name for a in node.names if a.name in MODULES]
+
+
+def refimpl_imports(module: str) -> tuple[set, set]:
+    """(top-level, function-local) refimpl modules imported by the module; imports under
     ``if TYPE_CHECKING:`` are annotations only and are skipped."""
-    tree = ast.parse(path.read_text())
+    tree = ast.parse(FILES[module].read_text())
     top_nodes = set(tree.body)
     typing_only = {n for node in tree.body if isinstance(node, ast.If)
                    and "TYPE_CHECKING" in ast.unparse(node.test) for n in ast.walk(node)}
     top, local = set(), set()
     for node in ast.walk(tree):
-        if not isinstance(node, ast.ImportFrom) or node in typing_only:
-            continue
-        if node.level == 1:
-            names = [node.module.split(".")[0]] if node.module else [a.name for a in node.names]
-        elif (node.module or "").split(".")[0] == "refimpl":
-            parts = node.module.split(".")
-            names = [parts[1]] if len(parts) > 1 else [a.name for a in node.names]
-        else:
-            continue
-        (top if node in top_nodes else local).update(n for n in names if n in MODULES)
+        if isinstance(node, ast.ImportFrom) and node not in typing_only:
+            (top if node in top_nodes else local).update(resolve(node, module))
     return top, local
 
 
-GRAPH = {m: refimpl_imports(ROOT / "refimpl" / f"{m}.py") for m in MODULES}
+GRAPH = {m: refimpl_imports(m) for m in MODULES}
+
+
+def test_short_module_names_are_unique():
+    stems = [p.stem for p in (ROOT / "refimpl").rglob("*.py") if p.stem != "__init__"]
+    assert len(stems) == len(set(stems)), sorted(s for s in stems if stems.count(s) > 1)
+
+
+def test_each_layer_lives_in_the_subpackage_its_heading_names():
+    layer = {k: min(v) for k, v in doc_layers().items()}
+    assert set(LAYER_PACKAGE.values()) == set(SUBPACKAGES) | {""}
+    wrong = {m: (package_of(m), LAYER_PACKAGE[layer[m]]) for m in MODULES
+             if m in layer and package_of(m) != LAYER_PACKAGE[layer[m]]}
+    assert not wrong, f"module: (its folder, its layer's folder): {wrong}"
+
+
+def test_subpackages_import_only_themselves_and_those_above():
+    order = {p: i for i, p in enumerate(("",) + SUBPACKAGES)}  # '' (__main__) sits on top
+    for m in MODULES:
+        if not package_of(m):
+            continue
+        up = sorted(n for n in GRAPH[m][0] | GRAPH[m][1]
+                    if package_of(n) and order[package_of(n)] > order[package_of(m)])
+        assert not up, f"{m} ({package_of(m)}) imports {up} from a later subpackage"
 
 
 def test_every_module_is_in_exactly_one_layer():
@@ -102,6 +146,7 @@ def test_every_import_line_in_the_doc_resolves(line):
 
 
 def test_the_doc_shows_imports_of_every_layer():
-    shown = {re.match(r"from refimpl\.(\w+)", line).group(1) for line in doc_import_lines()}
+    shown = {re.match(r"from refimpl\.([\w.]+)", line).group(1).split(".")[-1]
+             for line in doc_import_lines()}
     layer = {k: min(v) for k, v in doc_layers().items()}
     assert {layer[m] for m in shown} >= {1, 2, 3, 4, 5, 6}

@@ -19,7 +19,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from browser_support import chromium_page, require_chromium
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,7 +72,7 @@ def lab(tmp_path, cpu_base):
     require_chromium()
     if importlib.util.find_spec("jupyterlab") is None:
         pytest.skip("JupyterLab is not installed (pip install -r requirements.txt)")
-    from refimpl.utils import cache_dir
+    from refimpl.core.utils import cache_dir
     work = tmp_path / "lab"
     work.mkdir()
     shutil.copy(ROOT / "notebooks" / NOTEBOOK, work / NOTEBOOK)

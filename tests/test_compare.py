@@ -1,4 +1,4 @@
-"""The head-to-head study and its command line (claims C16, C17; refimpl/compare.py).
+"""The head-to-head study and its command line (claims C16, C17; refimpl/experiments/compare.py).
 
 The CLI runs end to end at the tiny preset (every method, two seeds, a budget of one step) and
 must write its table and figures; budgets must mean what they say; the FLOPs estimate is
@@ -14,9 +14,9 @@ from dataclasses import replace
 import pytest
 
 from refimpl.__main__ import main
-from refimpl.compare import (METHODS, CompareConfig, config_for_preset, flops_per_step,
-                             method_config, run_compare, summarize)
-from refimpl.plots_compare import plot_compare
+from refimpl.experiments.compare import (METHODS, CompareConfig, config_for_preset, flops_per_step,
+                                         method_config, run_compare, summarize)
+from refimpl.figures.plots_compare import plot_compare
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -172,8 +172,8 @@ def test_gpu_preset_without_cuda_is_a_clear_error(capsys):
 
 
 def test_tuned_learning_rates_are_the_study_records_picks():
-    from refimpl.compare import TUNED
-    from refimpl.study import load_record
+    from refimpl.experiments.compare import TUNED
+    from refimpl.experiments.study import load_record
     pick = load_record("C17")["tuning"]["pick"]
     assert {m: v["lr"] for m, v in TUNED["cpu"].items()} == pick, (
         "compare.TUNED is stale: copy the picks of results/study/C17.json")
@@ -185,7 +185,7 @@ def test_tuned_learning_rates_are_the_study_records_picks():
 
 def test_default_budget_counts_samples_and_table_gives_a_ci():
     from refimpl import stats
-    from refimpl.compare import CompareResult, format_table
+    from refimpl.experiments.compare import CompareResult, format_table
     cc = config_for_preset("cpu")
     assert cc.budget_s is None and cc.budget_samples == 2560
     runs = [{"method": "grpo", "seed": s, "final_acc": a, "base_acc": 0.4, "wall_s": 1.0,

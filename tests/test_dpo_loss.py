@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refimpl.dpo import dpo_gradient_weight, dpo_loss, dpo_loss_grad, implicit_reward
+from refimpl.methods.dpo import dpo_gradient_weight, dpo_loss, dpo_loss_grad, implicit_reward
 
 f64 = torch.float64
 

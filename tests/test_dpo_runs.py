@@ -1,8 +1,8 @@
-"""refimpl.dpo_runs (claims C4, C5): the run measures the truly right completions even when
+"""refimpl.experiments.dpo_runs (claims C4, C5): the run measures the truly right completions even when
 labels are flipped, applies the method's loss settings, and names bad arguments."""
 import pytest
 
-from refimpl.dpo_runs import DPO_METHODS, DpoRunConfig, dpo_run
+from refimpl.experiments.dpo_runs import DPO_METHODS, DpoRunConfig, dpo_run
 
 SMALL = DpoRunConfig(n_prompts=48, steps=3, batch_size=8, seed=0)
 

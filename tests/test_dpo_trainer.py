@@ -4,11 +4,11 @@ import math
 import pytest
 import torch
 
-from refimpl.dpo_trainer import DPOConfig, pair_logps, train_dpo
-from refimpl.evaluation import completions_for
-from refimpl.preferences import (build_pairs, comparison_counts, flip_labels,
-                                 pairs_from_rollout)
-from refimpl.rollouts import Rollout
+from refimpl.core.evaluation import completions_for
+from refimpl.core.preferences import build_pairs, comparison_counts, flip_labels, pairs_from_rollout
+from refimpl.core.rollouts import Rollout
+from refimpl.methods.dpo_trainer import DPOConfig, pair_logps, train_dpo
+
 
 @pytest.fixture(scope="module")
 def few(pairs):
@@ -240,7 +240,7 @@ def test_pure_dpo_lowers_the_chosen_logprob(cpu_base, pairs):
 
 
 def test_where_mass_goes_is_consistent(cpu_base, pairs):
-    from refimpl.dpo_analysis import where_mass_goes
+    from refimpl.methods.dpo_analysis import where_mass_goes
     m = where_mass_goes(cpu_base.model, pairs)
     assert m["p_chosen"] + m["p_rejected"] + m["p_other"] == pytest.approx(1.0, abs=1e-6)
     assert min(m["p_chosen"], m["p_rejected"], m["p_other"]) >= 0

@@ -246,7 +246,7 @@ def test_release_grades_with_stored_values_and_runs_refimpl_on_student_code(buil
         assert e["points"] == (1.0 if e["topic"] == "dpo" else 0.0), e
     probe = textwrap.dedent("""\
         import shutil, sys, torch
-        from refimpl.dpo import dpo_gradient_weight
+        from refimpl.methods.dpo import dpo_gradient_weight
         try:
             dpo_gradient_weight(torch.zeros(2), torch.zeros(2))
         except NotImplementedError as e:

@@ -1,4 +1,4 @@
-"""refimpl.grpo_analysis against closed forms and slow references: the unbiased uniform-group
+"""refimpl.methods.grpo_analysis against closed forms and slow references: the unbiased uniform-group
 estimator, the expected advantage mass (Dr. GRPO's difficulty bias, C11), per-sample score
 gradients (autograd, one sequence at a time) and the Gram-matrix gradient noise (explicit
 resampled gradients)."""
@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from refimpl import grpo_analysis as ga
-from refimpl.grpo import group_advantages, grpo_loss
-from refimpl.logprobs import sequence_logprobs
-from refimpl.model import GPT, GPTConfig
+from refimpl.core.logprobs import sequence_logprobs
+from refimpl.core.model import GPT, GPTConfig
+from refimpl.methods.grpo import group_advantages, grpo_loss
 
 
 def test_uniform_shares_are_exact_hypergeometric_counts():

@@ -1,4 +1,4 @@
-"""Tests for refimpl.grpo: group advantages (C7, C11), the clipped surrogate, the three loss
+"""Tests for refimpl.methods.grpo: group advantages (C7, C11), the clipped surrogate, the three loss
 aggregations, and the zero gradient of uniform groups (C8, article exercise 2)."""
 
 import itertools
@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from refimpl.grpo import frac_reward_zero_std, group_advantages, grpo_loss, prob_uniform_group
+from refimpl.methods.grpo import (frac_reward_zero_std, group_advantages, grpo_loss,
+                                  prob_uniform_group)
 
 DT = torch.float64
 

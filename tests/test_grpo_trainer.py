@@ -1,4 +1,4 @@
-"""Tests for refimpl.grpo_trainer: the GRPO loop, dynamic sampling and its bookkeeping.
+"""Tests for refimpl.methods.grpo_trainer: the GRPO loop, dynamic sampling and its bookkeeping.
 
 Most tests use the "tiny" base (fast, its text is mostly junk, so they pass their own reward
 functions); the learning test uses the cached cpu base and the task's verifier.
@@ -9,10 +9,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from refimpl.grpo_trainer import (GRPOConfig, benchmark_grpo, collect_batch, grpo_update,
-                                  train_grpo)
-from refimpl.logprobs import token_logprobs
-from refimpl.sft import load_base
+from refimpl.core.logprobs import token_logprobs
+from refimpl.core.sft import load_base
+from refimpl.methods.grpo_trainer import (GRPOConfig, benchmark_grpo, collect_batch, grpo_update,
+                                          train_grpo)
 
 TIMING = {"time_s", "sample_s", "score_s", "update_s"}
 

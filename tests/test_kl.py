@@ -1,4 +1,4 @@
-"""Tests for refimpl.kl: Schulman's k1/k2/k3 estimators of KL(pi_theta || pi_ref) (claim C18)."""
+"""Tests for refimpl.methods.kl: Schulman's k1/k2/k3 estimators of KL(pi_theta || pi_ref) (claim C18)."""
 
 import math
 
@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refimpl.kl import estimator_bias_variance, estimator_moments, exact_kl, kl_estimate
+from refimpl.methods.kl import estimator_bias_variance, estimator_moments, exact_kl, kl_estimate
 
 DT = torch.float64
 

@@ -1,12 +1,13 @@
-"""refimpl.length_runs (claim C11b): the lengths are counted right, the same draws measure every
+"""refimpl.experiments.length_runs (claim C11b): the lengths are counted right, the same draws measure every
 method, and a run spends its budget in whole steps."""
 import pytest
 import torch
 
-from refimpl.length_runs import LENGTH_METHODS, LengthRunConfig, length_run, length_stats
-from refimpl.rollouts import sample_groups
-from refimpl.sft import load_base
-from refimpl.utils import get_preset
+from refimpl.core.rollouts import sample_groups
+from refimpl.core.sft import load_base
+from refimpl.core.utils import get_preset
+from refimpl.experiments.length_runs import (LENGTH_METHODS, LengthRunConfig, length_run,
+                                             length_stats)
 
 
 @pytest.fixture(scope="module")

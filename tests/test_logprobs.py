@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 
-from refimpl.logprobs import gather_token_logprobs, sequence_logprobs, token_logprobs
-from refimpl.model import GPT, GPTConfig
-from refimpl.tokenizer import CharTokenizer
+from refimpl.core.logprobs import gather_token_logprobs, sequence_logprobs, token_logprobs
+from refimpl.core.model import GPT, GPTConfig
+from refimpl.core.tokenizer import CharTokenizer
 
 TOK = CharTokenizer("0123456789+=,|")
 
@@ -121,7 +121,7 @@ def test_shared_prompt_errors_name_the_problem():
 
 
 def test_gather_refuses_an_out_of_range_id_even_where_masked():
-    from refimpl.logprobs import gather_token_logprobs
+    from refimpl.core.logprobs import gather_token_logprobs
     logits = torch.zeros(1, 2, 5)
     mask = torch.tensor([[True, False]])
     for bad in (5, -1):

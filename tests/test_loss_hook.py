@@ -5,8 +5,8 @@ refimpl's own loss (the KL term stays refimpl's), and a broken surrogate must ch
 """
 import torch
 
-from refimpl.grpo_trainer import GRPOConfig, collect_batch, grpo_update
-from refimpl.sft import load_base
+from refimpl.core.sft import load_base
+from refimpl.methods.grpo_trainer import GRPOConfig, collect_batch, grpo_update
 from solutions.grpo import grpo_clipped_loss
 
 

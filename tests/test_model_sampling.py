@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from refimpl.logprobs import token_logprobs
-from refimpl.model import GPT, GPTConfig
-from refimpl.sampling import generate
-from refimpl.tokenizer import CharTokenizer
+from refimpl.core.logprobs import token_logprobs
+from refimpl.core.model import GPT, GPTConfig
+from refimpl.core.sampling import generate
+from refimpl.core.tokenizer import CharTokenizer
 
 TOK = CharTokenizer("0123456789+=,|")
 
@@ -132,7 +132,8 @@ def test_shared_prompt_sampling_equals_repeated_prompts():
 def test_cpu_attention_formula_matches_fused_kernel():
     """refimpl's CPU attention (the plain formula) equals PyTorch's fused kernel, masks included."""
     import torch.nn.functional as F
-    from refimpl.model import attention
+
+    from refimpl.core.model import attention
     g = torch.Generator().manual_seed(0)
     q = torch.randn(3, 2, 4, 8, generator=g, requires_grad=True)
     k, v = (torch.randn(3, 2, 6, 8, generator=g, requires_grad=True) for _ in range(2))

@@ -7,10 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from refimpl.offline_online import (MODES, classify, dpo_logit_gradient, gradient_mass_outside,
-                                    policy_gradient_logits, sample_mode_counts, step_error_rates,
-                                    tabular_run, two_step_run)
-from refimpl.tasks import Problem, get_task
+from refimpl.core.tasks import Problem, get_task
+from refimpl.experiments.offline_online import (MODES, classify, dpo_logit_gradient,
+                                                gradient_mass_outside, policy_gradient_logits,
+                                                sample_mode_counts, step_error_rates, tabular_run,
+                                                two_step_run)
 
 
 def _autograd_dpo(z, pairs, beta, zref):
@@ -87,7 +88,7 @@ def test_classify_hand_built():
 
 @pytest.fixture(scope="module")
 def tiny_base():
-    from refimpl.sft import load_base
+    from refimpl.core.sft import load_base
     return load_base("tiny", progress=False)
 
 

@@ -1,4 +1,4 @@
-"""Online DPO (refimpl/online_dpo.py): the DPO loss on fresh verifier-labelled pairs.
+"""Online DPO (refimpl/methods/online_dpo.py): the DPO loss on fresh verifier-labelled pairs.
 
 One step must equal, parameter for parameter, the slow obvious procedure: sample with the same
 generator, pair, score the pairs under the frozen reference, take one ``dpo_update``. Budgets
@@ -10,12 +10,12 @@ import random
 import pytest
 import torch
 
-from refimpl.dpo_trainer import dpo_update, pair_logps
-from refimpl.online_dpo import OnlineDPOConfig, train_online_dpo
-from refimpl.preferences import pairs_from_rollout
-from refimpl.rollouts import sample_groups
-from refimpl.sft import load_base
-from refimpl.training import adamw, problem_sets, start_policy
+from refimpl.core.preferences import pairs_from_rollout
+from refimpl.core.rollouts import sample_groups
+from refimpl.core.sft import load_base
+from refimpl.core.training import adamw, problem_sets, start_policy
+from refimpl.methods.dpo_trainer import dpo_update, pair_logps
+from refimpl.methods.online_dpo import OnlineDPOConfig, train_online_dpo
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ import torch  # noqa: E402
 from refimpl import (bandit, diagrams, kl_lab, plots, plots_bandit, plots_compare,  # noqa: E402
                      plots_dpo, plots_grpo, plots_kl, plots_offline, plots_ppo, plots_rl,
                      plots_study, study)
-from refimpl.compare import CompareConfig, CompareResult  # noqa: E402
-from refimpl.training import TrainResult  # noqa: E402
+from refimpl.core.training import TrainResult  # noqa: E402
+from refimpl.experiments.compare import CompareConfig, CompareResult  # noqa: E402
 
 CLAIM = re.compile(r"\bC\d{1,2}\b|set-up|no claim")
 

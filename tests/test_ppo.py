@@ -1,5 +1,5 @@
-"""Tests for refimpl.ppo (rewards, GAE, whitening, the clipped policy and value losses, the
-critic) and refimpl.ppo_trainer (a short run on the cached cpu base, claim C15's metrics)."""
+"""Tests for refimpl.methods.ppo (rewards, GAE, whitening, the clipped policy and value losses, the
+critic) and refimpl.methods.ppo_trainer (a short run on the cached cpu base, claim C15's metrics)."""
 
 import math
 from dataclasses import replace
@@ -7,10 +7,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from refimpl.ppo import (ValueModel, explained_variance, gae_advantages, pearson, ppo_loss,
-                         ppo_policy_loss, rl_memory, token_rewards, value_loss, whiten)
-from refimpl.ppo_analysis import advantage_quality
-from refimpl.ppo_trainer import PPOConfig, train_ppo, validate_config
+from refimpl.methods.ppo import (ValueModel, explained_variance, gae_advantages, pearson, ppo_loss,
+                                 ppo_policy_loss, rl_memory, token_rewards, value_loss, whiten)
+from refimpl.methods.ppo_analysis import advantage_quality
+from refimpl.methods.ppo_trainer import PPOConfig, train_ppo, validate_config
 
 DT = torch.float64
 
@@ -265,7 +265,7 @@ def test_ppo_keeps_the_policy_and_fits_the_critic(cpu_base, ppo_run):
     assert h[-1]["value_loss"] < 0.5 * h[1]["inner"][0]["value_loss"]
     # On fresh samples, with targets = outcome reward R in {1, 2} (lam = 1): V = 0 has loss
     # E[R^2] / 2 >= 1/2, a constant V = c has E[(R - c)^2] / 2, at best Var(R) / 2 <= 1/8.
-    from refimpl.rollouts import sample_groups
+    from refimpl.core.rollouts import sample_groups
     ro = sample_groups(ppo_run.policy, cpu_base.tokenizer, cpu_base.task,
                        cpu_base.train_problems(32, seed=7), 4,
                        reward_fn=shifted_verifier(cpu_base.task),
@@ -309,7 +309,7 @@ def test_bad_config_raises(field, value, match):
 
 def test_group_size_one_and_snapshot(cpu_base):
     """PPO's usual layout (one completion per prompt) runs, and logs no GRPO comparison."""
-    from refimpl.ppo_trainer import advantage_snapshot
+    from refimpl.methods.ppo_trainer import advantage_snapshot
     cfg = replace(FAST, steps=1, prompts_per_step=4, group_size=1, eval_every=0, mc_every=1,
                   mc_samples=2)
     res = train_ppo(cpu_base, cfg, progress=False)
@@ -332,8 +332,10 @@ def test_plots_run_without_display(cpu_base):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from refimpl.plots_ppo import plot_advantage_quality, plot_ppo_vs_grpo, plot_reward_hacking
-    from refimpl.training import TrainResult
+
+    from refimpl.core.training import TrainResult
+    from refimpl.figures.plots_ppo import (plot_advantage_quality, plot_ppo_vs_grpo,
+                                           plot_reward_hacking)
     rows = [{"step": s, "samples": 64 * s, "heldout_acc": 0.4, "reward": 0.1 * s,
              "value_loss": 0.05, "explained_variance": 0.0, "value_mae_mc": 0.1,
              "baseline_mae_mc/group": 0.1} for s in range(3)]
@@ -347,7 +349,7 @@ def test_plots_run_without_display(cpu_base):
 
 
 def test_critic_run_measures_the_critic_and_the_oracle_on_the_same_rollouts(cpu_base):
-    from refimpl.ppo_analysis import CriticRunConfig, critic_run
+    from refimpl.methods.ppo_analysis import CriticRunConfig, critic_run
     cfg = CriticRunConfig(budget_samples=64, prompts_per_step=4, group_size=4, mc_samples=8)
     r = critic_run("critic", cpu_base, 1e-4, cfg, cpu_base.heldout(16))
     assert (r["steps"], r["samples"]) == (4, 64)

@@ -1,4 +1,4 @@
-"""Tests for refimpl.prm: the learned process reward model (claim C13).
+"""Tests for refimpl.methods.prm: the learned process reward model (claim C13).
 
 The PRM is trained on completions sampled from the cached cpu base, labelled by the exact
 step verifier; its accuracy is measured on steps of held-out PROMPTS and must beat the
@@ -9,9 +9,10 @@ import math
 import pytest
 import torch
 
-from refimpl.prm import PRMConfig, ProcessRewardModel, step_labels, step_positions, train_prm
-from refimpl.rollouts import sample_groups
-from refimpl.tasks import Problem
+from refimpl.core.rollouts import sample_groups
+from refimpl.core.tasks import Problem
+from refimpl.methods.prm import (PRMConfig, ProcessRewardModel, step_labels, step_positions,
+                                 train_prm)
 
 P = Problem(prompt="347+285=", answer=632, level=2, operands=(347, 285))
 
@@ -43,7 +44,7 @@ def test_step_positions(text, expected):
 
 
 def test_step_labels_are_the_verifiers():
-    from refimpl.tasks import get_task
+    from refimpl.core.tasks import get_task
     task = get_task("add")
     y = step_labels(task, [P, P], ["12,13,06|632", "12,99,06|633"])
     assert y.tolist() == [[1, 1, 1, 1], [1, 0, 1, 0]]

@@ -2,7 +2,7 @@
 import tqdm.auto
 import tqdm.notebook
 
-from refimpl.training import StepBar
+from refimpl.core.training import StepBar
 
 
 def test_early_stop_ends_at_steps_run():

@@ -1,4 +1,4 @@
-"""Tests for refimpl.reinforce: REINFORCE with a baseline, RLOO, the running b(x) (claim C12).
+"""Tests for refimpl.methods.reinforce: REINFORCE with a baseline, RLOO, the running b(x) (claim C12).
 
 The unbiasedness and variance statements are checked by exact enumeration of every group of
 samples on a small softmax bandit, against closed forms derived in the comments.
@@ -13,16 +13,9 @@ import types
 import pytest
 import torch
 
-from refimpl.reinforce import (
-    BASELINE_KINDS,
-    ReinforceConfig,
-    RunningBaseline,
-    baseline,
-    exact_bandit_gradient,
-    gradient_variance,
-    per_sample_grads,
-    reinforce_loss,
-)
+from refimpl.methods.reinforce import (BASELINE_KINDS, ReinforceConfig, RunningBaseline, baseline,
+                                       exact_bandit_gradient, gradient_variance, per_sample_grads,
+                                       reinforce_loss)
 
 DT = torch.float64
 

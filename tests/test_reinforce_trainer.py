@@ -1,4 +1,4 @@
-"""Tests for refimpl.reinforce_trainer: the REINFORCE loop and the variance probe (claim C12).
+"""Tests for refimpl.methods.reinforce_trainer: the REINFORCE loop and the variance probe (claim C12).
 
 The learning test uses the cached cpu base and a fixed seed; its margin is two standard
 errors of the held-out accuracy measurement. The variance probe is compared with a slow
@@ -9,14 +9,14 @@ import math
 import pytest
 import torch
 
-from refimpl.model import GPT, GPTConfig
-from refimpl.reinforce import ReinforceConfig, baseline, gradient_variance, per_sample_grads
-from refimpl.reinforce_analysis import estimator_variance, score_gram
-from refimpl.reinforce_trainer import ReinforceTrainConfig, train_reinforce, validate_config
-from refimpl.logprobs import token_logprobs
-from refimpl.rollouts import sample_groups
-from refimpl.tasks import get_task
-from refimpl.tokenizer import CharTokenizer
+from refimpl.core.logprobs import token_logprobs
+from refimpl.core.model import GPT, GPTConfig
+from refimpl.core.rollouts import sample_groups
+from refimpl.core.tasks import get_task
+from refimpl.core.tokenizer import CharTokenizer
+from refimpl.methods.reinforce import ReinforceConfig, baseline, gradient_variance, per_sample_grads
+from refimpl.methods.reinforce_analysis import estimator_variance, score_gram
+from refimpl.methods.reinforce_trainer import ReinforceTrainConfig, train_reinforce, validate_config
 
 
 def _strip(history):

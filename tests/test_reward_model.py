@@ -4,9 +4,10 @@ import math
 import pytest
 import torch
 
-from refimpl.preferences import PreferencePairs, build_pairs
-from refimpl.reward_model import (RewardModel, RMConfig, bradley_terry_loss,
-                                  train_reward_model)
+from refimpl.core.preferences import PreferencePairs, build_pairs
+from refimpl.methods.reward_model import (RewardModel, RMConfig, bradley_terry_loss,
+                                          train_reward_model)
+
 
 def _log_sigmoid(x: float) -> float:
     return -math.log1p(math.exp(-x)) if x > 0 else x - math.log1p(math.exp(x))

@@ -1,11 +1,11 @@
-"""refimpl.reward_runs (claims C13, C19): every grader scores the same greedy completions, the
+"""refimpl.experiments.reward_runs (claims C13, C19): every grader scores the same greedy completions, the
 false-accept rate is the tolerant grader's excess over the real verifier, and a run spends its
 sample budget in whole steps."""
 import pytest
 
-from refimpl.evaluation import completions_for
-from refimpl.reward_runs import REWARD_METHODS, RewardRunConfig, grade, reward_run
-from refimpl.rewards import process_reward, tolerant_verify
+from refimpl.core.evaluation import completions_for
+from refimpl.core.rewards import process_reward, tolerant_verify
+from refimpl.experiments.reward_runs import REWARD_METHODS, RewardRunConfig, grade, reward_run
 
 
 def test_grade_matches_a_slow_count(cpu_base):
@@ -49,7 +49,7 @@ def test_bad_arguments_are_named(cpu_base, kw, match):
 def test_c10_and_c12_methods(cpu_base):
     """nobaseline is REINFORCE with b = 0; the *_grpo runs are graded by the base's reward
     model too, the same model for every run of a base."""
-    from refimpl.reward_runs import base_reward_model
+    from refimpl.experiments.reward_runs import base_reward_model
     problems = cpu_base.heldout(16)
     cfg = RewardRunConfig(budget_samples=16, prompts_per_step=4, group_size=4)
     rm = base_reward_model(cpu_base)

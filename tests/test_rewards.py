@@ -1,4 +1,4 @@
-"""Tests for refimpl.rewards: outcome, exact process reward, and the flawed prefix verifier (C13, C19).
+"""Tests for refimpl.core.rewards: outcome, exact process reward, and the flawed prefix verifier (C13, C19).
 
 The process reward is checked against an independent reference that recomputes the column
 sums of each problem by hand from its operands; the flawed verifier is checked to accept a
@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refimpl.rewards import (REL_TOL, REWARD_KINDS, make_reward_fn, outcome_reward,
-                             prefix_verify, process_reward, tolerant_verify)
-from refimpl.tasks import Problem, get_task
+from refimpl.core.rewards import (REL_TOL, REWARD_KINDS, make_reward_fn, outcome_reward,
+                                  prefix_verify, process_reward, tolerant_verify)
+from refimpl.core.tasks import Problem, get_task
 
 ADD = get_task("add", digits=3)
 P = Problem(prompt="347+285=", answer=632, level=2, operands=(347, 285))  # 12,13,06|632

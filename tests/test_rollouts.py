@@ -1,7 +1,7 @@
 """Group selection on a rollout: against a row-by-row loop on a hand-built batch."""
 import torch
 
-from refimpl.rollouts import Rollout, completion_stats, mixed_groups, select_groups
+from refimpl.core.rollouts import Rollout, completion_stats, mixed_groups, select_groups
 
 
 def _rollout(rewards):                      # rewards: B lists of G floats
@@ -43,8 +43,8 @@ def test_completion_stats_are_the_masked_means():
 
 def test_entropy_estimate_matches_the_exact_entropy_of_the_sampler():
     """-log pi of sampled tokens averages to the exact entropy: a tiny model, many samples."""
-    from refimpl.model import GPT, GPTConfig
-    from refimpl.sampling import generate
+    from refimpl.core.model import GPT, GPTConfig
+    from refimpl.core.sampling import generate
 
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=5, block_size=8, n_layer=1, n_head=1, n_embd=8)).eval()

@@ -6,9 +6,9 @@ import pickle
 import pytest
 import torch
 
-from refimpl.evaluation import accuracy, pass_at_k
-from refimpl.sft import _cache_paths, base_seed, load_base, train_sft
-from refimpl.utils import get_preset, seed_everything
+from refimpl.core.evaluation import accuracy, pass_at_k
+from refimpl.core.sft import _cache_paths, base_seed, load_base, train_sft
+from refimpl.core.utils import get_preset, seed_everything
 
 
 def test_cpu_base_is_in_the_target_band(cpu_base):
@@ -98,7 +98,7 @@ def test_pass_at_k_closed_forms():
 
 
 def test_unknown_preset_and_device():
-    from refimpl.utils import get_device
+    from refimpl.core.utils import get_device
     with pytest.raises(ValueError, match="unknown preset"):
         get_preset("huge")
     with pytest.raises(ValueError, match="unknown device"):

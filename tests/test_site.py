@@ -19,12 +19,11 @@ from urllib.parse import unquote, urlparse
 
 import nbformat
 import pytest
-
 from browser_support import chromium_page
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from book.static_widgets import VIEW_MIME, STATE_MIME, make_static  # noqa: E402
+from book.static_widgets import STATE_MIME, VIEW_MIME, make_static  # noqa: E402
 
 SITE_TOOLS = ("sphinx", "myst_nb", "sphinx_book_theme")
 SHOT_PAGE = "notebooks/01_dpo_from_rlhf.html"
@@ -126,9 +125,9 @@ def test_site_has_a_page_per_notebook_module_and_solution(site):
     for nb in (ROOT / "notebooks").glob("*.ipynb"):
         assert (site / "notebooks" / f"{nb.stem}.html").is_file(), nb.name
     import refimpl
-    for m in pkgutil.iter_modules(refimpl.__path__):
-        if not m.name.startswith("_"):
-            assert (site / "api" / f"refimpl.{m.name}.html").is_file(), m.name
+    for m in pkgutil.walk_packages(refimpl.__path__, "refimpl."):
+        if not m.ispkg and not m.name.rsplit(".", 1)[1].startswith("_"):
+            assert (site / "api" / f"{m.name}.html").is_file(), m.name
     for sol in (ROOT / "solutions").glob("*.md"):
         assert "Spoilers" in (site / "solutions" / f"{sol.stem}.html").read_text(), sol.name
     assert (site / "_static/mathjax/tex-svg.js").is_file()

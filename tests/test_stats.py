@@ -1,4 +1,4 @@
-"""Paired intervals and verdicts of the claims study (refimpl/stats.py).
+"""Paired intervals and verdicts of the claims study (refimpl/core/stats.py).
 
 Checked against values computed by hand, a slow bootstrap, and the coverage of the t interval
 on simulated normal data (an interval that is too narrow would fail the coverage test).

@@ -1,4 +1,4 @@
-"""The claims study (refimpl/study.py) end to end at the tiny preset.
+"""The claims study (refimpl/experiments/study.py) end to end at the tiny preset.
 
 A tiny declared claim runs over one base and two seeds: the record must hold the declaration,
 the grid and a pick that is the argmax of its validation scores, the per-seed values, paired
@@ -12,7 +12,7 @@ import pytest
 
 from refimpl import stats, study, study_report, study_runs
 from refimpl.__main__ import main
-from refimpl.study import Claim, Comparison, eval_splits, run_claim, write_record
+from refimpl.experiments.study import Claim, Comparison, eval_splits, run_claim, write_record
 
 TINY = Claim(id="T1", article="a test claim", hypothesis="grpo > dpo", metric="acc",
              budget_samples=16, methods=("dpo", "grpo"),
@@ -60,7 +60,7 @@ def test_second_run_resumes_from_stored_runs(record, monkeypatch):
 
 
 def test_validation_and_test_are_disjoint():
-    from refimpl.sft import load_base
+    from refimpl.core.sft import load_base
     val, test = eval_splits(load_base("tiny", progress=False), 8)
     assert len(val) == len(test) == 8
     assert not {p.prompt for p in val} & {p.prompt for p in test}
@@ -95,7 +95,7 @@ def test_cli_refuses_unknown_claims_and_too_few_seeds(capsys):
 @pytest.mark.parametrize("rel", sorted(study_report.REPORTS))
 def test_generated_sections_match_the_committed_records(rel, tmp_path):
     from pathlib import Path
-    doc = Path(study.__file__).resolve().parent.parent / rel
+    doc = Path(study.__file__).resolve().parents[2] / rel
     copy = tmp_path / doc.name
     copy.write_text(doc.read_text())
     ids = study_report.REPORTS[rel]

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refimpl.tasks import AdditionTask, Problem, get_task
+from refimpl.core.tasks import AdditionTask, Problem, get_task
 
 ADD = get_task("add")
 CD = get_task("countdown")

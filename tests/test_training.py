@@ -1,7 +1,7 @@
 """The shared optimiser: fused AdamW takes the same steps as PyTorch's reference AdamW."""
 import torch
 
-from refimpl.training import adamw
+from refimpl.core.training import adamw
 
 
 def test_fused_adamw_matches_the_plain_loop():

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from refimpl import trl_bridge, trl_compare
-from refimpl.dpo_trainer import DPOConfig
-from refimpl.grpo_trainer import GRPOConfig
-from refimpl.tasks import get_task
-from refimpl.tokenizer import CharTokenizer
+from refimpl.core.tasks import get_task
+from refimpl.core.tokenizer import CharTokenizer
+from refimpl.methods.dpo_trainer import DPOConfig
+from refimpl.methods.grpo_trainer import GRPOConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_trl = pytest.mark.skipif(not trl_bridge.trl_available(),
@@ -61,7 +61,7 @@ def test_config_translation():
 
 
 def test_refimpl_imports_without_transformers():
-    code = ("import sys, refimpl.trl_bridge, refimpl.trl_compare, refimpl.dpo, refimpl.grpo; "
+    code = ("import sys, refimpl.experiments.trl_bridge, refimpl.experiments.trl_compare, refimpl.methods.dpo, refimpl.methods.grpo; "
             "bad = [m for m in ('trl', 'transformers', 'datasets') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
@@ -88,7 +88,7 @@ def test_benchmark_runs_tiny(capsys):
         assert 0 < res["mflop_shared"] < res["mflop_per_step"]
     assert "ratio refimpl / TRL" in capsys.readouterr().out or impls == {"refimpl"}
     # The figure of notebook 07: one panel per method, one bar segment per non-zero phase.
-    from refimpl.plots import plot_step_phases
+    from refimpl.figures.plots import plot_step_phases
     fig = plot_step_phases(out)
     assert [ax.get_title() for ax in fig.axes] == ["GRPO", "DPO"]
     for ax, method in zip(fig.axes, ("grpo", "dpo")):
@@ -123,7 +123,7 @@ def test_hf_tokenizer_has_refimpl_ids(setup):
 @needs_trl
 def test_tiny_llama_size_and_left_padding(setup):
     task, tok = setup
-    from refimpl.model import GPT, GPTConfig
+    from refimpl.core.model import GPT, GPTConfig
     llama = trl_bridge.tiny_llama(tok, n_layer=4, n_embd=128, n_head=4)
     gpt = GPT(GPTConfig(tok.vocab_size, block_size=32, n_layer=4, n_head=4, n_embd=128))
     n_llama = sum(p.numel() for p in llama.parameters())
@@ -212,7 +212,8 @@ def test_trl_default_kl_correction_same_value_only_on_policy(setup):
 
 @needs_trl
 def test_translated_configs_are_accepted_by_trl():
-    from trl import DPOConfig as TRLDPO, GRPOConfig as TRLGRPO
+    from trl import DPOConfig as TRLDPO
+    from trl import GRPOConfig as TRLGRPO
     ours = GRPOConfig(prompts_per_step=16, group_size=8, beta=0.04, loss_agg="grpo", clip_eps=0.2)
     g = trl_bridge.trl_args(TRLGRPO, **trl_bridge.to_trl_grpo_kwargs(ours, 16))
     assert (g.num_generations, g.per_device_train_batch_size, g.beta, g.loss_type, g.epsilon) == \

@@ -12,23 +12,25 @@ from dataclasses import replace
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from refimpl import checks
-from refimpl.dpo import dpo_gradient_weight, dpo_loss, dpo_loss_grad, implicit_reward
-from refimpl.dpo_trainer import DPOConfig, train_dpo
-from refimpl.grpo import frac_reward_zero_std, group_advantages, grpo_loss, prob_uniform_group
-from refimpl.grpo_trainer import GRPOConfig, train_grpo
-from refimpl.kl import kl_estimate
-from refimpl.offline_online import (OfflineOnlineConfig, dpo_logit_gradient,
-                                    policy_gradient_logits, run_offline_online)
-from refimpl.ppo import ppo_loss, token_rewards
-from refimpl.ppo_trainer import PPOConfig, train_ppo
-from refimpl.prm import PRMConfig, train_prm
-from refimpl.reinforce import RunningBaseline, baseline, reinforce_loss
-from refimpl.reinforce_trainer import ReinforceTrainConfig, train_reinforce
-from refimpl.reward_model import RMConfig, bradley_terry_loss, train_reward_model
-from refimpl.utils import get_preset
+from refimpl.core.utils import get_preset
+from refimpl.experiments.offline_online import (OfflineOnlineConfig, dpo_logit_gradient,
+                                                policy_gradient_logits, run_offline_online)
+from refimpl.methods.dpo import dpo_gradient_weight, dpo_loss, dpo_loss_grad, implicit_reward
+from refimpl.methods.dpo_trainer import DPOConfig, train_dpo
+from refimpl.methods.grpo import (frac_reward_zero_std, group_advantages, grpo_loss,
+                                  prob_uniform_group)
+from refimpl.methods.grpo_trainer import GRPOConfig, train_grpo
+from refimpl.methods.kl import kl_estimate
+from refimpl.methods.ppo import ppo_loss, token_rewards
+from refimpl.methods.ppo_trainer import PPOConfig, train_ppo
+from refimpl.methods.prm import PRMConfig, train_prm
+from refimpl.methods.reinforce import RunningBaseline, baseline, reinforce_loss
+from refimpl.methods.reinforce_trainer import ReinforceTrainConfig, train_reinforce
+from refimpl.methods.reward_model import RMConfig, bradley_terry_loss, train_reward_model
 
 f64 = torch.float64
 NAN, INF = float("nan"), float("inf")

@@ -11,8 +11,8 @@ import random
 
 import pytest
 
-from refimpl.rewards import prefix_verify, process_reward
-from refimpl.tasks import AdditionTask, Problem, get_task
+from refimpl.core.rewards import prefix_verify, process_reward
+from refimpl.core.tasks import AdditionTask, Problem, get_task
 
 N_STRINGS = 20_000
 LOOKALIKES = "\uff10\uff11\uff19\u0663\u06f7\u0966 a-|,=*+"   # full-width, Arabic-Indic, ...

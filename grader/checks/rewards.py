@@ -5,15 +5,15 @@ AssertionError with a hint. Reference: solutions/rewards.py (grader.reference.ex
 hand-built completions: right, partly wrong, malformed, untrimmed, and junk that is not even
 a string. Tasks travel to the sandbox as their name and arguments (grader/codec.py).
 """
-from refimpl.tasks import Problem
-from refimpl.tasks import get_task as _get_task
+from refimpl.core.tasks import Problem
+from refimpl.core.tasks import get_task as _get_task
 
 from grader.checks import get_function
 from grader.reference import expected as reference
 
 
 def get_task(name: str, **kwargs):
-    """refimpl.tasks.get_task, tagged so that the sandbox can rebuild the same task."""
+    """refimpl.core.tasks.get_task, tagged so that the sandbox can rebuild the same task."""
     task = _get_task(name, **kwargs)
     task.__grader_task__ = (name, kwargs)
     return task

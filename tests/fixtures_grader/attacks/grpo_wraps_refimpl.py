@@ -1,7 +1,7 @@
 """Attack: wrap refimpl's own implementation of the graded functions."""
-from refimpl.grpo import group_advantages as _adv
-from refimpl.grpo import grpo_loss as _loss
-from refimpl.kl import kl_estimate
+from refimpl.methods.grpo import group_advantages as _adv
+from refimpl.methods.grpo import grpo_loss as _loss
+from refimpl.methods.kl import kl_estimate
 
 
 def group_advantages(rewards, group_size, eps=1e-4):

@@ -1,0 +1,211 @@
+"""The REINFORCE trainer: sample G completions per prompt, score them, one policy-gradient step.
+
+REINFORCE (Williams 1992) with a baseline b (refimpl.methods.reinforce, eq. 1):
+
+    grad J = E[(r(x, y) - b(x)) * grad log pi_theta(y | x)],
+
+estimated on each batch of B prompts x G samples from the current policy, so every update is
+on-policy and there is no ratio or clip (unlike PPO/GRPO). The reward r is the outcome
+verifier by default; refimpl.core.rewards and refimpl.methods.prm supply process rewards and a flawed
+verifier. Baselines: "none", "rloo" (Ahmadian et al. 2024), "group_mean", or "running",
+whose running average is keyed by prompt, by difficulty level or globally (``running_key``);
+a per-prompt key only helps when prompts recur (a small ``train_pool``).
+
+The variance of the gradient estimate of each baseline on the real model (claim C12) is
+measured in ``refimpl.methods.reinforce_analysis``.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ..core import checks
+from ..core.evaluation import accuracy
+from ..core.logprobs import token_logprobs
+from ..core.rollouts import completion_stats, sample_groups
+from ..core.tasks import get_task
+from ..core.training import (Clock, StepBar, TrainResult, adamw, check_fields, log_heldout,
+                             start_history, start_policy)
+from .kl import ESTIMATORS
+from .reinforce import BASELINE_KINDS, ReinforceConfig, RunningBaseline, baseline, reinforce_loss
+
+RUNNING_KEYS = ("prompt", "level", "global")
+
+
+@dataclass
+class ReinforceTrainConfig(ReinforceConfig):
+    """REINFORCE loop settings on top of the loss settings of ReinforceConfig (group_size,
+    baseline, running_momentum, running_init, beta, kl_estimator). The defaults (30 steps
+    of 16 prompts x 8 samples) take about 10-15 s on the cpu base."""
+
+    steps: int = 30
+    prompts_per_step: int = 16        # B prompts per update batch
+    temperature: float = 1.0          # sampling temperature (log-probs use the same one)
+    lr: float = 1e-4
+    max_grad_norm: float = 1.0        # gradient clipping; history logs the norm before it
+    running_key: str = "level"        # for baseline="running": "prompt", "level" or "global"
+    level: int | None = None          # train on one difficulty level (None = the mix)
+    digits: int | None = None         # "add" only: train on get_task("add", digits) prompts
+    train_pool: int = 4096            # training prompts drawn from this fixed pool
+    eval_every: int = 10              # held-out greedy accuracy every this many steps (<= 0: never)
+    eval_problems: int = 256
+    seed: int = 0
+
+
+def validate_config(cfg: ReinforceTrainConfig) -> None:
+    """Raise TypeError or ValueError naming the first bad field of ``cfg``."""
+    check_fields(cfg, {"steps": 1, "prompts_per_step": 1, "group_size": 1, "train_pool": 1,
+                       "eval_problems": 1, "eval_every": None, "seed": None, "level": 0,
+                       "digits": 1},
+                 positive=("temperature", "lr", "max_grad_norm"),
+                 nonnegative=("beta",), intervals={"running_momentum": (0, 1, "[)"),
+                                                   "digits": (1, 6, "[]")},
+                 choices={"baseline": BASELINE_KINDS, "running_key": RUNNING_KEYS,
+                          "kl_estimator": ESTIMATORS},
+                 optional=("running_momentum", "level", "digits"),
+                 why={"beta": "0 disables the KL penalty",
+                      "running_momentum": "None keeps a count average",
+                      "digits": "None trains on the base's task"})
+    checks.number("ReinforceTrainConfig.running_init", cfg.running_init)
+    if cfg.baseline in ("rloo", "group_mean") and cfg.group_size < 2:
+        raise ValueError(f"baseline {cfg.baseline!r} needs group_size >= 2 (the other samples "
+                         f"of the prompt), got {cfg.group_size}")
+
+
+def task_for(base, cfg: ReinforceTrainConfig):
+    """The task the run trains on: the base's, or "add" with cfg.digits digits."""
+    if cfg.digits is None:
+        return base.task
+    if base.task.name != "add":
+        raise ValueError(f"digits={cfg.digits} applies to the 'add' task, the base is trained on "
+                         f"{base.task.name!r}; leave digits=None")
+    return get_task("add", digits=cfg.digits)
+
+
+def collect_groups(policy, tok, task, problems, cfg, reward_fn, running, gen):
+    """Collect: G completions per prompt from the current policy, their rewards, and the
+    baseline b of every sample (``refimpl.methods.reinforce.baseline``; a running baseline is updated
+    with this batch's rewards). Returns (Rollout with B*G rows, baselines (B*G,))."""
+    ro = sample_groups(policy, tok, task, problems, cfg.group_size, reward_fn=reward_fn,
+                       temperature=cfg.temperature, generator=gen)
+    keys = {"prompt": [p.prompt for p in problems], "level": [p.level for p in problems],
+            "global": [0] * len(problems)}[cfg.running_key]
+    baselines = baseline(ro.rewards, cfg.group_size, cfg.baseline, running=running,
+                         keys=keys)                                      # (B*G,)
+    return ro, baselines
+
+
+def reinforce_update(policy, ref_model, opt, ro, baselines, cfg) -> dict:
+    """Update: one on-policy step on ``reinforce_loss`` (no ratio, no clip). ref_model: the
+    frozen reference, or None when cfg.beta = 0. Returns the loss metrics and grad_norm
+    (before clipping to cfg.max_grad_norm)."""
+    G = cfg.group_size
+    args = (ro.prompt_ids, ro.prompt_mask, ro.completion_ids, ro.completion_mask)
+    logps = token_logprobs(policy, *args, temperature=cfg.temperature, group_size=G)  # (B*G, T)
+    ref_logps = None
+    if ref_model is not None:
+        with torch.no_grad():
+            ref_logps = token_logprobs(ref_model, *args, temperature=cfg.temperature,
+                                       group_size=G)                     # (B*G, T)
+    loss, metrics = reinforce_loss(logps, ro.rewards, baselines, ref_logps, cfg.beta,
+                                   group_size=G, mask=ro.completion_mask,
+                                   kl_estimator=cfg.kl_estimator)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm).item()
+    opt.step()
+    return {"loss": loss.item(), **metrics, "grad_norm": grad_norm}
+
+
+def verified_rates(ro, verify) -> dict:
+    """Log: the outcome verifier's pass rate on the step's samples (differs from the reward
+    for process or flawed rewards), the share of all-wrong groups, and both per level."""
+    B, G = len(ro.problems), ro.group_size
+    grouped = ro.rewards.detach().cpu().view(B, G)                       # (B, G)
+    passed = torch.tensor([verify(ro.problems[i // G], t) for i, t in enumerate(ro.texts)])  # (B*G,)
+    row = {"verified": passed.mean().item(),
+           "frac_all_wrong": (grouped.amax(dim=1) == 0).float().mean().item()}
+    group_levels = torch.tensor([p.level for p in ro.problems])          # (B,)
+    levels = group_levels.repeat_interleave(G)                           # (B*G,)
+    for lev in sorted(set(group_levels.tolist())):
+        row[f"pass_rate/level_{lev}"] = passed[levels == lev].mean().item()
+        row[f"frac_all_wrong/level_{lev}"] = (
+            grouped[group_levels == lev].amax(dim=1) == 0).float().mean().item()
+    return row
+
+
+def training_pool(task, cfg: ReinforceTrainConfig, pool=None) -> list:
+    """The problems train_reinforce draws its prompts from: ``pool``, or cfg.train_pool
+    training problems of the task at cfg.level; at least cfg.prompts_per_step of them."""
+    if pool is None:
+        pool = task.problems("train", cfg.train_pool, level=cfg.level, seed=cfg.seed)
+    if len(pool) < cfg.prompts_per_step:
+        raise ValueError(f"the pool has {len(pool)} problems, fewer than prompts_per_step="
+                         f"{cfg.prompts_per_step}; pass a larger pool or lower prompts_per_step")
+    return pool
+
+
+def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, reward_fn=None,
+                    progress: bool = True, heldout=None, pool=None) -> TrainResult:
+    """Train ``policy`` (default: a copy of the base) with REINFORCE and a baseline.
+
+    cfg: a ReinforceTrainConfig (a plain ReinforceConfig gets the default loop settings).
+    reward_fn(problem, text) -> float defaults to the task's outcome verifier (a reward_fn
+    with a ``.score(problems, texts)`` attribute scores the whole step at once, see
+    ``rollouts.score_texts``); heldout is a
+    list of problems for greedy accuracy (default: cfg.eval_problems held-out problems);
+    pool is the list of training problems to draw prompts from (default: cfg.train_pool
+    problems of the task at cfg.level). A small pool revisits its prompts, which is what a
+    per-prompt running baseline needs; its problems' ``level`` labels the per-level rates.
+
+    History rows: step, time_s (training wall time, evaluation excluded), samples
+    (completions generated so far), reward (mean of reward_fn), verified (mean of the
+    outcome verifier on the same samples: differs from reward for process or flawed
+    rewards), pass_rate/level_k (verified pass rate of this step's samples at level k),
+    frac_reward_zero_std, frac_all_wrong (groups whose rewards are all 0; also per level as
+    frac_all_wrong/level_k), reward_std,
+    advantage_mean, completions/mean_length, entropy, kl (when beta > 0), loss, grad_norm (before
+    clipping) and, at step 0, every eval_every steps and at the end, heldout_acc.
+    """
+    cfg = checks.config("cfg", cfg, ReinforceConfig)
+    if type(cfg) is ReinforceConfig:
+        cfg = ReinforceTrainConfig(**asdict(cfg))
+    validate_config(cfg)
+    checks.function("reward_fn", reward_fn)
+    task, tok = task_for(base, cfg), base.tokenizer
+    verify = task.verify
+    reward_fn = reward_fn or verify
+    pool = training_pool(task, cfg, pool)
+    policy, device, gen = start_policy(base, policy, cfg.seed)
+    ref_model = base.reference().to(device) if cfg.beta > 0 else None
+    opt = adamw(policy.parameters(), cfg.lr)
+    running = (RunningBaseline(cfg.running_momentum, cfg.running_init)
+               if cfg.baseline == "running" else None)
+    if heldout is None and cfg.eval_every > 0:
+        heldout = task.problems("heldout", cfg.eval_problems, seed=0)
+    rng = random.Random(cfg.seed)
+
+
+    def evaluate():                      # on the task of cfg.level, which may not be the base's
+        return {"heldout_acc": accuracy(policy, tok, task, heldout)}
+
+    clock = Clock()
+    history = start_history(cfg, clock, evaluate)
+    samples = 0
+    bar = StepBar(cfg.steps, "REINFORCE", progress)
+    for step in bar:
+        problems = rng.sample(pool, cfg.prompts_per_step)
+        ro, baselines = collect_groups(policy, tok, task, problems, cfg, reward_fn, running, gen)
+        samples += ro.num_samples
+        update = reinforce_update(policy, ref_model, opt, ro, baselines, cfg)
+        row = {"step": step, "time_s": clock(), "samples": samples, **update,
+               **completion_stats(ro), **verified_rates(ro, verify)}
+        if log_heldout(row, cfg, clock, evaluate):
+            bar.set_postfix(acc=f"{row['heldout_acc']:.2f}", reward=f"{row['reward']:.2f}")
+        history.append(row)
+    bar.close()
+    return TrainResult(policy.eval(), history)
+
+
