@@ -164,7 +164,8 @@ def main(argv=None) -> int:
 def _compare(parser, args) -> int:
     import torch
 
-    from .experiments.compare import config_for_preset, format_table, run_compare, save_results
+    from .experiments.compare import config_for_preset, run_compare
+    from .experiments.compare_report import format_table, save_results
     from .figures.plots_compare import save_figures
 
     if args.preset == "gpu" and not torch.cuda.is_available():

@@ -15,7 +15,8 @@ import pytest
 
 from refimpl.__main__ import main
 from refimpl.experiments.compare import (METHODS, CompareConfig, config_for_preset, flops_per_step,
-                                         method_config, run_compare, summarize)
+                                         method_config, run_compare)
+from refimpl.experiments.compare_report import summarize
 from refimpl.figures.plots_compare import plot_compare
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -185,7 +186,8 @@ def test_tuned_learning_rates_are_the_study_records_picks():
 
 def test_default_budget_counts_samples_and_table_gives_a_ci():
     from refimpl import stats
-    from refimpl.experiments.compare import CompareResult, format_table
+    from refimpl.experiments.compare import CompareResult
+    from refimpl.experiments.compare_report import format_table
     cc = config_for_preset("cpu")
     assert cc.budget_s is None and cc.budget_samples == 2560
     runs = [{"method": "grpo", "seed": s, "final_acc": a, "base_acc": 0.4, "wall_s": 1.0,
