@@ -1,5 +1,6 @@
 """Command line: ``python -m refimpl compare ...`` runs the head-to-head study (refimpl.experiments.compare);
-``python -m refimpl study ...`` runs the declared claim experiments (refimpl.experiments.study).
+``python -m refimpl study ...`` runs the declared claim experiments (refimpl.experiments.study);
+``python -m refimpl clinic ...`` runs the run clinic's cases broken and fixed (refimpl.experiments.clinic).
 
     python -m refimpl compare                          # cpu preset, 2,560 completions per run, seeds 0,1
     python -m refimpl compare --methods dpo,rpo,grpo --seeds 0,1,2 --budget-samples 5120
@@ -11,10 +12,15 @@
     python -m refimpl study --claims C17 --quick       # 1 base x 2 seeds, no tuning (minutes)
     python -m refimpl study --jobs 2                   # two claims at a time (one per core)
 
+    python -m refimpl clinic                           # every clinic case, broken and fixed, seed 0
+    python -m refimpl clinic --cases grpo_loss_zero,detached_ratio --seed 1 --out /tmp/clinic
+
 ``compare`` writes results.csv, results.json and acc_vs_{time,samples,flops}.png to --out and
 prints the table; ``study`` writes one JSON record per claim to --out (default results/study,
-or runs/study-quick with --quick) and prints each verdict with its interval. Bad arguments
-exit with status 2 and a message naming the problem.
+or runs/study-quick with --quick) and prints each verdict with its interval; ``clinic`` writes
+<case>.json and <case>.png per case to --out (default results/clinic), prints a line per case
+and exits with status 1 if a case did not reproduce. Bad arguments exit with status 2 and a
+message naming the problem.
 """
 from __future__ import annotations
 
@@ -102,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "thread (default 1; 2 on a 2-core machine halves the wall time). "
                         "Progress bars are shown with --jobs 1 only")
     _study_parser(sub)
+    _clinic_parser(sub)
     return parser
 
 
@@ -151,6 +158,40 @@ def _study_parser(sub) -> None:
                         "Progress bars are shown with --jobs 1 only")
 
 
+def _cases(text: str) -> tuple:
+    from .experiments.clinic import CASES
+    names = tuple(t.strip() for t in text.split(",") if t.strip())
+    bad = [n for n in names if n not in CASES]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown clinic case(s) {bad or '(none given)'}: "
+                                         f"choose from {', '.join(CASES)}")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"a case is listed twice in {text!r}")
+    return names
+
+
+def _seed(text: str) -> int:
+    try:
+        seed = int(text)
+    except ValueError:
+        seed = -1
+    if seed < 0:
+        raise argparse.ArgumentTypeError(f"--seed must be a whole number >= 0, got {text!r}")
+    return seed
+
+
+def _clinic_parser(sub) -> None:
+    p = sub.add_parser("clinic", help="the run clinic: reported failures, broken and fixed",
+                       description="Reproduce failures that practitioners report from GRPO and "
+                                   "DPO runs: each case is trained broken and fixed on the cpu "
+                                   "base, and its dashboards (TRL metric names) are written as "
+                                   "<case>.json and <case>.png.")
+    p.add_argument("--out", default="results/clinic", help="output folder (default results/clinic)")
+    p.add_argument("--seed", type=_seed, default=0, help="run seed of every case (default 0)")
+    p.add_argument("--cases", type=_cases, default=None,
+                   help="comma-separated case names (default: every case)")
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -158,6 +199,8 @@ def main(argv=None) -> int:
         return _compare(parser, args)
     if args.command == "study":
         return _study(args, sys.argv[1:] if argv is None else list(argv))
+    if args.command == "clinic":
+        return _clinic(args, sys.argv[1:] if argv is None else list(argv))
     parser.error(f"unknown command {args.command!r}")     # pragma: no cover
 
 
@@ -220,6 +263,19 @@ def _study(args, argv: list) -> int:
     print(f"study: {len(jobs)} claim{'s' * (len(jobs) > 1)} in {(time.perf_counter() - t0) / 60:.1f} min "
           f"({args.jobs} at a time)")
     return 0
+
+
+def _clinic(args, argv: list) -> int:
+    from .experiments.clinic import run_clinic
+    from .figures.plots_clinic import save_dashboard
+
+    t0 = time.perf_counter()
+    records = run_clinic(args.out, seed=args.seed, names=args.cases, save_figure=save_dashboard,
+                         command="python -m refimpl " + " ".join(argv))
+    failed = [r["name"] for r in records if not r["shows"]["broken"] or r["shows"]["fixed"]]
+    print(f"clinic: {len(records)} cases in {(time.perf_counter() - t0) / 60:.1f} min -> "
+          f"{args.out}" + (f"; not reproduced: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
 
 
 def _run_one(cid, bases, seeds, args, command, out) -> str:

@@ -87,7 +87,7 @@ def test_benchmark_runs_tiny(capsys):
         # Sharing each prompt within its group can only remove work.
         assert 0 < res["mflop_shared"] < res["mflop_per_step"]
     assert "ratio refimpl / TRL" in capsys.readouterr().out or impls == {"refimpl"}
-    # The figure of notebook 07: one panel per method, one bar segment per non-zero phase.
+    # The figure of notebook 08: one panel per method, one bar segment per non-zero phase.
     from refimpl.figures.plots import plot_step_phases
     fig = plot_step_phases(out)
     assert [ax.get_title() for ax in fig.axes] == ["GRPO", "DPO"]

@@ -6,7 +6,8 @@ For a prompt x (left-padded, P tokens) and completion y (right-padded, T tokens)
     log pi(y | x) = sum_t mask_t * log softmax(logits_{P-1+t} / temperature)[y_t],
 
 where the logits at column P-1+t are the model's prediction for completion token t. Prompt
-tokens and padding never contribute.
+tokens and padding never contribute. ``token_entropy`` gives the exact entropy of the same
+next-token distributions, for an entropy bonus (GRPOConfig.entropy_coef).
 """
 from __future__ import annotations
 
@@ -28,6 +29,25 @@ def gather_token_logprobs(logits: torch.Tensor, ids: torch.Tensor, mask: torch.T
                          f"every position, masked ones included: pad completions with "
                          f"tokenizer.pad_id ({e})") from e
     return torch.where(mask.bool(), tok, torch.zeros_like(tok))          # (B, T)
+
+
+def token_entropy(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Entropy H_t = -sum_v p_t(v) log p_t(v) of each next-token distribution
+    p_t = softmax(logits_t), zero where ``mask`` is False.
+
+    logits: (B, T, V), finite (divide by the temperature first); mask: (B, T) bool. Returns
+    (B, T), differentiable. This is the exact entropy of the whole distribution: the sampled
+    token's -log p_t(y_t) has the right mean but zero expected gradient (E[grad log p] = 0), so
+    only this form works as an entropy bonus in a loss.
+    """
+    if logits.dim() != 3 or logits.shape[:2] != mask.shape:
+        raise ValueError(f"shape mismatch: logits {tuple(logits.shape)} must be (B, T, V) with "
+                         f"mask {tuple(mask.shape)} (B, T)")
+    if not torch.isfinite(logits).all():
+        raise ValueError("logits must be finite to take an entropy (got NaN or inf)")
+    logp = torch.log_softmax(logits.float(), dim=-1)                     # (B, T, V)
+    ent = -(logp.exp() * logp).sum(-1)                                   # (B, T)
+    return torch.where(mask.bool(), ent, torch.zeros_like(ent))          # (B, T)
 
 
 def _check_gather(logits, ids, mask) -> None:

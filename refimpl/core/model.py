@@ -11,15 +11,25 @@ Two details that matter for RL on batches of prompts:
 * ``KVCache`` stores each layer's keys and values, so sampling T new tokens costs T small
   forward passes instead of T growing ones; the same cache lets a group of completions share
   one pass over their common prompt during training.
+
+Dropout (Srivastava et al. 2014) is optional, as in nanoGPT: ``GPTConfig.dropout`` (default 0)
+drops entries of the embeddings and of every attention and MLP branch's output in training
+mode. At 0 the forward pass is exactly the one without it (no parameters, no random draws), so
+cached weights and every trained number stay as they were. It matters for RL: a policy whose
+training pass drops units while the reference (in eval mode) does not shows a KL to the
+reference before it has moved at all; TRL's trainers take ``disable_dropout`` for it
+(``refimpl.experiments.clinic_dynamics``).
 """
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from . import checks
 
 
 @dataclass
@@ -29,6 +39,7 @@ class GPTConfig:
     n_layer: int = 2
     n_head: int = 4
     n_embd: int = 128
+    dropout: float = 0.0      # drop probability in training mode; 0 leaves the model unchanged
 
 
 class KVCache:
@@ -78,6 +89,12 @@ def attention(q, k, v, allowed):
     return att @ v                                                        # (B, H, S, D)
 
 
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Zero each entry of x with probability p and rescale the rest by 1 / (1 - p), in training
+    mode; the identity, without drawing a random number, when p = 0 or in eval mode."""
+    return F.dropout(x, p, training=True) if p > 0 and training else x
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
@@ -106,10 +123,12 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg.n_embd)
         self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(),
                                  nn.Linear(4 * cfg.n_embd, cfg.n_embd))
+        self.p_drop = cfg.dropout
 
     def forward(self, x, attn_bias, layer, cache):
-        x = x + self.attn(self.ln_1(x), attn_bias, layer, cache)        # (B, S, C)
-        return x + self.mlp(self.ln_2(x))                                # (B, S, C)
+        p, on = self.p_drop, self.training
+        x = x + dropout(self.attn(self.ln_1(x), attn_bias, layer, cache), p, on)  # (B, S, C)
+        return x + dropout(self.mlp(self.ln_2(x)), p, on)                        # (B, S, C)
 
 
 class GPT(nn.Module):
@@ -117,6 +136,7 @@ class GPT(nn.Module):
 
     def __init__(self, cfg: GPTConfig):
         super().__init__()
+        checks.interval("GPTConfig.dropout", cfg.dropout, 0, 1, "[)")
         self.config = cfg
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
@@ -161,13 +181,24 @@ class GPT(nn.Module):
         causal = k_idx <= q_idx                                            # (S, L)
         # A query always sees itself, so a left-padding row is never fully masked.
         attn_bias = (causal & attn_mask[:, None, :]) | (k_idx == q_idx)    # (B, S, L)
-        x = self.wte(idx) + self.wpe(pos)                                  # (B, S, C)
+        x = dropout(self.wte(idx) + self.wpe(pos), self.config.dropout, self.training)  # (B, S, C)
         for layer, block in enumerate(self.blocks):
             x = block(x, attn_bias[:, None], layer, cache)                 # (B, S, C)
         return self.ln_f(x)                                                # (B, S, C)
 
     def forward(self, idx, attn_mask=None, cache: KVCache | None = None):
         return self.lm_head(self.hidden(idx, attn_mask, cache))           # (B, S, V)
+
+
+def set_dropout(model: GPT, p: float) -> GPT:
+    """Set the dropout probability of ``model`` (embeddings and every block) to p in place, and
+    return it; set_dropout(model, 0) switches dropout off in every mode (TRL's
+    ``disable_dropout``)."""
+    p = checks.interval("dropout", p, 0, 1, "[)")
+    model.config = replace(model.config, dropout=p)
+    for block in model.blocks:
+        block.p_drop = p
+    return model
 
 
 @contextlib.contextmanager

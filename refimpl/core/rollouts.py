@@ -73,7 +73,7 @@ def sample_groups(model, tok, task, problems, group_size: int,
                    out.logps, rewards, texts)
 
 
-def completion_stats(ro: Rollout) -> dict[str, float]:
+def completion_stats(ro: Rollout, eos_id: int | None = None) -> dict[str, float]:
     """What a trainer logs about its samples, under TRL's names.
 
     completions/mean_length: mean completion length in tokens, EOS included (B*G rows).
@@ -81,11 +81,19 @@ def completion_stats(ro: Rollout) -> dict[str, float]:
         drawn from pi_old has expected -log pi_old equal to the entropy of pi_old at that
         position, so this is an unbiased Monte Carlo estimate of the sampling distribution's
         mean per-token entropy (TRL computes the same average exactly from the logits).
+    completions/clipped_ratio (only when ``eos_id`` is given): the share of completions whose
+        last token is not EOS. The sampler stops a row at EOS or at its token budget, so these
+        are the completions cut off by the budget, scored before they could answer.
     """
     mask = ro.completion_mask.bool()  # (B*G, T)
     n_tok = mask.sum().clamp(min=1)
-    return {"completions/mean_length": mask.sum(1).float().mean().item(),
-            "entropy": (-(torch.where(mask, ro.old_logps, 0.0)).sum() / n_tok).item()}
+    stats = {"completions/mean_length": mask.sum(1).float().mean().item(),
+             "entropy": (-(torch.where(mask, ro.old_logps, 0.0)).sum() / n_tok).item()}
+    if eos_id is not None:
+        last = (mask.sum(1) - 1).clamp(min=0)  # (B*G,) column of each row's last token
+        ended = ro.completion_ids.gather(1, last[:, None]).squeeze(1) == eos_id  # (B*G,)
+        stats["completions/clipped_ratio"] = (~ended).float().mean().item()
+    return stats
 
 
 def mixed_groups(ro: Rollout) -> torch.Tensor:

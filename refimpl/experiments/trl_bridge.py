@@ -257,8 +257,11 @@ CONFIG_MAP: tuple[Mapping, ...] = (
        "greedy accuracy needs a callback"),
     _M("grpo", "eval_problems", "eval_dataset", False, ""),
     _M("grpo", "seed", "seed", False, "same role, different random streams"),
-    _M("grpo", "(task budget)", "max_completion_length", True,
-       "refimpl uses task.max_new_tokens(level)"),
+    _M("grpo", "max_new_tokens", "max_completion_length", True,
+       "None: refimpl uses task.max_new_tokens(level)"),
+    _M("grpo", "entropy_coef", "", False, "TRL 1.16's GRPOTrainer adds no entropy bonus; "
+       "0 (refimpl's default) maps"),
+    _M("grpo", "entropy_target", "", False, "belongs to the entropy bonus"),
 )
 
 
@@ -270,7 +273,7 @@ def config_map(method: str | None = None) -> list[Mapping]:
 
 
 def mapping_markdown(method: str | None = None) -> str:
-    """CONFIG_MAP as a markdown table (the one in docs/TRL.md and notebook 07)."""
+    """CONFIG_MAP as a markdown table (the one in docs/TRL.md and notebook 08)."""
     rows = ["| method | refimpl field | TRL 1.16 argument | same computation | note |",
             "|---|---|---|---|---|"]
     for m in config_map(method):
@@ -300,8 +303,10 @@ def to_trl_dpo_kwargs(cfg) -> dict:
 def to_trl_grpo_kwargs(cfg, max_completion_length: int) -> dict:
     """Keyword arguments of ``trl.GRPOConfig`` that reproduce refimpl ``GRPOConfig`` ``cfg``.
 
-    max_completion_length: the generation budget (refimpl: ``task.max_new_tokens(level)``).
-    Raises ValueError for settings with no TRL equivalent (k1/k2 KL, dynamic sampling, eps).
+    max_completion_length: the generation budget (refimpl: ``task.max_new_tokens(level)``), used
+        when ``cfg.max_new_tokens`` is None.
+    Raises ValueError for settings with no TRL equivalent (k1/k2 KL, dynamic sampling, eps,
+    an entropy bonus).
     """
     if cfg.kl_estimator != "k3":
         raise ValueError(f"GRPOConfig.kl_estimator={cfg.kl_estimator!r}: TRL 1.16 implements k3 only")
@@ -309,13 +314,16 @@ def to_trl_grpo_kwargs(cfg, max_completion_length: int) -> dict:
         raise ValueError("GRPOConfig.dynamic_sampling=True: TRL's GRPOTrainer has no dynamic sampling")
     if cfg.eps != 1e-4:
         raise ValueError(f"GRPOConfig.eps={cfg.eps}: TRL hard-codes the std epsilon to 1e-4")
+    if cfg.entropy_coef:
+        raise ValueError(f"GRPOConfig.entropy_coef={cfg.entropy_coef}: TRL 1.16's GRPOTrainer "
+                         "has no entropy bonus; set it to 0 or keep this run in refimpl")
     return dict(max_steps=cfg.steps * cfg.inner_updates,
                 per_device_train_batch_size=cfg.prompts_per_step * cfg.group_size,
                 num_generations=cfg.group_size, temperature=cfg.temperature,
                 learning_rate=cfg.lr, max_grad_norm=cfg.max_grad_norm, epsilon=cfg.clip_eps,
                 epsilon_high=cfg.clip_eps_high, beta=cfg.beta, use_bias_correction_kl=False,
                 loss_type=cfg.loss_agg, scale_rewards=cfg.scale, num_iterations=cfg.inner_updates,
-                max_completion_length=max_completion_length, seed=cfg.seed,
+                max_completion_length=cfg.max_new_tokens or max_completion_length, seed=cfg.seed,
                 lr_scheduler_type="constant", warmup_steps=0)
 
 

@@ -108,7 +108,8 @@ def dpo_update(policy, opt, batch: PreferencePairs, ref_chosen, ref_rejected, cf
     pc, pr = pair_logps(policy, batch)                                   # (B, T) each
     losses, metrics = dpo_loss(pc.sum(-1), pr.sum(-1), ref_chosen, ref_rejected, cfg.beta,
                                cfg.loss_type, cfg.label_smoothing)       # (B,)
-    nll = -pc.sum() / batch.chosen_mask.sum()                            # per-token NLL of y_w
+    nll = -pc.sum() / batch.chosen_mask.sum().clamp(min=1)               # per-token NLL of y_w
+    # (clamp: a batch whose masks hold no completion token gives NLL 0, not 0/0 = NaN)
     loss = losses.mean() + cfg.nll_coef * nll
     opt.zero_grad(set_to_none=True)
     loss.backward()

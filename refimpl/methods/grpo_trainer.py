@@ -14,6 +14,14 @@ dropped and more prompts are sampled until the batch holds ``prompts_per_step`` 
 (at most ``max_sampling_rounds`` rounds). Either way the history counts the completions
 generated (``samples``) and those that landed in uniform groups (``samples_wasted``).
 
+Entropy bonus (off by default): with ``entropy_coef > 0`` the loss also subtracts entropy_coef
+times the mean exact entropy of the policy's next-token distributions over the completion tokens
+(``logprobs.token_entropy``; the sampled token's -log p would not do, its expected gradient is 0).
+``entropy_target`` makes it a floor: no push once the mean entropy is above the target, so that a
+fixed coefficient cannot inflate the entropy without bound (Skywork-OR1, arXiv:2505.22312, adapts
+the coefficient to a target instead). refimpl.experiments.clinic_dynamics shows it against an
+entropy collapse.
+
 The pure pieces live in refimpl.methods.grpo (group_advantages, grpo_loss) and refimpl.methods.kl.
 """
 from __future__ import annotations
@@ -25,7 +33,7 @@ from functools import partial
 import torch
 
 from ..core import checks
-from ..core.logprobs import token_logprobs
+from ..core.logprobs import completion_logits, gather_token_logprobs, token_entropy, token_logprobs
 from ..core.rollouts import completion_stats, mixed_groups, sample_groups, select_groups
 from ..core.training import (Clock, StepBar, TrainResult, adamw, check_fields, heldout_row,
                              log_heldout, problem_sets, start_history, start_policy)
@@ -46,6 +54,8 @@ class GRPOConfig:
     clip_eps: float = 0.2             # eps_low of the ratio clip
     clip_eps_high: float | None = None  # DAPO clip-higher; None = clip_eps
     beta: float = 0.04                # KL coefficient (DeepSeekMath: 0.04); 0 disables it
+    entropy_coef: float = 0.0         # entropy bonus: minus this x mean token entropy; 0 = none
+    entropy_target: float | None = None  # with a bonus: push only while mean entropy < this
     kl_estimator: str = "k3"
     loss_agg: str = "grpo"            # "grpo", "dapo" or "dr_grpo" (refimpl.methods.grpo)
     scale: str = "group"              # "group", "none" (Dr. GRPO) or "batch"
@@ -54,6 +64,7 @@ class GRPOConfig:
     dynamic_sampling: bool = False    # DAPO: keep only groups with mixed rewards
     max_sampling_rounds: int = 8      # cap on sampling rounds per step with dynamic sampling
     level: int | None = None          # train on one difficulty level (None = the mix)
+    max_new_tokens: int | None = None  # sampling budget per completion (None = the task's own)
     train_pool: int = 4096            # training prompts drawn from this fixed pool
     eval_every: int = 10              # held-out greedy accuracy every this many steps (<= 0: never)
     eval_problems: int = 256
@@ -64,11 +75,13 @@ def validate_config(cfg: GRPOConfig) -> None:
     """Raise TypeError or ValueError naming the first bad field of ``cfg``."""
     check_fields(cfg, {"steps": 1, "prompts_per_step": 1, "group_size": 2, "inner_updates": 1,
                        "max_sampling_rounds": 1, "train_pool": 1, "eval_problems": 1,
-                       "eval_every": None, "seed": None, "level": 0},
-                 positive=("temperature", "lr", "max_grad_norm", "clip_eps_high"),
-                 nonnegative=("beta", "eps"), intervals={"clip_eps": (0, 1, "()")},
+                       "eval_every": None, "seed": None, "level": 0, "max_new_tokens": 1},
+                 positive=("temperature", "lr", "max_grad_norm", "clip_eps_high",
+                           "entropy_target"),
+                 nonnegative=("beta", "eps", "entropy_coef"), intervals={"clip_eps": (0, 1, "()")},
                  choices={"loss_agg": LOSS_AGGS, "scale": SCALES, "kl_estimator": ESTIMATORS},
-                 flags=("dynamic_sampling",), optional=("clip_eps_high", "level"),
+                 flags=("dynamic_sampling",),
+                 optional=("clip_eps_high", "level", "max_new_tokens", "entropy_target"),
                  why={"group_size": "a group needs two samples to compare",
                       "beta": "0 disables the KL penalty"})
     checks.at_least("GRPOConfig.train_pool", cfg.train_pool, "prompts_per_step", cfg.prompts_per_step,
@@ -113,8 +126,8 @@ def collect_batch(policy, base, cfg: GRPOConfig, sample_prompts, reward_fn, gene
     Args:
         policy: the GPT to sample from (it becomes pi_old for this batch).
         base: the Base (tokenizer and task).
-        cfg: prompts_per_step B, group_size G, temperature, dynamic_sampling and
-            max_sampling_rounds are used.
+        cfg: prompts_per_step B, group_size G, temperature, max_new_tokens,
+            dynamic_sampling and max_sampling_rounds are used.
         sample_prompts: callable n -> list of n problems (a fresh draw each call).
         reward_fn: reward_fn(problem, text) -> float.
         generator: torch.Generator for the sampler.
@@ -131,7 +144,8 @@ def collect_batch(policy, base, cfg: GRPOConfig, sample_prompts, reward_fn, gene
     while rounds < (cfg.max_sampling_rounds if cfg.dynamic_sampling else 1):
         rounds += 1
         ro = sample_groups(policy, base.tokenizer, base.task, sample_prompts(B), G,
-                           reward_fn=scorer, temperature=cfg.temperature, generator=generator)
+                           reward_fn=scorer, temperature=cfg.temperature,
+                           max_new_tokens=cfg.max_new_tokens, generator=generator)
         all_rewards.append(ro.rewards.view(B, G))  # (B, G)
         if cfg.dynamic_sampling:
             mixed = mixed_groups(ro)  # (B,)
@@ -150,6 +164,26 @@ def collect_batch(policy, base, cfg: GRPOConfig, sample_prompts, reward_fn, gene
     return (_cat(kept, base.tokenizer.pad_id) if kept else None), stats
 
 
+def policy_logps(policy, args: tuple, cfg: GRPOConfig, group_size: int):
+    """(logps, bonus): the token log-probs (B*G, T) of a batch's completions under ``policy``
+    (args: prompt ids and mask, completion ids and mask) and the entropy bonus to subtract from
+    the loss, cfg.entropy_coef x the mean exact entropy per completion token
+    (``logprobs.token_entropy``, from the same forward pass). With entropy_coef = 0 the bonus is
+    None and the pass is ``token_logprobs`` itself."""
+    if cfg.entropy_coef == 0:
+        return token_logprobs(policy, *args, temperature=cfg.temperature,
+                              group_size=group_size), None           # (B*G, T)
+    mask = args[3]                                                   # (B*G, T)
+    logits = completion_logits(policy, *args, group_size=group_size)  # (B*G, T, V)
+    logits = logits / cfg.temperature                                # (B*G, T, V)
+    ent = token_entropy(logits, mask)                                # (B*G, T)
+    h = ent.sum() / mask.sum().clamp(min=1)                          # ()
+    if cfg.entropy_target is not None:                                # a floor: no push above it
+        h = h.clamp(max=cfg.entropy_target)                          # ()
+    bonus = cfg.entropy_coef * h                                     # ()
+    return gather_token_logprobs(logits, args[2], mask), bonus       # (B*G, T), ()
+
+
 def grpo_update(policy, ref_model, opt, batch, cfg: GRPOConfig, policy_loss=None) -> list[dict]:
     """``cfg.inner_updates`` clipped GRPO steps on one batch; one metrics dict per step.
 
@@ -159,7 +193,8 @@ def grpo_update(policy, ref_model, opt, batch, cfg: GRPOConfig, policy_loss=None
         opt: the optimizer over policy's parameters.
         batch: a Rollout with B*G completions, old_logps (B*G, T) from the sampler and
             rewards (B*G,) grouped G at a time.
-        cfg: loss settings (clip_eps, beta, kl_estimator, loss_agg, scale, eps, ...).
+        cfg: loss settings (clip_eps, beta, kl_estimator, loss_agg, scale, eps,
+            entropy_coef and entropy_target, ...).
         policy_loss: the hook for a learner's own clipped surrogate, with the signature of
             exercises/grpo.py's grpo_clipped_loss(logps, old_logps, advantages, mask,
             clip_eps, loss_agg) -> scalar. It replaces refimpl's surrogate in every inner
@@ -179,8 +214,7 @@ def grpo_update(policy, ref_model, opt, batch, cfg: GRPOConfig, policy_loss=None
                                   eps=cfg.eps)  # (B*G,)
     out = []
     for _ in range(cfg.inner_updates):
-        logps = token_logprobs(policy, *args, temperature=cfg.temperature,
-                               group_size=batch.group_size)              # (B*G, T)
+        logps, bonus = policy_logps(policy, args, cfg, batch.group_size)  # (B*G, T), () | None
         loss, metrics = grpo_loss(logps, batch.old_logps, advantages, batch.completion_mask,
                                   clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high,
                                   ref_logps=ref_logps, beta=cfg.beta,
@@ -191,6 +225,8 @@ def grpo_update(policy, ref_model, opt, batch, cfg: GRPOConfig, policy_loss=None
                                 loss_agg=cfg.loss_agg)   # refimpl's surrogate alone (no KL)
             loss = loss - ours + policy_loss(logps, batch.old_logps, advantages,
                                              batch.completion_mask, cfg.clip_eps, cfg.loss_agg)
+        if bonus is not None:                            # entropy bonus (cfg.entropy_coef > 0)
+            loss = loss - bonus
         opt.zero_grad(set_to_none=True)
         loss.backward()
         metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(
@@ -200,9 +236,10 @@ def grpo_update(policy, ref_model, opt, batch, cfg: GRPOConfig, policy_loss=None
     return out
 
 
-def grpo_log(batch, st: dict, inner: list, cfg: GRPOConfig) -> dict:
+def grpo_log(batch, st: dict, inner: list, cfg: GRPOConfig, eos_id: int | None = None) -> dict:
     """Log: what a GRPO step records about every group it sampled (``st`` from
-    collect_batch), the batch it updated on and its inner updates (train_grpo's history)."""
+    collect_batch), the batch it updated on and its inner updates (train_grpo's history).
+    eos_id: the tokenizer's EOS id, for completions/clipped_ratio (omitted when None)."""
     r = st["all_rewards"]                                                # (N, G)
     uniform = (r == r[:, :1]).all(dim=1)                                 # (N,)
     row = {"reward": r.mean().item(), "reward_std": r.std(dim=1).mean().item(),
@@ -212,7 +249,7 @@ def grpo_log(batch, st: dict, inner: list, cfg: GRPOConfig) -> dict:
            "groups": 0 if batch is None else len(batch.problems), "sampling_rounds": st["rounds"]}
     if batch is not None:
         row["frac_update_zero_std"] = frac_reward_zero_std(batch.rewards, cfg.group_size)
-        row.update(completion_stats(batch))
+        row.update(completion_stats(batch, eos_id))
         for k in inner[0]:
             row[k] = sum(m[k] for m in inner) / len(inner)
     row["inner"] = inner
@@ -233,7 +270,8 @@ def train_grpo(base, cfg: GRPOConfig | None = None, *, policy=None, reward_fn=No
     frac_all_wrong (over every sampled group; "correct" means reward 1), groups and
     frac_update_zero_std (groups in the update batch, and the share of them that are
     uniform: 0 with dynamic sampling), sampling_rounds,
-    completions/mean_length and entropy (``rollouts.completion_stats``), the grpo_loss
+    completions/mean_length, completions/clipped_ratio and entropy
+    (``rollouts.completion_stats``), the grpo_loss
     metrics averaged over the inner updates (clip_ratio, kl, ratio_mean, loss, grad_norm), "inner" (the per-inner-update metrics), sample_s,
     score_s and update_s (this step's seconds), and heldout_acc at step 0 and every
     eval_every steps.
@@ -262,7 +300,7 @@ def train_grpo(base, cfg: GRPOConfig | None = None, *, policy=None, reward_fn=No
         samples += st["samples"]
         wasted += st["samples_wasted"]
         row = {"step": step, "time_s": clock(), "samples": samples, "samples_wasted": wasted,
-               **grpo_log(batch, st, inner, cfg),
+               **grpo_log(batch, st, inner, cfg, base.tokenizer.eos_id),
                "sample_s": t1 - t0 - st["score_s"], "score_s": st["score_s"], "update_s": t2 - t1}
         if log_heldout(row, cfg, clock, evaluate):
             bar.set_postfix(acc=f"{row['heldout_acc']:.2f}", reward=f"{row['reward']:.2f}")
