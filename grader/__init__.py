@@ -12,10 +12,27 @@ Layout:
   raises AssertionError with a hint when they are wrong. ``grader/checks_hidden/`` adds
   checks for the autograder only.
 
-Grade with ``python -m grader [PATH] [--only NAME ...]``. Modules: ``runner`` (command line,
-the checks, time limits), ``sandbox`` (the child process, its limits, the call proxy),
-``child`` and ``codec`` (the untrusted side and the plain-data channel), ``reference``
-(expected values from solutions/ or a release's stored file), ``report`` (scores, the table,
-Gradescope's results.json), ``release`` (student release and autograder bundle) and
-``make_exercises`` (solutions/ -> exercises/). docs/GRADING.md describes the trust model.
+Grade with ``python -m grader [PATH] [--only NAME ...]``, or from a notebook cell with
+``from grader import check; check("dpo_loss")`` (same sandbox, same printed report; see
+:func:`check`). Modules: ``runner`` (command line, ``check()``, the checks, time limits),
+``sandbox`` (the child process, its limits, the call proxy), ``child`` and ``codec`` (the
+untrusted side and the plain-data channel), ``reference`` (expected values from solutions/ or
+a release's stored file), ``report`` (scores, the table, Gradescope's results.json),
+``release`` (student release and autograder bundle) and ``make_exercises`` (solutions/ ->
+exercises/). docs/GRADING.md describes the trust model and the scoring.
 """
+
+
+def check(name: str, path="exercises", timeout: float = 10.0, show_output: bool = False):
+    """Grade one exercise (``"dpo_loss"``) or topic (``"dpo"``) from Python, e.g. a notebook cell.
+
+    Runs what ``python -m grader PATH --only NAME`` runs (the student's module in a sandboxed
+    child process), prints the same report and returns a ``grader.report.Grade`` with
+    ``.points``, ``.max_points``, ``.scores`` ({exercise: points}) and ``.complete``. A
+    relative ``path`` that does not exist from the working directory is taken from the
+    repository root, so ``check("dpo_loss")`` works from notebooks/ too (with the repository
+    root on ``sys.path``). An unknown name raises ValueError listing the choices.
+    """
+    from grader.runner import check as run_check  # imported on use: ``import grader`` stays light
+
+    return run_check(name, path, timeout=timeout, show_output=show_output)

@@ -4,10 +4,12 @@
                                                        no solutions/ (and the autograder bundle)
     python -m grader bundle OUT/     the release plus the hidden checks, setup.sh and run_autograder
 
-Both grade solutions/ first (full marks, hidden checks included, are required) and record
-every expected value the checks ask for in ``OUT/grader/expected.json`` (grader/reference.py),
-so that OUT/ can grade without the solutions; only the bundle's file holds the values of the
-hidden checks.
+Both grade solutions/ (full marks, hidden checks included, are required) and record every
+expected value the checks ask for in ``OUT/grader/expected.json`` (grader/reference.py), so
+that OUT/ can grade without the solutions; only the bundle's file holds the values of the
+hidden checks. Before grading, both refuse to hand out an answer: if any line of a solution
+region appears in the output (leaked_lines), they remove what they wrote and exit with an
+error that lists each line and its file.
 
 refimpl in the release: refimpl holds the course's own implementations of several graded
 functions, which the notebooks call through the trainers. In OUT/refimpl/ the body of each of
@@ -159,25 +161,59 @@ def _copy_tree(src: Path, dst: Path) -> None:
 
 
 def build(outs: dict[str, Path]) -> list[str]:
-    """Write {"release": folder, "bundle": folder} (either or both); returns notes for the instructor."""
+    """Write {"release": folder, "bundle": folder} (either or both); returns notes for the instructor.
+
+    Raises SystemExit, after removing what it wrote, when the output would hold a line of a
+    solution region (leaked_lines) or when the solutions lose points."""
     from grader.runner import main as grade
 
     for out in outs.values():
         if out.exists() and any(out.iterdir()):
             raise SystemExit(f"error: {out} exists and is not empty")
+    fresh = {out for out in outs.values() if not out.exists()}
+    for kind, out in outs.items():  # the files first: a leaked answer stops the build before the grading
+        _write(out, kind == "bundle", {})
+    leaks = [found for out in outs.values() for found in leaked_lines(out)]
+    if leaks:
+        _discard(outs, fresh)
+        raise SystemExit(leak_report(leaks))
     reference.RECORDED.clear()
     if grade([str(REPO_ROOT / "solutions"), "--expect", "full", "--hidden"]) != 0:
+        _discard(outs, fresh)
         raise SystemExit("error: the solutions do not get full marks; fix them before releasing")
     notes = []
     for kind, out in outs.items():
         bundle = kind == "bundle"
         values = {k: v for k, (v, hidden) in reference.RECORDED.items() if bundle or not hidden}
-        _write(out, bundle, values)
+        _write_expected(out, values)
         notes.append(f"wrote {out} ({'autograder bundle' if bundle else 'student release'}), "
                      f"{len(values)} expected values")
-        for name, line, path in leaked_lines(out):
-            notes.append(f"warning: {path.relative_to(out)} contains a line of solutions/{name}: {line}")
     return notes
+
+
+def _discard(outs: dict[str, Path], fresh: set[Path]) -> None:
+    """Remove what build wrote: the folders' contents, and the folders it created."""
+    for out in outs.values():
+        for child in out.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+        if out in fresh:
+            out.rmdir()
+
+
+def leak_report(leaks: list[tuple[str, str, Path]]) -> str:
+    """The error message of a release that would hand out solution lines: each line and its file."""
+    lines = [f"error: the output would hand out {len(leaks)} line(s) of solutions/, so nothing was written. "
+             "Teach those steps without the graded function's code (call refimpl, or give the formula "
+             "in markdown; see docs/GRADING.md), then build again:"]
+    lines += [f"  {path}: a line of solutions/{name}: {line}" for name, line, path in leaks]
+    return "\n".join(lines)
+
+
+def _write_expected(out: Path, values: dict) -> None:
+    (out / "grader" / "expected.json").write_text(json.dumps(values, sort_keys=True), encoding="utf-8")
 
 
 def _write(out: Path, bundle: bool, values: dict) -> None:
@@ -185,8 +221,10 @@ def _write(out: Path, bundle: bool, values: dict) -> None:
     _copy_tree(REPO_ROOT / "grader", out / "grader")
     if not bundle:
         shutil.rmtree(out / "grader" / "checks_hidden", ignore_errors=True)
-    (out / "grader" / "expected.json").write_text(json.dumps(values, sort_keys=True), encoding="utf-8")
+    _write_expected(out, values)
     make_exercises.write_exercises(REPO_ROOT / "solutions", out / "exercises", force=True)
+    if (REPO_ROOT / "exercises" / "diagnosis_runs").is_dir():  # the unlabelled practice runs
+        _copy_tree(REPO_ROOT / "exercises" / "diagnosis_runs", out / "exercises" / "diagnosis_runs")
     _copy_tree(REPO_ROOT / "refimpl", out / "refimpl")
     for path in sorted((out / "refimpl").rglob("*.py")):
         path.write_text(replace_bodies(path.read_text(encoding="utf-8"), path.stem), encoding="utf-8")
@@ -202,14 +240,55 @@ def _write(out: Path, bundle: bool, values: dict) -> None:
 
 
 def leaked_lines(folder: Path) -> list[tuple[str, str, Path]]:
-    """(solutions file, line, file of folder) for every solution line found in folder."""
-    texts = {p: p.read_text(encoding="utf-8", errors="replace") for p in sorted(folder.rglob("*"))
-             if p.is_file() and p.suffix in (".py", ".md", ".ipynb", ".txt", ".json", ".toml")}
+    """(solutions file, line, file of folder) for every line of a solution region
+    (make_exercises.solution_lines) that a text file of folder holds: the same tokens within one
+    line, whatever the spacing and comments around them; in a notebook, its cell sources and
+    text outputs. A line the generated exercise itself shows (a docstring that states the
+    formula) is part of the question, not of the answer."""
+    texts = {p: _lexed(_readable_text(p)) for p in sorted(folder.rglob("*"))
+             if p.is_file() and p.suffix in TEXT_SUFFIXES}
     found = []
     for sol in sorted((REPO_ROOT / "solutions").glob("*.py")):
-        for line in make_exercises.solution_lines(sol.read_text(encoding="utf-8")):
-            found += [(sol.name, line, p) for p, text in texts.items() if line in text]
+        source = sol.read_text(encoding="utf-8")
+        given = _lexed(make_exercises.strip_solutions(source, f"solutions/{sol.name}"))
+        for line in make_exercises.solution_lines(source):
+            needle = _lexed(line)
+            if needle not in given:
+                found += [(sol.name, line, p) for p, text in texts.items() if needle in text]
     return found
+
+
+TEXT_SUFFIXES = (".py", ".md", ".ipynb", ".txt", ".json", ".toml", ".sh", ".cfg", ".html")
+
+
+def _lexed(text: str) -> str:
+    """Each line of text as its tokens (words and single punctuation marks) between single
+    spaces, with a space at both ends: ``needle in haystack`` then matches whole tokens of one
+    line, however the line was spaced."""
+    return "\n".join(" " + " ".join(make_exercises.TOKEN.findall(line)) + " " for line in text.splitlines())
+
+
+def _readable_text(path: Path) -> str:
+    """A file's text; for a notebook, its cell sources and text outputs (not its images)."""
+    raw = path.read_text(encoding="utf-8", errors="replace")
+    if path.suffix != ".ipynb":
+        return raw
+    try:
+        cells = json.loads(raw).get("cells", [])
+    except (ValueError, AttributeError):
+        return raw
+    parts = []
+    for cell in cells:
+        parts.append(_joined(cell.get("source", "")))
+        for out in cell.get("outputs", []):
+            parts.append(_joined(out.get("text", "")))
+            parts += [_joined(v) for k, v in out.get("data", {}).items() if k.startswith("text/")]
+    return "\n".join(parts)
+
+
+def _joined(value) -> str:
+    """A notebook's text field: one string, or a list of lines."""
+    return value if isinstance(value, str) else "".join(value)
 
 
 def _write_autograder(out: Path) -> None:

@@ -1,10 +1,23 @@
 """Grading results and their presentation: per-check, per-exercise and per-topic records,
-the score (an exercise earns the fraction of its checks that pass), and the text table.
+the score, the text table, Gradescope's results.json and what ``grader.check()`` returns.
+
+Score: every check is a *value* check (it compares what the function returns, or its
+gradient, with the right numbers) or a *property* check (detached, shape, dtype, no in-place
+change, the right error, never raising: properties that a function returning zeros can have
+too). An exercise earns
+
+    (value checks passed + property checks passed, if every value check passed) / checks
+
+points, so a property check earns its share only when the values it describes are right, and
+the exercise is complete when every check passes.
 """
 from __future__ import annotations
 
 import shutil
 from dataclasses import asdict, dataclass, field
+
+VALUE, PROPERTY = "value", "property"
+KINDS = (VALUE, PROPERTY)
 
 
 @dataclass
@@ -13,6 +26,7 @@ class CheckResult:
     passed: bool
     message: str
     seconds: float = 0.0
+    kind: str = VALUE  # VALUE or PROPERTY (see the module docstring)
 
 
 @dataclass
@@ -30,8 +44,19 @@ class ExerciseResult:
         return len(self.checks)
 
     @property
+    def values_right(self) -> bool:
+        """Every value check passed (vacuously true for an exercise of property checks only)."""
+        return all(c.passed for c in self.checks if c.kind == VALUE)
+
+    @property
+    def credited(self) -> int:
+        """Checks that earn points: the value checks passed, and the property checks passed
+        once every value check passed."""
+        return sum(c.passed and (c.kind == VALUE or self.values_right) for c in self.checks)
+
+    @property
     def points(self) -> float:
-        return self.passed / self.total if self.total else 0.0
+        return self.credited / self.total if self.total else 0.0
 
     @property
     def complete(self) -> bool:
@@ -50,8 +75,8 @@ class ExerciseResult:
         return ""
 
     def to_json(self) -> dict:
-        return {"topic": self.topic, "name": self.name, "passed": self.passed, "total": self.total,
-                "points": round(self.points, 4), "complete": self.complete,
+        return {"topic": self.topic, "name": self.name, "passed": self.passed, "credited": self.credited,
+                "total": self.total, "points": round(self.points, 4), "complete": self.complete,
                 "first_failure": self.first_failure, "checks": [asdict(c) for c in self.checks]}
 
 
@@ -97,6 +122,15 @@ def format_table(topics: list[TopicResult], header: str) -> str:
     return "\n".join(lines)
 
 
+def _check_line(e: ExerciseResult, c: CheckResult) -> str:
+    """One check in Gradescope's output: PASS or FAIL, and why it earns nothing when it does not."""
+    if not c.passed:
+        return f"FAIL {c.name}: {c.message}"
+    if c.kind == PROPERTY and not e.values_right:
+        return f"PASS {c.name} (a property check: it counts once every value check of {e.name} passes)"
+    return f"PASS {c.name}"
+
+
 def gradescope_results(topics: list[TopicResult]) -> dict:
     """Gradescope's results.json: one test per exercise worth 1 point, its checks as the output.
 
@@ -107,7 +141,7 @@ def gradescope_results(topics: list[TopicResult]) -> dict:
     exercises = [e for t in topics for e in t.exercises]
     tests = []
     for e in exercises:
-        lines = [f"{'PASS' if c.passed else 'FAIL'} {c.name}" + ("" if c.passed else f": {c.message}") for c in e.checks]
+        lines = [_check_line(e, c) for c in e.checks]
         tests.append({"name": f"{e.topic}/{e.name}", "score": round(e.points, 4), "max_score": 1.0,
                       "status": "passed" if e.complete else "failed", "output": "\n".join(lines),
                       "visibility": "visible"})
@@ -115,3 +149,38 @@ def gradescope_results(topics: list[TopicResult]) -> dict:
     s = totals(exercises)
     return {"score": s["points"], "max_score": float(len(exercises)), "output": "\n".join(notes) or "graded",
             "visibility": "visible", "stdout_visibility": "hidden", "tests": tests}
+
+
+@dataclass(repr=False)
+class Grade:
+    """What ``grader.check()`` returns: the graded topics and the report it printed.
+
+    ``points`` and ``max_points`` sum the exercises (1 point each), ``scores`` maps each
+    exercise to its points, ``complete`` says whether every check of every exercise passed.
+    """
+    topics: list[TopicResult]
+    report: str
+
+    @property
+    def exercises(self) -> list[ExerciseResult]:
+        return [e for t in self.topics for e in t.exercises]
+
+    @property
+    def points(self) -> float:
+        return totals(self.exercises)["points"]
+
+    @property
+    def max_points(self) -> int:
+        return len(self.exercises)
+
+    @property
+    def scores(self) -> dict[str, float]:
+        return {e.name: round(e.points, 4) for e in self.exercises}
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.exercises) and all(e.complete for e in self.exercises)
+
+    def __repr__(self) -> str:
+        done = sum(e.complete for e in self.exercises)
+        return f"Grade({self.points:.2f}/{self.max_points} points, {done}/{self.max_points} exercises complete)"

@@ -17,15 +17,21 @@ every comparison. Each check has a wall-time limit (``--timeout``, default 10 s)
 hangs, dies or breaks the channel fails the check it was running, the rest of that exercise is
 marked not run, and a fresh child carries on with the next exercise.
 
-Score: an exercise earns (checks passed) / (checks) points and is complete when all pass.
-The exit code is 0 for any grading run, unless ``--expect`` is given (for CI):
-``--expect full`` exits 1 if any check fails (run it on solutions/), ``--expect zero`` exits
-1 if any exercise earns points (run it on the untouched, generated exercises/).
+Score (grader/report.py): an exercise earns its value checks passed plus, once every value
+check passes, its property checks passed (``grader.checks.property_check``), over its number
+of checks; it is complete when all pass. The exit code is 0 for any grading run, unless
+``--expect`` is given (for CI): ``--expect full`` exits 1 if any check fails (run it on
+solutions/), ``--expect zero`` exits 1 if any check passes (run it on the untouched,
+generated exercises/).
+
+From Python (a notebook cell): ``grader.check("dpo_loss")`` grades like ``--only dpo_loss``,
+prints the same report and returns a :class:`grader.report.Grade` (see :func:`check`).
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import difflib
 import importlib
 import importlib.util
 import json
@@ -38,8 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grader import reference
-from grader.report import (CheckResult, ExerciseResult, TopicResult, format_table, gradescope_results, shorten,
-                           totals)
+from grader.report import (KINDS, VALUE, CheckResult, ExerciseResult, Grade, TopicResult, format_table,
+                           gradescope_results, shorten, totals)
 from grader.sandbox import Sandbox, StudentError, StudentModule, StudentProcessDied, harden_parent
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -143,7 +149,16 @@ def load_checks(topic: Topic, hidden: bool) -> dict:
         if not isinstance(name, str) or not isinstance(checks, (list, tuple)) or not checks or \
                 not all(callable(c) for c in checks):
             raise TypeError(f"EXERCISES[{name!r}] must be a non-empty list of check functions")
+        for c in checks:
+            if kind_of(c) not in KINDS:
+                raise TypeError(f"check {getattr(c, '__name__', c)!r} of EXERCISES[{name!r}] has check_kind "
+                                f"{kind_of(c)!r}; use one of {KINDS} (grader.checks.property_check)")
     return exercises
+
+
+def kind_of(fn) -> str:
+    """A check's kind: "property" when decorated with grader.checks.property_check, else "value"."""
+    return getattr(fn, "check_kind", VALUE)
 
 
 def _import(module: str | None, file: Path):
@@ -206,13 +221,7 @@ def grade_topic(topic: Topic, student: Path, timeout: float, select: list[str] |
     try:
         exercises = load_checks(topic, hidden)
     except Exception as exc:  # noqa: BLE001 - a broken checks module is a grader error
-        result.grader_error = True
-        result.notes.append(f"grader error: {_display(topic.checks_file)} is broken: {type(exc).__name__}: {exc}")
-        plan = static_plan(topic.checks_file) or [(topic.name, ["load_checks"])]
-        msg = f"grader error: the checks for this topic could not be loaded ({type(exc).__name__}: {exc})"
-        result.exercises = [ExerciseResult(topic.name, n, [CheckResult(c, False, msg) for c in cs])
-                            for n, cs in plan if select is None or n in select]
-        return result
+        return _broken_checks(topic, result, select, exc)
     if select is not None:
         exercises = {k: v for k, v in exercises.items() if k in set(select)}
     _warm_up_autograd()
@@ -220,28 +229,8 @@ def grade_topic(topic: Topic, student: Path, timeout: float, select: list[str] |
     fatal = None  # a message for every check left when the student's module cannot be imported
     try:
         for name, checks in exercises.items():
-            records, broken = [], None
-            for fn in checks:
-                check = getattr(fn, "__name__", repr(fn))
-                if fatal or broken or time.monotonic() > start + topic_timeout:
-                    why = fatal or (f"not run: the earlier check {broken} killed the student process" if broken
-                                    else "not run: the topic's time limit was reached")
-                    records.append(CheckResult(check, False, why))
-                    continue
-                if sandbox.proc is None:
-                    fatal = _start(sandbox, result, timeout)
-                    if fatal:
-                        records.append(CheckResult(check, False, fatal))
-                        continue
-                t0 = time.perf_counter()
-                passed, message, died = run_check(fn, sandbox, timeout)
-                records.append(CheckResult(check, passed, message, round(time.perf_counter() - t0, 3)))
-                if died:
-                    detail = _last_line(sandbox.output(this_child=True))
-                    result.notes.append(f"during {name}/{check}: {message}" + (f"; last output: {detail}" if detail else ""))
-                    sandbox.stop()
-                    broken = check
-            result.exercises.append(ExerciseResult(topic.name, name, records))
+            exercise, fatal = _grade_exercise(name, checks, sandbox, result, timeout, start + topic_timeout, fatal)
+            result.exercises.append(exercise)
         if show_output and sandbox.output().strip():
             print(f"----- output while grading {topic.name} -----\n{sandbox.output().rstrip()}", file=sys.stderr)
     finally:
@@ -251,12 +240,52 @@ def grade_topic(topic: Topic, student: Path, timeout: float, select: list[str] |
     return result
 
 
+def _broken_checks(topic: Topic, result: TopicResult, select: list[str] | None, exc: Exception) -> TopicResult:
+    """The result of a topic whose checks module does not load: every check fails, saying so."""
+    result.grader_error = True
+    result.notes.append(f"grader error: {_display(topic.checks_file)} is broken: {type(exc).__name__}: {exc}")
+    plan = static_plan(topic.checks_file) or [(topic.name, ["load_checks"])]
+    msg = f"grader error: the checks for this topic could not be loaded ({type(exc).__name__}: {exc})"
+    result.exercises = [ExerciseResult(topic.name, n, [CheckResult(c, False, msg) for c in cs])
+                        for n, cs in plan if select is None or n in select]
+    return result
+
+
+def _grade_exercise(name: str, checks: list, sandbox: Sandbox, result: TopicResult, timeout: float,
+                    deadline: float, fatal: str | None) -> tuple[ExerciseResult, str | None]:
+    """Run one exercise's checks in order: (its result, the import failure that fails all the rest)."""
+    records, broken = [], None
+    for fn in checks:
+        check, kind = getattr(fn, "__name__", repr(fn)), kind_of(fn)
+        if fatal or broken or time.monotonic() > deadline:
+            why = fatal or (f"not run: the earlier check {broken} killed the student process" if broken
+                            else "not run: the topic's time limit was reached")
+            records.append(CheckResult(check, False, why, kind=kind))
+            continue
+        if sandbox.proc is None:
+            fatal = _start(sandbox, result, timeout)
+            if fatal:
+                records.append(CheckResult(check, False, fatal, kind=kind))
+                continue
+        t0 = time.perf_counter()
+        passed, message, died = run_check(fn, sandbox, timeout)
+        records.append(CheckResult(check, passed, message, round(time.perf_counter() - t0, 3), kind))
+        if died:
+            detail = _last_line(sandbox.output(this_child=True))
+            result.notes.append(f"during {name}/{check}: {message}" + (f"; last output: {detail}" if detail else ""))
+            sandbox.stop()
+            broken = check
+    return ExerciseResult(result.topic, name, records), fatal
+
+
 def _warm_up_autograd() -> None:
     """One tiny backward pass, so that autograd's start-up is not charged to the first check."""
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        x = torch.ones(2, requires_grad=True)
-        torch.autograd.grad([(x * x).sum()], [x], [torch.ones(())])  # explicit grad_outputs: ~2 s the first time
+    if "torch" not in sys.modules:  # checks that need no torch: nothing to warm up
+        return
+    import torch  # with --jobs, another thread may still be importing it: this waits for it to finish
+
+    x = torch.ones(2, requires_grad=True)
+    torch.autograd.grad([(x * x).sum()], [x], [torch.ones(())])  # explicit grad_outputs: ~2 s the first time
 
 
 def _start(sandbox: Sandbox, result: TopicResult, timeout: float) -> str | None:
@@ -275,6 +304,152 @@ def _start(sandbox: Sandbox, result: TopicResult, timeout: float) -> str | None:
     except Exception as exc:  # noqa: BLE001 - the student's module raised while being imported
         sandbox.stop()
         return f"importing {sandbox.display} failed: {describe_failure(exc, timeout)}"
+
+
+# ----------------------------------------------------------------------------- what to grade
+
+
+class UsageError(ValueError):
+    """A request that names nothing gradable (a missing folder, an unknown exercise); the
+    message is one line, for the command line and for ``check()`` alike."""
+
+
+@dataclass
+class Settings:
+    """How to grade: the command-line options that are not about what to grade."""
+    timeout: float = 10.0
+    topic_timeout: float = 300.0
+    jobs: int = 1
+    show_output: bool = False
+    memory_mb: int = 4096
+    hidden: bool = False
+
+
+@dataclass
+class Plan:
+    """What to grade: the topics, each one's student file and its selected exercises."""
+    path: Path  # as given, for the report's header
+    checks_dir: Path
+    topics: list[Topic]
+    files: dict[str, Path]  # topic -> the student's <topic>.py
+    selections: dict[str, list[str] | None]  # topic -> exercises (None: all)
+    plans: dict[str, list | None]  # topic -> static_plan of its checks
+
+
+def student_files(topics: list[Topic], path: Path, topic: str | None,
+                  checks_dir: Path) -> tuple[list[Topic], dict[str, Path]]:
+    """The topics that PATH can be graded on and the student's file of each."""
+    if path.is_file():
+        name = topic or path.stem
+        topics = [t for t in topics if t.name == name]
+        if not topics:
+            raise UsageError(f"no checks for topic {name!r} in {checks_dir}; name the file "
+                             "<topic>.py or pass --topic TOPIC")
+        return topics, {name: path.resolve()}
+    if path.is_dir():
+        if topic:
+            raise UsageError("--topic only applies when PATH is a single .py file")
+        return topics, {t.name: (path / f"{t.name}.py").resolve() for t in topics}
+    raise UsageError(f"{path} is neither a folder nor a .py file (run from the repository root, "
+                     "or pass the exercises folder)")
+
+
+def select(topics: list[Topic], plans: dict[str, list | None], only: list[str] | None) -> dict:
+    """{topic: exercises to grade, or None for all} for the names in ``only`` (None: all)."""
+    wanted = set(only or [])
+    selections: dict[str, list[str] | None] = {}
+    matched: set[str] = set()
+    for t in topics:
+        if not wanted or t.name in wanted:
+            selections[t.name] = None
+            matched.add(t.name)
+        elif plans[t.name] is not None:
+            names = [n for n, _ in plans[t.name] if n in wanted]
+            matched.update(names)
+            if names:
+                selections[t.name] = names
+        else:
+            selections[t.name] = sorted(wanted)  # the worker's plan will tell
+            matched.update(wanted)
+    unknown = sorted(wanted - matched)
+    if unknown:
+        known = sorted({t.name for t in topics} | {n for p in plans.values() if p for n, _ in p})
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise UsageError(f"unknown exercise or topic {', '.join(unknown)}{hint}; choose from: {', '.join(known)}")
+    if not selections:
+        raise UsageError("nothing to grade")
+    return selections
+
+
+def make_plan(path: Path, checks_dir: Path, only: list[str] | None = None, topic: str | None = None) -> Plan:
+    """Resolve what to grade without importing any checks; raises UsageError."""
+    if not checks_dir.is_dir():
+        raise UsageError(f"checks folder {checks_dir} not found")
+    topics, files = student_files(discover_topics(checks_dir), path, topic, checks_dir)
+    plans = {t.name: static_plan(t.checks_file) for t in topics}
+    selections = select(topics, plans, only)
+    return Plan(path, checks_dir, [t for t in topics if t.name in selections], files, selections, plans)
+
+
+# ----------------------------------------------------------------------------- grading a plan
+
+
+def _grade_one(plan: Plan, settings: Settings, t: Topic) -> TopicResult:
+    student, select_, static = plan.files[t.name], plan.selections[t.name], plan.plans[t.name]
+    if not student.is_file() and static is not None and not settings.hidden:  # no child needed to say so
+        r = TopicResult(t.name, str(student))
+        msg = f"file not found: {_display(student)}"
+        r.exercises = [ExerciseResult(t.name, n, [CheckResult(c, False, msg) for c in cs])
+                       for n, cs in static if select_ is None or n in select_]
+        return r
+    return grade_topic(t, student, settings.timeout, select_, settings.topic_timeout, settings.show_output,
+                       settings.memory_mb, settings.hidden)
+
+
+def grade_plan(plan: Plan, settings: Settings) -> list[TopicResult]:
+    """Grade every topic of the plan (each in its own sandbox); topics with nothing to show are dropped.
+
+    KeyboardInterrupt propagates once grade_topic's ``finally`` has killed the children."""
+    harden_parent()
+    if settings.jobs > 1:
+        with ThreadPoolExecutor(max_workers=settings.jobs) as pool:  # each thread only waits on its worker
+            graded = list(pool.map(lambda t: _grade_one(plan, settings, t), plan.topics))
+    else:
+        graded = [_grade_one(plan, settings, t) for t in plan.topics]
+    return [r for r in graded if r.exercises or r.notes]
+
+
+def report_header(plan: Plan, settings: Settings) -> str:
+    return (f"Grading {plan.path} with the checks in {_display(plan.checks_dir)} "
+            f"({settings.timeout:g} s per check)")
+
+
+# ----------------------------------------------------------------------------- from a notebook
+
+
+def _course_path(path) -> Path:
+    """``path`` as given when it exists (or is absolute), else below the repository root: a
+    notebook runs in notebooks/, where "exercises" means the course's exercises/ folder."""
+    given = Path(path)
+    return given if given.is_absolute() or given.exists() else REPO_ROOT / given
+
+
+def check(name: str, path="exercises", timeout: float = 10.0, show_output: bool = False) -> Grade:
+    """Grade one exercise or topic as ``python -m grader PATH --only NAME`` does, print the
+    same report and return it as a :class:`Grade` (``.points``, ``.scores``, ``.complete``).
+
+    The student's code runs in the same sandboxed child process as on the command line.
+    Raises ValueError, with a one-line message listing the choices, for an unknown name."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"check() takes the name of an exercise or topic as a string, got {name!r}")
+    settings = Settings(timeout=timeout, show_output=show_output)
+    plan = make_plan(_course_path(path), DEFAULT_CHECKS_DIR, [name])
+    plan.path = Path(path)  # the header shows the folder as the learner named it
+    results = grade_plan(plan, settings)
+    grade = Grade(results, format_table(results, report_header(plan, settings)))
+    print(grade.report)
+    return grade
 
 
 # ----------------------------------------------------------------------------- command line
@@ -300,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder of checks modules (default: grader/checks)")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
     parser.add_argument("--expect", choices=["full", "zero"], default=None,
-                        help="CI: exit 1 unless every check passes (full) or every exercise scores 0 (zero)")
+                        help="CI: exit 1 unless every check passes (full) or no check passes (zero)")
     parser.add_argument("--show-output", action="store_true",
                         help="show what the student code printed (hidden by default)")
     parser.add_argument("--hidden", action="store_true",
@@ -317,112 +492,46 @@ def _fail_usage(message: str) -> int:
     return 2
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] in (["release"], ["bundle"]):
-        from grader.release import main as release_main
-
-        return release_main(argv)
-    args = build_parser().parse_args(argv)
+def _settings(args: argparse.Namespace) -> Settings:
     if args.jobs < 1:
-        return _fail_usage("--jobs must be at least 1")
+        raise UsageError("--jobs must be at least 1")
     if not args.timeout > 0 or not args.topic_timeout > 0:
-        return _fail_usage("--timeout and --topic-timeout must be positive numbers of seconds")
-    checks_dir = Path(args.checks)
-    if not checks_dir.is_dir():
-        return _fail_usage(f"checks folder {checks_dir} not found")
-    topics = discover_topics(checks_dir)
-    path = Path(args.path)
-    if path.is_file():
-        name = args.topic or path.stem
-        topics = [t for t in topics if t.name == name]
-        if not topics:
-            return _fail_usage(f"no checks for topic {name!r} in {checks_dir}; name the file "
-                               "<topic>.py or pass --topic TOPIC")
-        files = {name: path.resolve()}
-    elif path.is_dir():
-        if args.topic:
-            return _fail_usage("--topic only applies when PATH is a single .py file")
-        files = {t.name: (path / f"{t.name}.py").resolve() for t in topics}
-    else:
-        return _fail_usage(f"{path} is neither a folder nor a .py file (run from the repository root, "
-                           "or pass the exercises folder)")
+        raise UsageError("--timeout and --topic-timeout must be positive numbers of seconds")
+    return Settings(args.timeout, args.topic_timeout, args.jobs, args.show_output, args.memory_mb, args.hidden)
 
-    plans = {t.name: static_plan(t.checks_file) for t in topics}
-    selections: dict[str, list[str] | None] = {}
-    only = set(args.only or [])
-    matched: set[str] = set()
-    for t in topics:
-        if not only or t.name in only:
-            selections[t.name] = None
-            matched.add(t.name)
-        elif plans[t.name] is not None:
-            names = [n for n, _ in plans[t.name] if n in only]
-            matched.update(names)
-            if names:
-                selections[t.name] = names
-        else:
-            selections[t.name] = sorted(only)  # the worker's plan will tell
-            matched.update(only)
-    unknown = only - matched
-    if unknown:
-        known = sorted({t.name for t in topics} | {n for p in plans.values() if p for n, _ in p})
-        return _fail_usage(f"unknown exercise or topic {', '.join(sorted(unknown))}; "
-                           f"choose from: {', '.join(known)}")
-    if not selections:
-        return _fail_usage("nothing to grade")
 
-    def grade_one(t: Topic) -> TopicResult:
-        student, select, plan = files[t.name], selections[t.name], plans[t.name]
-        if not student.is_file() and plan is not None and not args.hidden:  # no child needed to say so
-            r = TopicResult(t.name, str(student))
-            msg = f"file not found: {_display(student)}"
-            r.exercises = [ExerciseResult(t.name, n, [CheckResult(c, False, msg) for c in cs])
-                           for n, cs in plan if select is None or n in select]
-            return r
-        return grade_topic(t, student, args.timeout, select, args.topic_timeout, args.show_output,
-                           args.memory_mb, args.hidden)
-
-    chosen = [t for t in topics if t.name in selections]
-    harden_parent()
-    try:
-        if args.jobs > 1:
-            with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each thread only waits on its worker
-                graded = list(pool.map(grade_one, chosen))
-        else:
-            graded = [grade_one(t) for t in chosen]
-    except KeyboardInterrupt:  # grade_topic's finally killed the children
-        print("interrupted", file=sys.stderr)
-        return 130
-    results = [r for r in graded if r.exercises or r.notes]
-
+def _print_results(args: argparse.Namespace, plan: Plan, settings: Settings, results: list[TopicResult]) -> None:
+    """The table (or --json) on stdout, and Gradescope's results.json if asked."""
     exercises = [e for r in results for e in r.exercises]
     if args.gradescope:
         Path(args.gradescope).parent.mkdir(parents=True, exist_ok=True)
         Path(args.gradescope).write_text(json.dumps(gradescope_results(results), indent=2), encoding="utf-8")
     if args.json:
         print(json.dumps({
-            "path": str(path), "checks_dir": str(checks_dir), "timeout": args.timeout,
+            "path": str(plan.path), "checks_dir": str(plan.checks_dir), "timeout": settings.timeout,
             "exercises": [e.to_json() for e in exercises],
             "topics": [{"topic": r.topic, "file": r.file, "notes": r.notes, "seconds": r.seconds,
                         "workers": r.workers, "grader_error": r.grader_error} for r in results],
             "total": totals(exercises)}, indent=2))
     else:
-        print(format_table(results, f"Grading {path} with the checks in {_display(checks_dir)} "
-                                    f"({args.timeout:g} s per check)"))
+        print(format_table(results, report_header(plan, settings)))
 
+
+def _expect_status(expect: str | None, results: list[TopicResult]) -> int:
+    """The exit code of --expect full / zero (0 without --expect), with the reasons on stderr."""
+    exercises = [e for r in results for e in r.exercises]
     broken = [r.topic for r in results if r.grader_error]
-    if args.expect and broken:
+    if expect and broken:
         print(f"grader error: the checks of {', '.join(broken)} could not be loaded", file=sys.stderr)
         return 1
-    if args.expect == "full":
+    if expect == "full":
         bad = [e for e in exercises if not e.complete]
         if bad or not exercises:
             print(f"expected full marks, but {len(bad)} exercise(s) lost points:", file=sys.stderr)
             for e in bad:
                 print(f"  {e.topic}/{e.name}: {shorten(e.first_failure, 200)}", file=sys.stderr)
             return 1
-    elif args.expect == "zero":
+    elif expect == "zero":
         bad = [e for e in exercises if e.passed > 0]
         if bad:
             print("expected every exercise to score 0 (untouched stubs), but some checks passed "
@@ -431,6 +540,27 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {e.topic}/{e.name}: " + ", ".join(c.name for c in e.checks if c.passed), file=sys.stderr)
             return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["release"], ["bundle"]):
+        from grader.release import main as release_main
+
+        return release_main(argv)
+    args = build_parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+        plan = make_plan(Path(args.path), Path(args.checks), args.only, args.topic)
+    except UsageError as exc:
+        return _fail_usage(str(exc))
+    try:
+        results = grade_plan(plan, settings)
+    except KeyboardInterrupt:  # grade_topic's finally killed the children
+        print("interrupted", file=sys.stderr)
+        return 130
+    _print_results(args, plan, settings, results)
+    return _expect_status(args.expect, results)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -161,6 +162,8 @@ MUTATIONS = {  # name -> (topic, exercise, (text in solutions/<topic>.py, mutate
     "RLOO group size hard-coded": ("reinforce", "rloo_baseline", ("group_size - 1", "3")),
     "offline DPO beta hard-coded": ("offline_online", "dpo_logit_gradient", (
         "weight = beta * torch.sigmoid(-h)", "weight = 0.1 * torch.sigmoid(-h)")),
+    "process_reward guards too little": ("rewards", "process_reward", ("except Exception:", "except TypeError:")),
+    "GRPO lengths not clamped": ("grpo", "grpo_clipped_loss", ("mask.sum(dim=1).clamp(min=1)", "mask.sum(dim=1)")),
 }
 
 
@@ -225,13 +228,34 @@ def test_release_holds_no_solution_text(built):
     for name in ("exercises", "grader", "refimpl", "notebooks", "README.md"):
         assert (release / name).exists(), name
     assert (bundle / "grader" / "checks_hidden").is_dir() and (bundle / "run_autograder").is_file()
-    for folder in (release, bundle):  # notebooks are the notebook authors' text; the rest must be clean
-        leaks = [(s, line, str(p)) for s, line, p in leaked_lines(folder) if "notebooks" not in p.parts]
-        assert not leaks, leaks
-    assert all(line for line in mk.solution_lines((REPO / "solutions" / "dpo.py").read_text()))
+    for folder in (release, bundle):  # notebooks included: the build fails on any leaked line
+        assert not leaked_lines(folder)
+    lines = mk.solution_lines((REPO / "solutions" / "dpo.py").read_text())
+    assert "chosen_logratio = policy_chosen_logps - ref_chosen_logps" in lines  # code, without its comment
     public = json.loads((release / "grader" / "expected.json").read_text())
     everything = json.loads((bundle / "grader" / "expected.json").read_text())
     assert set(public) < set(everything)  # the hidden checks' values are in the bundle only
+
+
+def test_a_planted_solution_line_makes_the_release_fail(tmp_path):
+    course = tmp_path / "course"
+    for name in ("grader", "solutions", "refimpl", "notebooks", "exercises"):
+        shutil.copytree(REPO / name, course / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    notebook = course / "notebooks" / "05_rl_with_verifiers.ipynb"
+    data = json.loads(notebook.read_text())
+    planted = "outcome=float( task.verify(problem, text) )  # spacing and a comment do not hide it"
+    data["cells"].append({"cell_type": "code", "execution_count": None, "id": "planted", "metadata": {},
+                          "outputs": [], "source": [planted]})
+    notebook.write_text(json.dumps(data))
+    out = tmp_path / "release"
+    proc = subprocess.run([sys.executable, "-m", "grader", "release", str(out)], cwd=course, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(course)})
+    assert proc.returncode == 1
+    assert "line(s) of solutions/, so nothing was written" in proc.stderr
+    leak = "a line of solutions/rewards.py: outcome = float(task.verify(problem, text))"
+    assert f"  {out / 'notebooks' / notebook.name}: {leak}" in proc.stderr.splitlines()
+    assert not out.exists()  # nothing is left behind to hand out
+    assert "total:" not in proc.stdout  # it stopped before grading the solutions
 
 
 def test_release_grades_with_stored_values_and_runs_refimpl_on_student_code(built, tmp_path):

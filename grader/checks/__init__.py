@@ -8,10 +8,27 @@ but a clear AssertionError is kinder: validate what the student returned before 
 Every check must call the student's code, so that the untouched stubs score 0
 (``python -m grader exercises --expect zero`` enforces it in CI).
 
+A check is a *value* check unless it is decorated with :func:`property_check`. A value check
+compares numbers (the result, a gradient) with the right ones; a property check tests
+something that a wrong function can have as well: a detached result, a shape or dtype, an
+untouched input, the right exception, never raising, zero where a zero is expected. A
+property check earns points only when every value check of its exercise passes
+(grader/report.py), so a function that returns zeros of the right shape scores 0. Rule of
+thumb: if ``return torch.zeros(...)`` (or a function that raises where the reference raises)
+would pass the check, it is a property check.
+
 The helpers below are optional; torch is imported only when they are called, so a checks
 module that does not need torch does not pay for it.
 """
 from __future__ import annotations
+
+from grader.report import PROPERTY
+
+
+def property_check(fn):
+    """Mark ``fn`` as a property check (see the module docstring); returns ``fn``."""
+    fn.check_kind = PROPERTY
+    return fn
 
 
 def get_function(mod, name: str):

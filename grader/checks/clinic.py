@@ -66,8 +66,10 @@ def check_group_mean_random(mod):
 # --- stable_k3 -----------------------------------------------------------------------------
 
 def _k3_exact(logps, ref):
+    """k3 in float64. exp(x) - 1 cancels there too, but its absolute error stays near 1e-16,
+    far inside the tolerance of the checks below (1% of the value, plus 1e-9)."""
     x = (ref.double() - logps.double())  # (B, T)
-    return torch.expm1(x) - x  # float64 truth
+    return torch.exp(x) - 1 - x  # (B, T)
 
 
 def check_k3_small_ratios_float32(mod):

@@ -8,6 +8,7 @@ import math
 
 import torch
 
+from grader.checks import property_check
 from grader.reference import expected as reference
 
 f64 = torch.float64
@@ -69,8 +70,8 @@ def check_hand_built_margins(mod):
 def check_matches_reference(mod):
     for seed, beta in [(0, 0.1), (1, 0.5), (2, 0.01), (3, 2.0)]:
         pc, pr, rc, rr = _batch(16, seed)
-        losses, r_w, r_l = _call_loss(mod, pc, pr, rc, rr, beta)
-        expected, e_w, e_l = reference("dpo.dpo_loss", pc, pr, rc, rr, beta)
+        expected, e_w, e_l = reference("dpo.dpo_loss", pc, pr, rc, rr, beta)  # before the student's call
+        losses, r_w, r_l = _call_loss(mod, pc, pr, rc, rr, beta)             # might change its inputs
         assert torch.allclose(losses, expected, rtol=1e-6, atol=1e-9), (
             f"losses differ from the reference on a random batch (beta={beta}); max error "
             f"{(losses - expected).abs().max().item():.3g}")
@@ -136,6 +137,7 @@ def check_autograd_equals_closed_form(mod):
             "disagree: check both functions use the same implicit rewards")
 
 
+@property_check
 def check_rewards_are_detached(mod):
     pc, pr, rc, rr = _batch(6, 5, requires_grad=True)
     _, r_w, r_l = _call_loss(mod, pc, pr, rc, rr, 0.3)
@@ -144,9 +146,21 @@ def check_rewards_are_detached(mod):
         "for logging, and a gradient through them would double-count the loss); use .detach()")
 
 
+@property_check
+def check_inputs_are_not_modified(mod):
+    logps = _batch(5, 6)
+    copies = [t.clone() for t in logps]
+    _call_loss(mod, *logps, 0.2)
+    names = ("policy_chosen_logps", "policy_rejected_logps", "ref_chosen_logps", "ref_rejected_logps")
+    for name, t, c in zip(names, logps, copies):
+        assert torch.equal(t, c), (
+            f"dpo_loss modified {name} in place (e.g. with -= or .sub_()); the caller still needs "
+            "its log-probs: compute the log-ratios as new tensors")
+
+
 EXERCISES = {
     "dpo_loss": [check_tie_gives_log2, check_hand_built_margins, check_matches_reference,
-                 check_numerically_stable, check_rewards_are_detached],
+                 check_numerically_stable, check_rewards_are_detached, check_inputs_are_not_modified],
     "dpo_gradient_weight": [check_weight_values, check_weight_random],
     "dpo_gradient_autograd": [check_autograd_equals_closed_form],
 }

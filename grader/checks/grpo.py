@@ -10,6 +10,7 @@ import math
 
 import torch
 
+from grader.checks import property_check
 from grader.reference import expected as reference
 
 f64 = torch.float64
@@ -88,6 +89,7 @@ def check_advantages_random(mod):
             "advantages must sum to zero within each group")
 
 
+@property_check
 def check_advantages_uniform_group(mod):
     rewards = torch.tensor([1.0] * 4 + [0.0] * 4, dtype=f64)
     adv = _adv(mod, rewards, 4)
@@ -110,6 +112,28 @@ def check_loss_matches_reference(mod):
             '(1 - clip_eps, 1 + clip_eps), not a fixed (0.8, 1.2)')
 
 
+def check_loss_empty_completion(mod):
+    # a completion with no tokens at all (its mask row all False): EOS sampled first, or a
+    # completion cut away by a length filter; it adds nothing, it must not turn the loss into 0 / 0
+    logps, old, adv, mask = _batch(4, 5, seed=12)
+    mask[1] = False
+    logps, old = torch.where(mask, logps, 0.0), torch.where(mask, old, 0.0)
+    for agg in ("grpo", "dapo"):
+        x = logps.clone().requires_grad_(True)
+        loss = _loss(mod, x, old, adv, mask, loss_agg=agg)
+        want = reference("grpo.grpo_clipped_loss", logps, old, adv, mask, loss_agg=agg)
+        assert math.isfinite(loss.item()), (
+            f'loss_agg="{agg}": a batch with one empty completion (mask row all False) gave loss '
+            f"{loss.item()}; its length |o_i| is 0, so divide by the length clamped to at least 1")
+        assert abs(loss.item() - want.item()) < 1e-9, (
+            f'loss_agg="{agg}": with one empty completion expected {want.item():.6f}, got {loss.item():.6f}; '
+            'the empty completion still counts in "grpo"\'s mean over the B completions, with loss 0')
+        (grad,) = torch.autograd.grad(loss, x)
+        assert torch.isfinite(grad).all() and (grad[1] == 0).all(), (
+            f'loss_agg="{agg}": the gradient must be finite, and 0 on the empty completion, got {_fmt(grad[1])}')
+
+
+@property_check
 def check_loss_ignores_padding(mod):
     logps, old, adv, mask = _batch(5, 6, seed=4)
     junk = torch.where(mask, 0.0, -7.0)
@@ -163,6 +187,7 @@ def check_loss_clip_range_follows_clip_eps(mod):
             "(1 - clip_eps, 1 + clip_eps) with the clip_eps argument")
 
 
+@property_check
 def check_loss_treats_old_as_constant(mod):
     logps, _, adv, mask = _batch(3, 4, seed=6)
     logps.requires_grad_(True)
@@ -251,6 +276,7 @@ def _student_grad(mod, rewards, G, agg, seed):
     return loss, grad
 
 
+@property_check
 def check_zero_gradient_uniform_groups(mod):
     G = 4
     rewards = torch.tensor([1.0] * G + [0.0] * G + [0.5] * G, dtype=f64)
@@ -278,7 +304,7 @@ def check_zero_only_where_uniform(mod):
 EXERCISES = {
     "group_advantages": [check_advantages_hand_built, check_advantages_per_group,
                          check_advantages_random, check_advantages_uniform_group],
-    "grpo_clipped_loss": [check_loss_matches_reference, check_loss_ignores_padding,
+    "grpo_clipped_loss": [check_loss_matches_reference, check_loss_empty_completion, check_loss_ignores_padding,
                           check_loss_gradient_at_ratio_one, check_loss_clipping,
                           check_loss_clip_range_follows_clip_eps, check_loss_treats_old_as_constant],
     "kl_k3": [check_k3_hand_built, check_k3_random_and_nonnegative, check_k3_gradient],

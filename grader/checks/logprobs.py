@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from grader.checks import assert_close, assert_tensor, get_function
+from grader.checks import assert_close, assert_tensor, get_function, property_check
 
 NAME = "sequence_logprobs_from_logits"
 
@@ -83,6 +83,7 @@ def _assert_matches(out, logits, ids, mask, what: str) -> None:
                              f"{[round(x, 4) for x in got.tolist()]}.{_diagnose(out, logits, ids, mask)}")
 
 
+@property_check
 def check_returns_a_float_tensor_of_shape_B(mod) -> None:
     logits, ids, mask = _random_case(B=3, T=4, V=6, seed=0)
     out = _call(mod, logits, ids, mask, "float32 logits of shape (3, 4, 6)")
@@ -157,6 +158,7 @@ def check_gradient_flows_to_logits(mod) -> None:
                                  "at counted positions and 0 elsewhere", atol=1e-5)
 
 
+@property_check
 def check_inputs_are_not_modified(mod) -> None:
     logits, ids, mask = _random_case(B=3, T=5, V=4, seed=7)
     copies = (logits.clone(), ids.clone(), mask.clone())

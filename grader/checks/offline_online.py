@@ -7,7 +7,7 @@ function disagrees with autograd, with a closed form or with solutions/offline_o
 import torch
 import torch.nn.functional as F
 
-from grader.checks import assert_close, assert_tensor, get_function
+from grader.checks import assert_close, assert_tensor, get_function, property_check
 from grader.reference import expected as reference
 
 
@@ -71,6 +71,7 @@ def check_dpo_zero_outside_pairs(mod) -> None:
                  "gradient vs the reference", atol=1e-10)
 
 
+@property_check
 def check_dpo_errors(mod) -> None:
     fn = get_function(mod, "dpo_logit_gradient")
     z = torch.zeros(3)

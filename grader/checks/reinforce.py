@@ -5,6 +5,7 @@ function disagrees with solutions/reinforce.py or with a closed form.
 """
 import torch
 
+from grader.checks import property_check
 from grader.reference import expected as reference
 
 
@@ -57,6 +58,7 @@ def check_loss_gradient(mod) -> None:
     _assert_close(grad, expected, "d loss / d seq_logps (should be -(r - b) / N for each sample)")
 
 
+@property_check
 def check_loss_advantage_detached(mod) -> None:
     seq_logps, rewards, baselines = _random_batch(2, 4, 4)
     seq_logps.requires_grad_(True)
@@ -108,6 +110,7 @@ def check_rloo_excludes_self(mod) -> None:
     _assert_close(after[G:], before[G:], "baselines of the other prompt after changing r_1 (groups are independent)")
 
 
+@property_check
 def check_rloo_leaves_input_alone(mod) -> None:
     rewards = torch.tensor([1.0, 0.0, 1.0, 1.0])  # (4,)
     copy = rewards.clone()
@@ -115,6 +118,7 @@ def check_rloo_leaves_input_alone(mod) -> None:
     assert torch.equal(rewards, copy), "rloo_baseline modified its input in place"
 
 
+@property_check
 def check_rloo_errors(mod) -> None:
     for rewards, G, why in [(torch.ones(4), 1, "group_size=1 (no other sample to average)"),
                             (torch.ones(5), 2, "5 rewards with group_size=2 (not a multiple)")]:

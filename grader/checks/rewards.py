@@ -8,7 +8,7 @@ a string. Tasks travel to the sandbox as their name and arguments (grader/codec.
 from refimpl.core.tasks import Problem
 from refimpl.core.tasks import get_task as _get_task
 
-from grader.checks import get_function
+from grader.checks import get_function, property_check
 from grader.reference import expected as reference
 
 
@@ -73,6 +73,7 @@ def check_malformed(mod) -> None:
         _expect(mod, ADD3, P347, text, "malformed text: score the steps the verifier accepts")
 
 
+@property_check
 def check_junk_types(mod) -> None:
     for junk in (None, 12, 3.5, b"12,13,06|632", ["12", "13"], object()):
         got = _call(mod, ADD3, P347, junk)
@@ -81,6 +82,23 @@ def check_junk_types(mod) -> None:
                                         f"expected {want}")
     got = _call(mod, ADD3, P347, "１２,１３,０６|６３２")  # full-width digits: not ASCII
     assert got == ref_process_reward(ADD3, P347, "１２,１３,０６|６３２"), "non-ASCII digits are not steps"
+
+
+@property_check
+def check_never_raises(mod) -> None:
+    # the docstring: "It must never raise: whatever goes wrong scores 0.0". Here the verifier
+    # itself fails: it is handed a problem record it cannot read
+    unreadable = {
+        "an add problem without operands": Problem(prompt="347+285=", answer=632, level=2),
+        "a countdown problem (three numbers) given to the add task": Problem("3,5,7>22:", 22, 2, (3, 5, 7)),
+        "operands stored as text": Problem(prompt="347+285=", answer=632, level=2, operands=("347", "285")),
+    }
+    for why, problem in unreadable.items():
+        for text in ("12,13,06|632", ""):
+            try:
+                _expect(mod, ADD3, problem, text, "the step verifier raises, so the reward is 0.0")
+            except AssertionError as exc:
+                raise AssertionError(f"{why}: {exc}") from None
 
 
 def check_untrimmed_text(mod) -> None:
@@ -104,5 +122,5 @@ def check_other_tasks(mod) -> None:
 
 EXERCISES = {
     "process_reward": [check_right_answer, check_partly_wrong, check_malformed, check_junk_types,
-                       check_untrimmed_text, check_other_tasks],
+                       check_never_raises, check_untrimmed_text, check_other_tasks],
 }
