@@ -83,8 +83,10 @@ if scale != "group" or not unbiased:
 return student("grpo", "group_advantages")(rewards, group_size, eps=eps)""",
     ("grpo", "prob_uniform_group"): "return student('grpo', 'prob_uniform_group')(p, G)",
     ("grpo", "grpo_loss"): """\
-if beta != 0 or clip_eps_high not in (None, clip_eps) or loss_agg not in ("grpo", "dapo"):
-    raise NotImplementedError(beyond("grpo_loss", "beta=0, one clip_eps and loss_agg 'grpo' or 'dapo'"))
+if (beta != 0 or clip_eps_high not in (None, clip_eps) or loss_agg not in ("grpo", "dapo")
+        or surrogate != "clip" or importance_sampling_level != "token"):
+    raise NotImplementedError(beyond("grpo_loss", "beta=0, one clip_eps, the token-level clip and "
+                                     "loss_agg 'grpo' or 'dapo'"))
 loss = student("grpo", "grpo_clipped_loss")(logps, old_logps, advantages, mask, clip_eps=clip_eps,
                                             loss_agg=loss_agg)
 with torch.no_grad():
@@ -104,6 +106,8 @@ if estimator == "k2":
 return student("grpo", "kl_k3")(torch.zeros_like(logratio), logratio)  # k3""",
     ("grpo", "_aggregate"): """\
 raise NotImplementedError(beyond("the GRPO token aggregation", "grpo_clipped_loss as a whole"))""",
+    ("grpo", "_surrogate_per_token"): """\
+raise NotImplementedError(beyond("the per-token clipped surrogate", "grpo_clipped_loss as a whole"))""",
     ("reinforce", "baseline"): """\
 if kind not in BASELINE_KINDS:
     raise ValueError(f"unknown baseline kind {kind!r}; choose one of {BASELINE_KINDS}")

@@ -44,6 +44,38 @@ def slow_grpo_loss(logps, old_logps, adv, mask, eps_low, eps_high, ref_logps=Non
     return total / (B * max_tokens)
 
 
+def slow_variant_loss(logps, old_logps, adv, mask, eps_low, eps_high, ref_logps=None, beta=0.0,
+                      loss_agg="grpo", max_tokens=None, level="token", surrogate="clip",
+                      kl_weight=False):
+    """GSPO, CISPO and the weighted KL, one scalar tensor at a time (autograd: the gradient)."""
+    B, T = logps.shape
+    max_tokens = T if max_tokens is None else max_tokens
+    per_seq, total, n_tok = [], 0.0, 0
+    for b in range(B):
+        toks = [t for t in range(T) if mask[b, t]]
+        s = torch.exp(sum(logps[b, t] - old_logps[b, t] for t in toks) / len(toks))  # GSPO s_i
+        seq = 0.0
+        for t in toks:
+            w = s if level == "sequence" else torch.exp(logps[b, t] - old_logps[b, t])
+            if surrogate == "cispo":
+                term = -min(w.item(), eps_high) * adv[b].item() * logps[b, t]
+            else:
+                low, high = (torch.tensor(1 + e, dtype=DT) for e in (-eps_low, eps_high))
+                clipped = min(max(w, low), high)
+                term = -min(w * adv[b].item(), clipped * adv[b].item())
+            if beta > 0:
+                lr = ref_logps[b, t] - logps[b, t]
+                term = term + beta * (torch.exp(lr) - 1 - lr) * (w if kl_weight else 1.0)
+            seq = seq + term
+        per_seq.append(seq / len(toks))
+        total, n_tok = total + seq, n_tok + len(toks)
+    if loss_agg == "grpo":
+        return sum(per_seq) / B
+    if loss_agg == "dapo":
+        return total / n_tok
+    return total / (B * max_tokens)
+
+
 def random_batch(B=6, T=7, seed=0, spread=0.5):
     g = torch.Generator().manual_seed(seed)
     logps = -torch.rand(B, T, generator=g, dtype=DT) * 3  # (B, T)
@@ -232,6 +264,91 @@ def test_clip_higher_lets_a_ratio_pass_that_symmetric_clipping_stops():
     assert g_sym.item() == 0 and g_dapo.item() == pytest.approx(-1.25)
 
 
+# ---------------------------------------------------------------- GSPO, CISPO, weighted KL -
+
+VARIANTS = [(level, surrogate, kl_weight) for level in ("token", "sequence")
+            for surrogate in ("clip", "cispo") for kl_weight in (False, True)]
+
+
+@pytest.mark.parametrize("level, surrogate, kl_weight", VARIANTS)
+@pytest.mark.parametrize("loss_agg", ["grpo", "dapo", "dr_grpo"])
+def test_variants_match_slow_loop_value_and_gradient(level, surrogate, kl_weight, loss_agg):
+    logps, old, ref, adv, mask = random_batch(seed=11, spread=0.4)
+    eps_high = 1.1 if surrogate == "cispo" else 0.28  # both caps act on this batch
+    kw = dict(clip_eps=0.2, clip_eps_high=eps_high, ref_logps=ref, beta=0.1, loss_agg=loss_agg,
+              max_tokens=9 if loss_agg == "dr_grpo" else None)
+    fast_in = logps.clone().requires_grad_(True)
+    loss, metrics = grpo_loss(fast_in, old, adv, mask, surrogate=surrogate,
+                              importance_sampling_level=level, kl_importance_weight=kl_weight, **kw)
+    (g_fast,) = torch.autograd.grad(loss, fast_in)
+    slow_in = logps.clone().requires_grad_(True)
+    slow = slow_variant_loss(slow_in, old, adv, mask, 0.2, eps_high, ref, 0.1, loss_agg,
+                             kw["max_tokens"], level, surrogate, kl_weight)
+    (g_slow,) = torch.autograd.grad(slow, slow_in)
+    assert loss.item() == pytest.approx(slow.item(), rel=1e-10, abs=1e-12)
+    torch.testing.assert_close(g_fast, g_slow, rtol=1e-10, atol=1e-12)
+    assert metrics["clip_ratio"] > 0, "the batch must exercise the clip or the CISPO cap"
+
+
+def test_token_level_defaults_are_the_plain_grpo_loss():
+    logps, old, ref, adv, mask = random_batch(seed=12)
+    kw = dict(clip_eps_high=0.28, ref_logps=ref, beta=0.04, loss_agg="dapo")
+    plain = grpo_loss(logps, old, adv, mask, **kw)
+    explicit = grpo_loss(logps, old, adv, mask, surrogate="clip", importance_sampling_level="token",
+                         kl_importance_weight=False, **kw)
+    assert plain[0].item() == explicit[0].item() and plain[1] == explicit[1]
+
+
+def test_gspo_clips_whole_sequences_and_counts_them():
+    # row 0: token ratios 2.0 and 0.6 (the token clip would stop the first), geometric mean
+    # sqrt(1.2) ~ 1.095 inside [0.8, 1.28]; row 1: ratios 1.5 and 1.2, mean sqrt(1.8) ~ 1.34 > 1.28
+    logps = torch.zeros(2, 2, dtype=DT, requires_grad=True)
+    old = -torch.tensor([[2.0, 0.6], [1.5, 1.2]], dtype=DT).log()  # (2, 2): ratio = 1 / exp(old)
+    mask, adv = torch.ones(2, 2, dtype=torch.bool), torch.ones(2, dtype=DT)
+    loss, metrics = grpo_loss(logps, old, adv, mask, clip_eps_high=0.28,
+                              importance_sampling_level="sequence")
+    (g,) = torch.autograd.grad(loss, logps)
+    s0 = math.sqrt(1.2)
+    # d s / d logp_t = s / |o|, then the mean over 2 sequences
+    torch.testing.assert_close(g[0], torch.full((2,), -s0 / 2 / 2, dtype=DT))
+    assert (g[1] == 0).all(), "the whole sequence is clipped, all its tokens lose their gradient"
+    assert metrics["clip_ratio"] == pytest.approx(1 / 2)  # one of two sequences
+    assert metrics["ratio_mean"] == pytest.approx((s0 + math.sqrt(1.8)) / 2)
+    (g_tok,) = torch.autograd.grad(grpo_loss(logps, old, adv, mask, clip_eps_high=0.28)[0], logps)
+    assert g_tok[0, 0] == 0 and g_tok[0, 1] != 0  # token level: only the 2.0 token is clipped
+
+
+def test_cispo_keeps_the_gradient_of_tokens_the_clip_drops():
+    # ratios 2.0 (PPO clip: zero gradient for A > 0), 1.1 (inside) and 8.0 (capped at eps_max 5)
+    logps = torch.zeros(1, 3, dtype=DT, requires_grad=True)
+    old = -torch.tensor([[2.0, 1.1, 8.0]], dtype=DT).log()
+    mask, adv = torch.ones(1, 3, dtype=torch.bool), torch.full((1,), 0.5, dtype=DT)
+    loss, metrics = grpo_loss(logps, old, adv, mask, clip_eps_high=5.0, surrogate="cispo",
+                              loss_agg="dapo")
+    (g,) = torch.autograd.grad(loss, logps)
+    torch.testing.assert_close(g, -0.5 * torch.tensor([[2.0, 1.1, 5.0]], dtype=DT) / 3)
+    assert loss.item() == 0.0  # the value is -w * A * log pi with log pi = 0 here
+    assert metrics["clip_ratio"] == pytest.approx(1 / 3) and metrics["clip_ratio/low_mean"] == 0
+    (g_clip,) = torch.autograd.grad(grpo_loss(logps, old, adv, mask, clip_eps_high=0.28,
+                                              loss_agg="dapo")[0], logps)
+    assert g_clip[0, 0] == 0 and g_clip[0, 2] == 0
+
+
+def test_weighted_kl_same_value_on_policy_extra_gradient_k3_times_grad_logp():
+    logps, _, ref, adv, mask = random_batch(seed=13)
+    logps = logps.clone().requires_grad_(True)
+    out = {}
+    for weighted in (False, True):
+        loss, metrics = grpo_loss(logps, logps.detach(), adv * 0, mask, ref_logps=ref, beta=1.0,
+                                  loss_agg="dapo", kl_importance_weight=weighted)
+        out[weighted] = (loss.item(), metrics["kl"], torch.autograd.grad(loss, logps)[0])
+    assert out[True][:2] == pytest.approx(out[False][:2], rel=1e-12)
+    lr = ref - logps.detach()
+    k3 = torch.where(mask, lr.exp() - 1 - lr, 0.0)  # (B, T)
+    torch.testing.assert_close(out[True][2] - out[False][2], k3 / mask.sum(), rtol=1e-10,
+                               atol=1e-14)
+
+
 # ---------------------------------------------------------------- zero gradient (C8) --------
 
 def test_uniform_groups_give_exactly_zero_policy_gradient():
@@ -312,6 +429,12 @@ def _ok():
     (dict(beta=-0.1), "beta"),
     (dict(beta=0.1, ref_logps=None), "ref_logps"),
     (dict(loss_agg="dr_grpo", max_tokens=0), "max_tokens"),
+    (dict(surrogate="ppo"), "surrogate"),
+    (dict(importance_sampling_level="seq"), "importance_sampling_level"),
+    (dict(kl_importance_weight="yes"), "kl_importance_weight"),
+    (dict(surrogate="cispo"), "eps_max"),
+    (dict(surrogate="cispo", clip_eps_high=0.28), "eps_max"),
+    (dict(surrogate="cispo", clip_eps=5.0, clip_eps_high=5.0), "clip_eps"),
 ])
 def test_loss_errors(change, match):
     kwargs = {**_ok(), **change}

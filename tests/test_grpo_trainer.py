@@ -74,6 +74,21 @@ def test_first_inner_update_is_on_policy(tiny):
     assert abs(inner[1]["ratio_mean"] - 1) > 1e-6
 
 
+@pytest.mark.parametrize("variant", [
+    dict(importance_sampling_level="sequence"),                        # GSPO
+    dict(surrogate="cispo", clip_eps_high=5.0, loss_agg="dapo"),       # CISPO as TRL runs it
+    dict(kl_importance_weight=True),                                   # TRL's default KL
+])
+def test_variants_run_and_start_on_policy(tiny, variant):
+    res = train_grpo(tiny, small(inner_updates=2, **variant), reward_fn=parity_reward,
+                     progress=False)
+    rows = [h for h in res.history if "inner" in h]
+    assert len(rows) == 2
+    first = rows[0]["inner"][0]
+    assert first["clip_ratio"] == 0.0 and abs(first["ratio_mean"] - 1) < 1e-5
+    assert all(math.isfinite(i["loss"]) for h in rows for i in h["inner"])
+
+
 def test_without_a_kl_term_the_reference_pass_is_skipped_and_changes_nothing(tiny):
     cfg = small(inner_updates=2, beta=0.0)
     gen = torch.Generator().manual_seed(0)
@@ -157,6 +172,8 @@ def test_same_seed_same_history(tiny):
     dict(group_size=1), dict(group_size=2.0), dict(loss_agg="mean"), dict(scale="rank"),
     dict(kl_estimator="k4"), dict(clip_eps=1.5), dict(clip_eps_high=0.0), dict(beta=-0.1),
     dict(inner_updates=0), dict(lr=0.0), dict(prompts_per_step=0), dict(temperature=0.0),
+    dict(surrogate="ppo"), dict(importance_sampling_level="seq"), dict(kl_importance_weight=1),
+    dict(surrogate="cispo"), dict(surrogate="cispo", clip_eps_high=0.28),
 ])
 def test_bad_config_raises(bad):
     name = next(iter(bad))

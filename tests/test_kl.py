@@ -7,7 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refimpl.methods.kl import estimator_bias_variance, estimator_moments, exact_kl, kl_estimate
+from refimpl.methods.kl import (estimator_bias_variance, estimator_moments, exact_kl,
+                                importance_weighted_kl, kl_estimate)
 
 DT = torch.float64
 
@@ -177,6 +178,43 @@ def test_expected_gradients_of_the_estimators(seed):
     torch.testing.assert_close(expected_grad(logits, ref_logprobs, "k2"), reverse)
     torch.testing.assert_close(expected_grad(logits, ref_logprobs, "k3"), forward)
     assert (forward - reverse).abs().max() > 0.05  # so k3's gradient is not the reverse KL's
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_weighted_k3_off_policy_has_the_reverse_kl_value_and_gradient(seed):
+    # samples y ~ pi_old; weighting k3 by the live w = pi / pi_old makes both the expected
+    # value and the expected gradient those of KL(pi || ref); detaching w, or no weight, does not
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(6, generator=g, dtype=DT)
+    old = (logits + torch.randn(6, generator=g, dtype=DT)).softmax(-1)  # (V,) pi_old != pi
+    ref_logprobs = (2 * torch.randn(6, generator=g, dtype=DT)).log_softmax(-1)
+
+    def expected_under_old(x, detach_w=False):
+        logp = x.log_softmax(-1)[None, :]  # (1, V): one "token" per outcome y
+        k3 = kl_estimate(logp, ref_logprobs[None, :])  # (1, V)
+        log_w = logp - old.log()[None, :]  # (1, V)
+        k = importance_weighted_kl(k3, log_w.detach() if detach_w else log_w)  # (1, V)
+        return (old * k[0]).sum()
+
+    x = logits.clone().requires_grad_(True)
+    value = expected_under_old(x)
+    (grad,) = torch.autograd.grad(value, x)
+    x2 = logits.clone().requires_grad_(True)
+    kl = exact_kl(x2.softmax(-1), ref_logprobs.exp())
+    (reverse,) = torch.autograd.grad(kl, x2)
+    torch.testing.assert_close(value, kl.detach())
+    torch.testing.assert_close(grad, reverse)
+    x3 = logits.clone().requires_grad_(True)
+    (detached,) = torch.autograd.grad(expected_under_old(x3, detach_w=True), x3)
+    assert (detached - reverse).abs().max() > 0.05
+
+
+def test_importance_weighted_kl_broadcasts_a_sequence_weight():
+    k3 = torch.rand(3, 4, dtype=DT)
+    log_w = torch.tensor([[0.0], [0.5], [-1.0]], dtype=DT)  # (B, 1)
+    torch.testing.assert_close(importance_weighted_kl(k3, log_w), k3 * log_w.exp())
+    with pytest.raises(ValueError, match="log_w"):
+        importance_weighted_kl(k3, torch.zeros(3, 2, dtype=DT))
 
 
 # ---------------------------------------------------------------- errors ----------------------

@@ -58,6 +58,14 @@ def test_config_translation():
             trl_bridge.to_trl_grpo_kwargs(GRPOConfig(**bad), 12)
     with pytest.raises(ValueError, match="unknown method"):
         trl_bridge.config_map("ppo")
+    v = trl_bridge.to_trl_grpo_kwargs(GRPOConfig(surrogate="cispo", clip_eps_high=5.0, loss_agg="dapo",
+                                                 importance_sampling_level="sequence",
+                                                 kl_importance_weight=True), 12)
+    assert (v["loss_type"], v["epsilon_high"], v["importance_sampling_level"],
+            v["use_bias_correction_kl"]) == ("cispo", 5.0, "sequence", True)
+    assert kw["importance_sampling_level"] == "token"
+    with pytest.raises(ValueError, match="TRL.*dapo"):
+        trl_bridge.to_trl_grpo_kwargs(GRPOConfig(surrogate="cispo", clip_eps_high=5.0), 12)
 
 
 def test_refimpl_imports_without_transformers():
@@ -165,14 +173,14 @@ def test_dpo_loss_and_metrics_equal_trl(setup):
     assert res[-1]["rewards/margins/trl"] > 0.01 and res[-1]["loss/trl"] < math.log(2) - 1e-3
 
 
-def _grpo(tok, task, loss_type="grpo", scale="group", bias_kl=False, B=3, G=4):
+def _grpo(tok, task, loss_type="grpo", scale="group", bias_kl=False, B=3, G=4, **overrides):
     model = trl_bridge.tiny_llama(tok, n_layer=1, n_embd=32, n_head=2, seed=2)
     prompts = [p.prompt for p in task.problems("train", B, seed=3)]
     reward = trl_compare.ScriptedReward()
-    trainer = trl_compare.make_grpo_trainer(
-        model, tok, prompts, reward, per_device_train_batch_size=B * G, num_generations=G,
-        max_completion_length=6, beta=0.04, loss_type=loss_type, scale_rewards=scale,
-        epsilon=0.2, epsilon_high=0.28, use_bias_correction_kl=bias_kl, max_steps=1)
+    kwargs = dict(per_device_train_batch_size=B * G, num_generations=G, max_completion_length=6,
+                  beta=0.04, loss_type=loss_type, scale_rewards=scale, epsilon=0.2,
+                  epsilon_high=0.28, use_bias_correction_kl=bias_kl, max_steps=1)
+    trainer = trl_compare.make_grpo_trainer(model, tok, prompts, reward, **{**kwargs, **overrides})
     # Rewards with a uniform group (zero advantage), a binary and a continuous one.
     gen = torch.Generator().manual_seed(0)
     rewards = torch.cat([torch.ones(G), torch.tensor([1.0, 0.0, 0.0, 1.0])[:G], torch.rand(G, generator=gen)])
@@ -210,6 +218,42 @@ def test_trl_default_kl_correction_same_value_only_on_policy(setup):
     assert abs(off["loss/refimpl"] - off["loss/trl"]) > 1e-6
 
 
+GSPO_EPS = dict(epsilon=0.05, epsilon_high=0.05)   # s_i stays near 1: a narrow clip still acts
+
+
+@needs_trl
+@pytest.mark.parametrize("variant", [
+    dict(importance_sampling_level="sequence", **GSPO_EPS),              # GSPO
+    dict(loss_type="cispo", epsilon_high=1.1),                           # CISPO, a cap that acts
+    dict(bias_kl=True),                                                  # TRL's default KL
+    dict(bias_kl=True, importance_sampling_level="sequence", **GSPO_EPS),  # s_i weights the KL
+], ids=["gspo", "cispo", "k3_weighted", "gspo_k3_weighted"])
+def test_grpo_variants_loss_and_gradient_equal_trl(setup, variant):
+    task, tok = setup
+    trainer, batch, rewards = _grpo(tok, task, **variant)
+    res = trl_compare.compare_grpo(trainer, batch, rewards, logratio_noise=0.3, grads=True,
+                                   kl_importance_weight=variant.get("bias_kl", False))
+    assert res["loss/refimpl"] == pytest.approx(res["loss/trl"], rel=1e-5, abs=1e-7)
+    assert res["clip_ratio/refimpl"] == pytest.approx(res["clip_ratio/trl"], abs=1e-7)
+    assert res["kl/refimpl"] == pytest.approx(res["kl/trl"], rel=1e-5)
+    g_trl, g_ref = res["grad/trl"], res["grad/refimpl"]
+    assert g_trl.abs().max() > 1e-4                                # a real gradient
+    torch.testing.assert_close(g_ref, g_trl, rtol=1e-4, atol=1e-6 * g_trl.abs().max().item())
+    assert res["clip_ratio/trl"] > 0 and res["kl/trl"] > 0
+
+
+@needs_trl
+def test_refimpl_variants_differ_from_plain_grpo_in_gradient(setup):
+    # the comparison above would also pass if neither side applied the variant
+    task, tok = setup
+    trainer, batch, rewards = _grpo(tok, task)
+    plain = trl_compare.compare_grpo(trainer, batch, rewards, logratio_noise=0.3, grads=True)
+    trainer.importance_sampling_level = "sequence"
+    gspo = trl_compare.compare_grpo(trainer, batch, rewards, logratio_noise=0.3, grads=True)
+    torch.testing.assert_close(gspo["grad/refimpl"], gspo["grad/trl"], rtol=1e-4, atol=1e-7)
+    assert (gspo["grad/trl"] - plain["grad/trl"]).abs().max() > 1e-4
+
+
 @needs_trl
 def test_translated_configs_are_accepted_by_trl():
     from trl import DPOConfig as TRLDPO
@@ -218,5 +262,10 @@ def test_translated_configs_are_accepted_by_trl():
     g = trl_bridge.trl_args(TRLGRPO, **trl_bridge.to_trl_grpo_kwargs(ours, 16))
     assert (g.num_generations, g.per_device_train_batch_size, g.beta, g.loss_type, g.epsilon) == \
         (8, 128, 0.04, "grpo", 0.2)
+    cispo = GRPOConfig(surrogate="cispo", clip_eps_high=5.0, loss_agg="dapo",
+                       importance_sampling_level="sequence", kl_importance_weight=True)
+    c = trl_bridge.trl_args(TRLGRPO, **trl_bridge.to_trl_grpo_kwargs(cispo, 16))
+    assert (c.loss_type, c.epsilon_high, c.importance_sampling_level, c.use_bias_correction_kl) == \
+        ("cispo", 5.0, "sequence", True)
     d = trl_bridge.trl_args(TRLDPO, **trl_bridge.to_trl_dpo_kwargs(DPOConfig(beta=0.1, batch_size=32, lr=1e-4)))
     assert (d.beta, d.per_device_train_batch_size, d.loss_type, d.learning_rate) == (0.1, 32, ["sigmoid"], 1e-4)

@@ -242,6 +242,15 @@ CONFIG_MAP: tuple[Mapping, ...] = (
     _M("grpo", "kl_estimator", "use_bias_correction_kl=False", False,
        "TRL has k3 only, and by default multiplies it by the ratio pi/pi_old (DeepSeek-V3.2): "
        "same value on-policy, different gradient; k1/k2 do not map"),
+    _M("grpo", "kl_importance_weight", "use_bias_correction_kl", True,
+       "True is TRL's default: k3 x the live ratio pi/pi_old (x s_i with GSPO); "
+       "refimpl's default False is TRL's use_bias_correction_kl=False"),
+    _M("grpo", "surrogate", "loss_type='cispo'", True,
+       "'clip' keeps loss_type = loss_agg; 'cispo' needs loss_agg='dapo' (TRL's cispo "
+       "aggregates like dapo) and clip_eps_high = eps_max, the weight's cap (5.0)"),
+    _M("grpo", "importance_sampling_level", "importance_sampling_level", True,
+       "'token' or 'sequence' (GSPO; TRL warns unless loss_type='grpo', and the paper "
+       "uses epsilon 3e-4, epsilon_high 4e-4)"),
     _M("grpo", "loss_agg", "loss_type", True, "'grpo', 'dapo', 'dr_grpo' (TRL's default is "
        "'dapo'; dr_grpo divides by max_completion_length, refimpl by max_tokens or T)"),
     _M("grpo", "scale", "scale_rewards", True, "'group', 'batch', 'none'"),
@@ -306,7 +315,7 @@ def to_trl_grpo_kwargs(cfg, max_completion_length: int) -> dict:
     max_completion_length: the generation budget (refimpl: ``task.max_new_tokens(level)``), used
         when ``cfg.max_new_tokens`` is None.
     Raises ValueError for settings with no TRL equivalent (k1/k2 KL, dynamic sampling, eps,
-    an entropy bonus).
+    an entropy bonus, CISPO with an aggregation other than "dapo").
     """
     if cfg.kl_estimator != "k3":
         raise ValueError(f"GRPOConfig.kl_estimator={cfg.kl_estimator!r}: TRL 1.16 implements k3 only")
@@ -317,12 +326,18 @@ def to_trl_grpo_kwargs(cfg, max_completion_length: int) -> dict:
     if cfg.entropy_coef:
         raise ValueError(f"GRPOConfig.entropy_coef={cfg.entropy_coef}: TRL 1.16's GRPOTrainer "
                          "has no entropy bonus; set it to 0 or keep this run in refimpl")
+    if cfg.surrogate == "cispo" and cfg.loss_agg != "dapo":
+        raise ValueError(f"GRPOConfig.surrogate='cispo' with loss_agg={cfg.loss_agg!r}: TRL's "
+                         "loss_type='cispo' aggregates like 'dapo'; set loss_agg='dapo'")
+    loss_type = "cispo" if cfg.surrogate == "cispo" else cfg.loss_agg
     return dict(max_steps=cfg.steps * cfg.inner_updates,
                 per_device_train_batch_size=cfg.prompts_per_step * cfg.group_size,
                 num_generations=cfg.group_size, temperature=cfg.temperature,
                 learning_rate=cfg.lr, max_grad_norm=cfg.max_grad_norm, epsilon=cfg.clip_eps,
-                epsilon_high=cfg.clip_eps_high, beta=cfg.beta, use_bias_correction_kl=False,
-                loss_type=cfg.loss_agg, scale_rewards=cfg.scale, num_iterations=cfg.inner_updates,
+                epsilon_high=cfg.clip_eps_high, beta=cfg.beta,
+                use_bias_correction_kl=cfg.kl_importance_weight, loss_type=loss_type,
+                importance_sampling_level=cfg.importance_sampling_level,
+                scale_rewards=cfg.scale, num_iterations=cfg.inner_updates,
                 max_completion_length=cfg.max_new_tokens or max_completion_length, seed=cfg.seed,
                 lr_scheduler_type="constant", warmup_steps=0)
 

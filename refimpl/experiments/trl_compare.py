@@ -9,7 +9,10 @@ GRPO (Shao et al. 2024, DeepSeekMath eq. 3-4): ``trl_grpo_batch`` runs TRL's own
 ``_generate_and_score_completions`` (sampling, reward functions, reference log-probs, group
 advantages A_i = (r_i - mean r) / (std r + 1e-4)); ``compare_grpo`` feeds that batch to TRL's
 ``_compute_loss`` and to ``refimpl.methods.grpo.group_advantages`` and ``grpo_loss``. ``ScriptedReward``
-hands TRL preset rewards, so that both sides score the same completions the same way.
+hands TRL preset rewards, so that both sides score the same completions the same way. The same
+comparison covers TRL's variants: GSPO (importance_sampling_level="sequence"), CISPO
+(loss_type="cispo") and the importance-weighted k3 (use_bias_correction_kl=True), losses and
+gradients.
 
 Shapes: B prompts, G completions per prompt (group-major rows), P prompt and T completion
 tokens. TRL is optional: the functions that build TRL objects call
@@ -162,7 +165,8 @@ def trl_grpo_batch(trainer, prompts: list[str]) -> dict:
 
 
 def compare_grpo(trainer, batch: dict, rewards: torch.Tensor, logratio_noise: float = 0.0,
-                 seed: int = 0, loss_type: str | None = None) -> dict:
+                 seed: int = 0, loss_type: str | None = None, kl_importance_weight: bool = False,
+                 grads: bool = False) -> dict:
     """TRL's advantages and ``_compute_loss`` against refimpl's on the same batch.
 
     batch: the output of ``trl_grpo_batch`` (TRL's prompt/completion ids and masks,
@@ -170,11 +174,16 @@ def compare_grpo(trainer, batch: dict, rewards: torch.Tensor, logratio_noise: fl
     rewards: (B*G,) the rewards TRL's reward function returned for ``batch``.
     logratio_noise: std of noise added to log pi_old (detached policy log-probs), so that the
         ratio moves away from 1 and the clip acts (0 = on-policy, TRL's own default path).
-    loss_type: sets the trainer's loss_type ("grpo", "dapo", "dr_grpo" = refimpl's loss_agg;
-        it stays set); None keeps the trainer's.
+    loss_type: sets the trainer's loss_type ("grpo", "dapo", "dr_grpo" = refimpl's loss_agg,
+        "cispo" = surrogate "cispo" with loss_agg "dapo"; it stays set); None keeps the
+        trainer's. The trainer's importance_sampling_level ("token", or "sequence" = GSPO) is
+        used on both sides.
+    kl_importance_weight: refimpl's KL weighting (TRL's is its use_bias_correction_kl).
+    grads: also backpropagate both losses and return the model's gradients.
     TRL's metric lists of the trainer (``trainer._metrics["train"]``) are cleared first.
     Returns {"advantages/trl", "advantages/refimpl" (B*G,), "loss/trl", "loss/refimpl",
-    "clip_ratio/trl", "clip_ratio/refimpl", "kl/trl", "kl/refimpl"}.
+    "clip_ratio/trl", "clip_ratio/refimpl", "kl/trl", "kl/refimpl"} and, with grads,
+    "grad/trl", "grad/refimpl": (n_params,) all parameter gradients, flattened.
     """
     a = trainer.args
     if loss_type is not None:
@@ -190,16 +199,38 @@ def compare_grpo(trainer, batch: dict, rewards: torch.Tensor, logratio_noise: fl
     batch = dict(batch, old_per_token_logps=old)
     trainer._metrics["train"].clear()
     with quiet():
-        loss_trl = trainer._compute_loss(model, batch).item()
+        loss_trl = trainer._compute_loss(model, batch)
+    grad_trl = _backward(model, loss_trl) if grads else None
     m = trainer._metrics["train"]
     logps = hf_token_logprobs(model, *args)                                          # (B*G, T)
     ref = batch.get("ref_per_token_logps")
-    loss, metrics = grpo_loss(logps, old, adv, mask, clip_eps=a.epsilon, clip_eps_high=a.epsilon_high,
-                              ref_logps=ref, beta=a.beta, kl_estimator="k3", loss_agg=a.loss_type,
-                              max_tokens=a.max_completion_length)
+    loss, metrics = grpo_loss(logps, old, adv, mask, ref_logps=ref,
+                              kl_importance_weight=kl_importance_weight, **_grpo_variant(trainer))
+    clip_key = "cispo_clip_ratio" if trainer.loss_type == "cispo" else "clip_ratio/region_mean"
     out = {"advantages/trl": batch["advantages"].detach(), "advantages/refimpl": adv,
-           "loss/trl": loss_trl, "loss/refimpl": loss.item(),
-           "clip_ratio/trl": m["clip_ratio/region_mean"][-1], "clip_ratio/refimpl": metrics["clip_ratio"]}
+           "loss/trl": loss_trl.item(), "loss/refimpl": loss.item(),
+           "clip_ratio/trl": m[clip_key][-1], "clip_ratio/refimpl": metrics["clip_ratio"]}
     if a.beta:
         out["kl/trl"], out["kl/refimpl"] = m["kl"][-1], metrics["kl"]
+    if grads:
+        out["grad/trl"], out["grad/refimpl"] = grad_trl, _backward(model, loss)
+    return out
+
+
+def _grpo_variant(trainer) -> dict:
+    """grpo_loss's keyword arguments for the loss a TRL GRPOTrainer computes (KL weight aside)."""
+    a, cispo = trainer.args, trainer.loss_type == "cispo"
+    return dict(clip_eps=a.epsilon, clip_eps_high=a.epsilon_high, beta=a.beta, kl_estimator="k3",
+                loss_agg="dapo" if cispo else trainer.loss_type,
+                max_tokens=a.max_completion_length, surrogate="cispo" if cispo else "clip",
+                importance_sampling_level=trainer.importance_sampling_level)
+
+
+def _backward(model, loss: torch.Tensor) -> torch.Tensor:
+    """(n_params,) d loss / d parameters of ``model``, flattened (zeros where unused)."""
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in model.parameters()]
+    out = torch.cat([g.reshape(-1) for g in grads]).detach().clone()
+    model.zero_grad(set_to_none=True)
     return out

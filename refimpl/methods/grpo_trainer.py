@@ -37,7 +37,8 @@ from ..core.logprobs import completion_logits, gather_token_logprobs, token_entr
 from ..core.rollouts import completion_stats, mixed_groups, sample_groups, select_groups
 from ..core.training import (Clock, StepBar, TrainResult, adamw, check_fields, heldout_row,
                              log_heldout, problem_sets, start_history, start_policy)
-from .grpo import LOSS_AGGS, SCALES, frac_reward_zero_std, group_advantages, grpo_loss
+from .grpo import (IS_LEVELS, LOSS_AGGS, SCALES, SURROGATES, frac_reward_zero_std,
+                   group_advantages, grpo_loss)
 from .kl import ESTIMATORS
 
 
@@ -57,7 +58,10 @@ class GRPOConfig:
     entropy_coef: float = 0.0         # entropy bonus: minus this x mean token entropy; 0 = none
     entropy_target: float | None = None  # with a bonus: push only while mean entropy < this
     kl_estimator: str = "k3"
+    kl_importance_weight: bool = False  # KL x live ratio pi/pi_old (TRL's use_bias_correction_kl)
     loss_agg: str = "grpo"            # "grpo", "dapo" or "dr_grpo" (refimpl.methods.grpo)
+    surrogate: str = "clip"           # "clip" or "cispo" (MiniMax-M1; eps_max = clip_eps_high)
+    importance_sampling_level: str = "token"  # "token" or "sequence" (GSPO)
     scale: str = "group"              # "group", "none" (Dr. GRPO) or "batch"
     eps: float = 1e-4                 # added to the group std
     inner_updates: int = 2            # optimizer steps per sampled batch (mu in DeepSeekMath)
@@ -79,11 +83,16 @@ def validate_config(cfg: GRPOConfig) -> None:
                  positive=("temperature", "lr", "max_grad_norm", "clip_eps_high",
                            "entropy_target"),
                  nonnegative=("beta", "eps", "entropy_coef"), intervals={"clip_eps": (0, 1, "()")},
-                 choices={"loss_agg": LOSS_AGGS, "scale": SCALES, "kl_estimator": ESTIMATORS},
-                 flags=("dynamic_sampling",),
+                 choices={"loss_agg": LOSS_AGGS, "scale": SCALES, "kl_estimator": ESTIMATORS,
+                          "surrogate": SURROGATES, "importance_sampling_level": IS_LEVELS},
+                 flags=("dynamic_sampling", "kl_importance_weight"),
                  optional=("clip_eps_high", "level", "max_new_tokens", "entropy_target"),
                  why={"group_size": "a group needs two samples to compare",
                       "beta": "0 disables the KL penalty"})
+    if cfg.surrogate == "cispo" and (cfg.clip_eps_high is None or cfg.clip_eps_high < 1):
+        raise ValueError("GRPOConfig.surrogate='cispo' caps the ratio at clip_eps_high = eps_max, "
+                         "which must be set and >= 1 (TRL recommends 5.0), "
+                         f"got {cfg.clip_eps_high!r}")
     checks.at_least("GRPOConfig.train_pool", cfg.train_pool, "prompts_per_step", cfg.prompts_per_step,
                     "each step draws that many different prompts from the pool")
 
@@ -193,8 +202,8 @@ def grpo_update(policy, ref_model, opt, batch, cfg: GRPOConfig, policy_loss=None
         opt: the optimizer over policy's parameters.
         batch: a Rollout with B*G completions, old_logps (B*G, T) from the sampler and
             rewards (B*G,) grouped G at a time.
-        cfg: loss settings (clip_eps, beta, kl_estimator, loss_agg, scale, eps,
-            entropy_coef and entropy_target, ...).
+        cfg: loss settings (clip_eps, beta, kl_estimator, kl_importance_weight, loss_agg,
+            surrogate, importance_sampling_level, scale, eps, entropy_coef, entropy_target).
         policy_loss: the hook for a learner's own clipped surrogate, with the signature of
             exercises/grpo.py's grpo_clipped_loss(logps, old_logps, advantages, mask,
             clip_eps, loss_agg) -> scalar. It replaces refimpl's surrogate in every inner
@@ -212,17 +221,17 @@ def grpo_update(policy, ref_model, opt, batch, cfg: GRPOConfig, policy_loss=None
                                        group_size=batch.group_size)  # (B*G, T)
     advantages = group_advantages(batch.rewards, cfg.group_size, scale=cfg.scale,
                                   eps=cfg.eps)  # (B*G,)
+    variant = dict(clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high, loss_agg=cfg.loss_agg,
+                   surrogate=cfg.surrogate, importance_sampling_level=cfg.importance_sampling_level)
     out = []
     for _ in range(cfg.inner_updates):
         logps, bonus = policy_logps(policy, args, cfg, batch.group_size)  # (B*G, T), () | None
         loss, metrics = grpo_loss(logps, batch.old_logps, advantages, batch.completion_mask,
-                                  clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high,
-                                  ref_logps=ref_logps, beta=cfg.beta,
-                                  kl_estimator=cfg.kl_estimator, loss_agg=cfg.loss_agg)
+                                  ref_logps=ref_logps, beta=cfg.beta, kl_estimator=cfg.kl_estimator,
+                                  kl_importance_weight=cfg.kl_importance_weight, **variant)
         if policy_loss is not None:                      # swap in the learner's surrogate
             ours, _ = grpo_loss(logps, batch.old_logps, advantages, batch.completion_mask,
-                                clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high,
-                                loss_agg=cfg.loss_agg)   # refimpl's surrogate alone (no KL)
+                                **variant)               # refimpl's surrogate alone (no KL)
             loss = loss - ours + policy_loss(logps, batch.old_logps, advantages,
                                              batch.completion_mask, cfg.clip_eps, cfg.loss_agg)
         if bonus is not None:                            # entropy bonus (cfg.entropy_coef > 0)

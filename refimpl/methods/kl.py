@@ -39,6 +39,19 @@ from pi_old (several inner steps) an importance weight is missing, and over whol
 the per-token terms ignore how a token changes the distribution of later prefixes. The tests
 check the three expected gradients exactly on a small categorical distribution.
 
+Importance-weighted k3 (TRL 1.16's default, use_bias_correction_kl=True; DeepSeek-V3.2,
+arXiv:2512.02556). With tokens sampled from pi_old, GRPO's inner steps weight the estimate by
+the live ratio w = pi_theta / pi_old (not detached):
+
+    k3_w = w * k3,     E_old[w * k3] = E_theta[k3] = KL(pi_theta || pi_ref),
+    grad k3_w = w * (1 - r + k3) * g,   E_old[grad k3_w] = E_theta[(grad k3) + k3 g]
+                                                      = grad KL(pi_theta || pi_ref),
+
+so both the value and the expected gradient are those of the reverse KL, also off-policy.
+Even on-policy (w = 1) the gradient changes: k3 * g is added to k3's forward-KL gradient.
+`importance_weighted_kl` applies the weight; grpo_loss uses it with kl_importance_weight=True
+(with GSPO's sequence ratio the weight is s_i for every token of o_i, as in TRL).
+
 Also here: `exact_kl` for small categorical distributions and `estimator_bias_variance`,
 which measures each estimator's bias and variance against the exact KL (claim C18).
 """
@@ -89,6 +102,25 @@ def kl_estimate(
     checks.same_shape(logps=logps, ref_logps=ref_logps)
     logratio = ref_logps - logps  # (B, T)
     return _estimate_from_logratio(logratio, estimator)  # (B, T)
+
+
+def importance_weighted_kl(per_token_kl: torch.Tensor, log_w: torch.Tensor) -> torch.Tensor:
+    """w * KL estimate with the live weight w = exp(log_w) = pi_theta / pi_old (module docstring).
+
+    Args:
+        per_token_kl: (B, T) per-token estimate, e.g. k3 from kl_estimate.
+        log_w: (B, T) per-token log pi_theta - log pi_old, or (B, 1) one log-weight per
+            sequence (GSPO); not detached, so that its gradient makes the KL gradient unbiased.
+
+    Returns:
+        (B, T) weighted estimate; equal to per_token_kl in value where log_w = 0.
+    """
+    checks.tensor("per_token_kl", per_token_kl, dims=(2,))
+    checks.tensor("log_w", log_w, dims=(2,))
+    if log_w.shape[0] != per_token_kl.shape[0] or log_w.shape[1] not in (1, per_token_kl.shape[1]):
+        raise ValueError(f"log_w of shape {tuple(log_w.shape)} must be (B, T) or (B, 1) for "
+                         f"per_token_kl of shape {tuple(per_token_kl.shape)}")
+    return per_token_kl * torch.exp(log_w)  # (B, T)
 
 
 def _as_probs(x: torch.Tensor, from_logits: bool, name: str) -> torch.Tensor:
