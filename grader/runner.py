@@ -126,9 +126,13 @@ def static_plan(checks_file: Path) -> list[tuple[str, list[str]]] | None:
 
 
 def _display(path) -> str:
-    """A path relative to the working directory when it lies below it, else absolute."""
-    rel = os.path.relpath(path)
-    return os.path.abspath(path) if rel.startswith("..") else rel
+    """A path relative to the working directory when it lies below it, else relative to the
+    repository when it lies there (a notebook runs in notebooks/), else absolute."""
+    for root in (os.getcwd(), REPO_ROOT):
+        rel = os.path.relpath(path, root)
+        if not rel.startswith(".."):
+            return rel
+    return os.path.abspath(path)
 
 
 def _last_line(text: str) -> str:
