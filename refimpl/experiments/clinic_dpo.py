@@ -28,9 +28,8 @@ import torch
 
 from ..core import checks
 from ..core.preferences import PreferencePairs, build_pairs
-from ..core.sft import load_base
 from ..methods.dpo_trainer import DPOConfig, train_dpo
-from .clinic_case import Case, Dashboard, check_variant, dashboard, mean
+from .clinic_case import Case, Dashboard, arena_base, check_variant, dashboard, mean
 
 DPO_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins",
             "rewards/accuracies", "logps/chosen", "logps/rejected")
@@ -38,14 +37,7 @@ LN2 = math.log(2.0)
 N_PROMPTS, GROUP_SIZE, PAIRS_PER_PROMPT = 256, 8, 2   # about 200 pairs per seed
 STEPS, BATCH_SIZE, LR = 60, 16, 1e-4                  # DPOConfig's lr; ~5 epochs of the pairs
 TINY_LR = 1e-7
-_BASES: dict = {}
 _PAIRS: dict = {}
-
-
-def arena_base():
-    """The cpu base of ``$REFIMPL_BASE_SEED`` (default 0), loaded once per base seed."""
-    base = load_base("cpu", progress=False)
-    return _BASES.setdefault(base.seed, base)
 
 
 def arena_pairs(seed: int) -> PreferencePairs:

@@ -1,7 +1,7 @@
 """Run-clinic cases of GRPO's training dynamics: the KL to the reference and the entropy.
 
 Each case is a small GRPO run (``refimpl.methods.grpo_trainer``) on the arena, the cpu base
-policy and its 3-digit additions (``clinic_grpo.arena_base``), read through the TRL metrics the
+policy and its 3-digit additions (``clinic_case.arena_base``), read through the TRL metrics the
 trainer logs at every step:
 
 * ``dropout_kl``: kl is far above 0 at the first step, before any update, and clip_ratio is
@@ -34,8 +34,7 @@ from dataclasses import replace
 
 from ..core.model import set_dropout
 from ..methods.grpo_trainer import GRPOConfig, train_grpo
-from .clinic_case import Case, Dashboard, check_variant, dashboard, mean
-from .clinic_grpo import arena_base
+from .clinic_case import Case, Dashboard, arena_base, check_variant, dashboard, mean
 
 # the KL cases: DeepSeekMath's penalty (beta 0.04, k3) and its mu = 2 updates per batch
 KL_ARENA = GRPOConfig(steps=8, prompts_per_step=8, group_size=8, lr=1e-4, beta=0.04,
