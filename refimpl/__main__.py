@@ -123,14 +123,21 @@ def _claims(text: str) -> tuple:
     return ids
 
 
-def _jobs(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"--jobs must be a whole number >= 1, got {text!r}")
-    return n
+def _whole(option: str, minimum: int):
+    """An argparse type: a whole number >= ``minimum``, or an error naming ``option``."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = minimum - 1
+        if n < minimum:
+            raise argparse.ArgumentTypeError(f"{option} must be a whole number >= {minimum}, "
+                                             f"got {text!r}")
+        return n
+    return parse
+
+
+_jobs = _whole("--jobs", 1)
 
 
 def _study_parser(sub) -> None:
@@ -170,14 +177,7 @@ def _cases(text: str) -> tuple:
     return names
 
 
-def _seed(text: str) -> int:
-    try:
-        seed = int(text)
-    except ValueError:
-        seed = -1
-    if seed < 0:
-        raise argparse.ArgumentTypeError(f"--seed must be a whole number >= 0, got {text!r}")
-    return seed
+_seed = _whole("--seed", 0)
 
 
 def _clinic_parser(sub) -> None:
