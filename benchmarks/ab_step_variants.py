@@ -14,7 +14,7 @@ each is dropped and medians are printed. Variants:
 
 The variants are installed by swapping ``refimpl.core.model.attention`` and
 ``refimpl.core.rollouts.generate`` around each step; both compute the same numbers
-(``tests/test_model_sampling.py`` checks the attention kernels agree).
+(``tests/core/test_model_sampling.py`` checks the attention kernels agree).
 """
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import bench_vs_trl as bench  # noqa: E402
 
-from refimpl import model as model_mod  # noqa: E402
-from refimpl import rollouts  # noqa: E402
+from refimpl.core import model as model_mod  # noqa: E402
+from refimpl.core import rollouts  # noqa: E402
 
 PLAIN_ATTENTION, PLAIN_GENERATE = model_mod.attention, rollouts.generate
 

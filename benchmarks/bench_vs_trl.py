@@ -44,7 +44,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-from refimpl import trl_bridge, trl_compare
+from refimpl.experiments.to_trl import trl_bridge, trl_compare
 from refimpl.core.logprobs import token_logprobs
 from refimpl.core.model import GPT, GPTConfig
 from refimpl.core.preferences import PreferencePairs

@@ -11,7 +11,7 @@ Each process trains ``trl_bridge.tiny_llama`` (1 layer x 32 wide unless told oth
 2-digit addition with ``global_batch / num_processes`` rows per device, so that one and N
 processes take steps on the same global batch: accelerate's DDP averages the gradients, TRL
 gathers the logged loss. Each rank writes ``<out>/<method>/rank<r>.pt`` (its parameters after the last
-step and TRL's log history), which ``tests/test_multiprocess.py`` compares across ranks and
+step and TRL's log history), which ``tests/experiments/to_trl/test_multiprocess.py`` compares across ranks and
 against the one-process run.
 
 GRPO samples completions, and a sampled batch depends on how rows are split over processes
@@ -44,7 +44,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from anywhere
 
-from refimpl import trl_bridge, trl_compare  # noqa: E402
+from refimpl.experiments.to_trl import trl_bridge, trl_compare  # noqa: E402
 from refimpl.core.tasks import get_task  # noqa: E402
 from refimpl.core.tokenizer import CharTokenizer  # noqa: E402
 

@@ -25,7 +25,7 @@ on runs you have not seen. Check your work with ``python -m grader --only diagno
 import math
 
 # The closed lists: diagnose answers with one label of each. They are the clinic's
-# (refimpl.experiments.clinic), copied here; the order says nothing about any run.
+# (refimpl.experiments.debugging.clinic), copied here; the order says nothing about any run.
 # BEGIN LABELS (written by `python -m grader.make_diagnosis`; edit the clinic instead)
 FAILURES = {
     'loss_zero_on_policy': (

@@ -21,7 +21,7 @@ J = E_{y ~ pi}[r(y)] has gradient sum_y pi(y) r(y) (e_y - pi).
 
 Write the three functions below with plain torch (no autograd needed, but you may use it to
 check yourself). Your written answer goes in solutions/exercise3_offline_vs_online.md; the
-reference implementation is refimpl/experiments/offline_online.py (do not import it here).
+reference implementation is refimpl/experiments/labs/offline_online.py (do not import it here).
 """
 import torch
 

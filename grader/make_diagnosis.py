@@ -3,7 +3,7 @@
     python -m grader.make_diagnosis                # fresh secret seeds, 2 hidden runs per case
     python -m grader.make_diagnosis --per-case 3 --seed 1234   # a reproducible build
 
-The clinic (refimpl.experiments.clinic) reproduces failures of GRPO and DPO runs, each of which
+The clinic (refimpl.experiments.debugging.clinic) reproduces failures of GRPO and DPO runs, each of which
 trains broken from any seed. This command runs the broken configuration of every case and writes
 
 - grader/checks/diagnosis_cases.json: the teaching dashboards (seed 0, the ones notebook 07 shows
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.per_case < 1:
         parser.error("--per-case must be at least 1")
-    from refimpl.experiments import clinic
+    from refimpl.experiments.debugging import clinic
 
     rng = random.SystemRandom() if args.seed is None else random.Random(args.seed)
     sizes = build(clinic, Paths(), rng, args.per_case)

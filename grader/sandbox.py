@@ -48,7 +48,7 @@ ALLOWED_REFIMPL = ("__init__", "core/__init__", "core/checks", "core/utils", "co
                    "core/sampling", "core/tasks", "core/logprobs", "core/rollouts")
 FORBIDDEN = {"logprobs": ("core/logprobs", "core/rollouts")}  # topic -> refimpl modules holding its answers
 REFERENCE_NAMES = ("solutions", "refimpl.methods.dpo", "refimpl.methods.grpo", "refimpl.methods.kl", "refimpl.methods.reinforce",
-                   "refimpl.core.rewards", "refimpl.experiments.offline_online", "refimpl.core.logprobs")
+                   "refimpl.core.rewards", "refimpl.experiments.labs.offline_online", "refimpl.core.logprobs")
 REBUILT = {n: getattr(builtins, n) for n in (
     "ValueError", "TypeError", "NotImplementedError", "IndexError", "KeyError", "ZeroDivisionError",
     "RuntimeError", "AttributeError", "ArithmeticError", "OverflowError", "MemoryError", "RecursionError",

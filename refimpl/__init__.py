@@ -11,14 +11,15 @@ gives the layers inside them; tests/test_architecture.py checks the imports):
 3. ``experiments``: the method registry, the labs, the head-to-head, the claims study, TRL
 4. ``figures``: the notebooks' figures
 
-Every module is also reachable by its short name: ``from refimpl import grpo, plots_grpo`` is
-``refimpl.methods.grpo`` and ``refimpl.figures.plots_grpo``.
+Import every module by its full path (``from refimpl.methods import grpo``,
+``from refimpl.experiments.head_to_head.compare import run_compare``): one import style in the
+library, the notebooks, the tests and the grader. A short path of the old flat layout
+(``from refimpl import grpo``) raises an ImportError that names the full one.
 
 Dimension letters used in every shape comment: B batch, G group size, P prompt tokens,
 T completion tokens, V vocabulary, C model width.
 """
 
-import importlib
 import os as _os
 from pathlib import Path as _Path
 
@@ -33,20 +34,24 @@ __version__ = "0.1.0"
 _torch.set_num_threads(int(_os.environ.get("REFIMPL_NUM_THREADS", "1")))
 
 
-# short name -> subpackage, so that ``from refimpl import grpo`` finds refimpl.methods.grpo (a
-# module loads when it is first asked for)
 SUBPACKAGES = ("core", "methods", "experiments", "figures")
-_HOME = {_p.stem: _sub for _sub in SUBPACKAGES
-         for _p in sorted((_Path(__file__).parent / _sub).glob("*.py")) if _p.stem != "__init__"}
+
+
+class MovedModuleError(ImportError):
+    """A module asked for by its short name; the message gives its full path."""
+
+
+def _full_path(name: str) -> str | None:
+    """``refimpl.<subpackage>[.<folder>].<name>`` of the module file ``name``.py, if one exists."""
+    here = _Path(__file__).parent
+    found = sorted(here.rglob(f"{name}.py"))
+    return ".".join(found[0].relative_to(here.parent).with_suffix("").parts) if found else None
 
 
 def __getattr__(name: str):
-    if name in SUBPACKAGES:
-        return importlib.import_module(f"{__name__}.{name}")
-    if name in _HOME:
-        return importlib.import_module(f"{__name__}.{_HOME[name]}.{name}")
+    full = _full_path(name) if name.isidentifier() and not name.startswith("_") else None
+    if full:
+        parent, _, leaf = full.rpartition(".")
+        raise MovedModuleError(f"refimpl.{name} is not a short path any more: use "
+                               f"'from {parent} import {leaf}' (docs/ARCHITECTURE.md)")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(SUBPACKAGES) + list(_HOME))

@@ -1,6 +1,6 @@
-"""Command line: ``python -m refimpl compare ...`` runs the head-to-head study (refimpl.experiments.compare);
-``python -m refimpl study ...`` runs the declared claim experiments (refimpl.experiments.study);
-``python -m refimpl clinic ...`` runs the run clinic's cases broken and fixed (refimpl.experiments.clinic).
+"""Command line: ``python -m refimpl compare ...`` runs the head-to-head study (refimpl.experiments.head_to_head.compare);
+``python -m refimpl study ...`` runs the declared claim experiments (refimpl.experiments.claims_study.study);
+``python -m refimpl clinic ...`` runs the run clinic's cases broken and fixed (refimpl.experiments.debugging.clinic).
 
     python -m refimpl compare                          # cpu preset, 2,560 completions per run, seeds 0,1
     python -m refimpl compare --methods dpo,rpo,grpo --seeds 0,1,2 --budget-samples 5120
@@ -35,7 +35,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 
 def _methods(text: str) -> tuple:
-    from .experiments.registry import METHODS
+    from refimpl.methods.registry import METHODS
     names = tuple(t.strip().lower() for t in text.split(",") if t.strip())
     if not names:
         raise argparse.ArgumentTypeError("give at least one method, e.g. dpo,grpo")
@@ -75,9 +75,9 @@ def _positive(kind):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .core.utils import PRESETS
-    from .experiments.compare import DEFAULT_METHODS
-    from .experiments.registry import METHODS
+    from refimpl.core.utils import PRESETS
+    from refimpl.experiments.head_to_head.compare import DEFAULT_METHODS
+    from refimpl.methods.registry import METHODS
 
     parser = argparse.ArgumentParser(prog="python -m refimpl",
                                      description="Experiments of the DPO vs GRPO vs verifier-RL curriculum.")
@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _claims(text: str) -> tuple:
-    from .experiments.study import CLAIMS
+    from refimpl.experiments.claims_study.study import CLAIMS
     by_upper = {c.upper(): c for c in CLAIMS}            # c11b, C11B and C11b name one claim
     ids = tuple(by_upper.get(t.strip().upper(), t.strip()) for t in text.split(",") if t.strip())
     bad = [c for c in ids if c not in CLAIMS]
@@ -141,7 +141,7 @@ _jobs = _whole("--jobs", 1)
 
 
 def _study_parser(sub) -> None:
-    from .experiments.study import CLAIMS
+    from refimpl.experiments.claims_study.study import CLAIMS
     p = sub.add_parser("study", help="the declared claim experiments: bases x seeds, tuned, paired",
                        description="Run each claim's declared experiment over several base "
                                    "policies and run seeds, with learning rates tuned on a "
@@ -166,7 +166,7 @@ def _study_parser(sub) -> None:
 
 
 def _cases(text: str) -> tuple:
-    from .experiments.clinic import CASES
+    from refimpl.experiments.debugging.clinic import CASES
     names = tuple(t.strip() for t in text.split(",") if t.strip())
     bad = [n for n in names if n not in CASES]
     if bad or not names:
@@ -207,9 +207,9 @@ def main(argv=None) -> int:
 def _compare(parser, args) -> int:
     import torch
 
-    from .experiments.compare import config_for_preset, run_compare
-    from .experiments.compare_report import format_table, save_results
-    from .figures.plots_compare import save_figures
+    from refimpl.experiments.head_to_head.compare import config_for_preset, run_compare
+    from refimpl.experiments.head_to_head.compare_report import format_table, save_results
+    from refimpl.figures.plots_compare import save_figures
 
     if args.preset == "gpu" and not torch.cuda.is_available():
         parser.error("--preset gpu needs a CUDA GPU, but torch.cuda.is_available() is False; "
@@ -238,8 +238,8 @@ def _compare(parser, args) -> int:
 
 
 def _study(args, argv: list) -> int:
-    from .experiments.study import RESULTS, load_records
-    from .experiments.study_report import REPORTS, update_claims_doc
+    from refimpl.experiments.claims_study.study import RESULTS, load_records
+    from refimpl.experiments.claims_study.study_report import REPORTS, update_claims_doc
 
     out = args.out or ("runs/study-quick" if args.quick else RESULTS)
     if args.report:
@@ -266,8 +266,8 @@ def _study(args, argv: list) -> int:
 
 
 def _clinic(args, argv: list) -> int:
-    from .experiments.clinic import run_clinic
-    from .figures.plots_clinic import save_dashboard
+    from refimpl.experiments.debugging.clinic import run_clinic
+    from refimpl.figures.plots_clinic import save_dashboard
 
     t0 = time.perf_counter()
     records = run_clinic(args.out, seed=args.seed, names=args.cases, save_figure=save_dashboard,
@@ -283,7 +283,8 @@ def _run_one(cid, bases, seeds, args, command, out) -> str:
     what to print."""
     import torch
 
-    from .experiments.study import CLAIMS, format_record, run_claim, write_record
+    from refimpl.experiments.claims_study.study import (CLAIMS, format_record, run_claim,
+                                                        write_record)
     torch.set_num_threads(1)
     rec = run_claim(CLAIMS[cid], bases, seeds, runs_dir=args.runs, tuned=not args.quick,
                     progress=not args.quiet and args.jobs == 1)

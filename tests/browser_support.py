@@ -1,4 +1,4 @@
-"""Headless Chromium for the browser tests (tests/test_site.py, tests/test_browser_lab.py).
+"""Headless Chromium for the browser tests (tests/test_site.py, tests/figures/test_browser_lab.py).
 
 The browser is Debian's ``chromium`` package (override with ``CHROMIUM=/path``), driven by
 Playwright's Python package; Playwright's own browser downloads are not used. Without either

@@ -1,4 +1,12 @@
+"""Shared fixtures. tests/ mirrors the package: tests/core, tests/methods, tests/experiments/<folder>,
+tests/figures and tests/grader hold the tests of those modules; the files at this level test
+the repository as a whole (architecture, notebooks, site, docs)."""
+import sys
+from pathlib import Path
+
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))      # browser_support, for any folder
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,10 @@
 """docs/ARCHITECTURE.md is true: every import line it shows resolves, every refimpl module sits
-in exactly one of its layers, and the imports of each module (read from the source) follow its
-rules: only the same or a lower layer, at the top of the file, and no import circles."""
+in exactly one of its layers and in the folder it names, and the imports of each module (read
+from the source) follow its rules: one import style (full absolute paths), only the same or a
+lower layer, at the top of the file, and no import circles."""
 import ast
 import importlib
+import json
 import re
 from pathlib import Path
 
@@ -11,15 +13,24 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
 SUBPACKAGES = ("core", "methods", "experiments", "figures")
-# module (short name) -> its file; short names are unique across the subpackages
+# module (short name) -> its file; short names are unique across the subpackages and folders
 FILES = {p.stem: p for p in sorted((ROOT / "refimpl").rglob("*.py")) if p.stem != "__init__"}
 MODULES = sorted(FILES)
+DOTTED = {m: ".".join(f.relative_to(ROOT).with_suffix("").parts) for m, f in FILES.items()}
+SHORT = {d: m for m, d in DOTTED.items()}
 
 
 def package_of(module: str) -> str:
-    """'core', 'methods', ... for a module of a subpackage; '' for refimpl/__main__.py."""
+    """'core', 'methods', ... for a module of a subpackage (or of a folder inside one); '' for
+    refimpl/__main__.py."""
     rel = FILES[module].relative_to(ROOT / "refimpl").parts
-    return rel[0] if len(rel) == 2 else ""
+    return rel[0] if len(rel) >= 2 else ""
+
+
+def folder_of(module: str) -> str:
+    """'claims_study', 'labs', ... for a module in a folder of experiments/; '' otherwise."""
+    rel = FILES[module].relative_to(ROOT / "refimpl").parts
+    return rel[1] if len(rel) == 3 else ""
 
 
 def doc_layers() -> dict:
@@ -39,19 +50,14 @@ LAYER_PACKAGE = {int(n): (re.search(r"`refimpl/(\w+)/`", text) or [None, ""])[1]
                  for n, _, text in LAYER_ITEMS}
 
 
-def resolve(node: ast.ImportFrom, module: str) -> list:
-    """The refimpl modules (short names) an ``from ... import ...`` line in `module` imports."""
-    if node.level:
-        here = ["refimpl"] + ([package_of(module)] if package_of(module) else [])
-        base = here[:len(here) - node.level + 1]
-        dotted = base + (node.module.split(".") if node.module else [])
-    elif (node.module or "").split(".")[0] == "refimpl":
-        dotted = node.module.split(".")
-    else:
+def resolve(node: ast.ImportFrom) -> list:
+    """The refimpl modules (short names) a ``from refimpl... import ...`` line imports."""
+    dotted = node.module or ""
+    if node.level or dotted.split(".")[0] != "refimpl":
         return []
-    if dotted[-1] in MODULES:
-        return [dotted[-1]]
-    return [a.name for a in node.names if a.name in MODULES]
+    if dotted in SHORT:
+        return [SHORT[dotted]]
+    return [SHORT[f"{dotted}.{a.name}"] for a in node.names if f"{dotted}.{a.name}" in SHORT]
 
 
 def refimpl_imports(module: str) -> tuple[set, set]:
@@ -64,7 +70,7 @@ def refimpl_imports(module: str) -> tuple[set, set]:
     top, local = set(), set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node not in typing_only:
-            (top if node in top_nodes else local).update(resolve(node, module))
+            (top if node in top_nodes else local).update(resolve(node))
     return top, local
 
 
@@ -74,6 +80,61 @@ GRAPH = {m: refimpl_imports(m) for m in MODULES}
 def test_short_module_names_are_unique():
     stems = [p.stem for p in (ROOT / "refimpl").rglob("*.py") if p.stem != "__init__"]
     assert len(stems) == len(set(stems)), sorted(s for s in stems if stems.count(s) > 1)
+
+
+# ---- one import style: full absolute paths, in the library and everything that uses it ----
+def python_sources():
+    """(name, source) of every tracked Python file and notebook code cell that may import refimpl."""
+    for p in sorted(ROOT.glob("**/*.py")):
+        if not any(part.startswith(".") or part in ("build", "_build") for part in p.relative_to(ROOT).parts):
+            yield str(p.relative_to(ROOT)), p.read_text()
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = json.loads(nb.read_text())["cells"]
+        for i, c in enumerate(cells):
+            if c["cell_type"] == "code":
+                src = "".join(c["source"])
+                yield f"{nb.name} cell {i}", "\n".join(l for l in src.splitlines() if not l.lstrip().startswith(("%", "!")))
+
+
+SOURCES = list(python_sources())
+
+
+def test_the_library_has_no_relative_imports():
+    rel = [(m, ast.unparse(n)) for m in MODULES for n in ast.walk(ast.parse(FILES[m].read_text()))
+           if isinstance(n, ast.ImportFrom) and n.level]
+    assert not rel, f"relative imports (write the full path): {rel[:5]}"
+
+
+def test_every_refimpl_import_names_a_module_by_its_full_path():
+    """No short path of the old flat layout (``from refimpl import grpo``), anywhere."""
+    short = []
+    for name, src in SOURCES:
+        for n in ast.walk(ast.parse(src)):
+            if isinstance(n, ast.ImportFrom) and n.module == "refimpl":
+                short += [(name, a.name) for a in n.names if a.name in MODULES]
+            if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("refimpl."):
+                assert n.module in DOTTED.values() or (ROOT / n.module.replace(".", "/")).is_dir(), \
+                    f"{name}: no module {n.module}"
+    assert not short, f"short paths (use refimpl.<subpackage>...): {short[:5]}"
+
+
+def test_an_old_short_path_fails_naming_the_full_one():
+    with pytest.raises(ImportError, match=r"from refimpl\.methods import grpo"):
+        exec("from refimpl import grpo", {})
+    with pytest.raises(ImportError, match=r"from refimpl\.experiments\.head_to_head import compare"):
+        exec("from refimpl import compare", {})
+
+
+def doc_folders() -> dict:
+    """{module: folder} from the "Folders of experiments/" table of ARCHITECTURE.md."""
+    rows = re.findall(r"^\| `refimpl/experiments/(\w+)/` \|([^|]*)\|", DOC, re.M)
+    return {m: folder for folder, text in rows for m in re.findall(r"`([a-z_]+)`", text)}
+
+
+def test_every_experiments_module_sits_in_the_folder_the_doc_names():
+    exp = {m: folder_of(m) for m in MODULES if package_of(m) == "experiments"}
+    assert all(exp.values()), f"loose in experiments/: {[m for m, f in exp.items() if not f]}"
+    assert doc_folders() == exp
 
 
 def test_each_layer_lives_in_the_subpackage_its_heading_names():

@@ -2,7 +2,7 @@
 
 ``diagnose(dashboard)`` gets the metrics a training run logged ({TRL metric name: one float
 per logged step}, "step" included) and returns ``(failure, remedy)``, two labels from the run
-clinic's closed lists (FAILURES and REMEDIES of refimpl.experiments.clinic, copied into the
+clinic's closed lists (FAILURES and REMEDIES of refimpl.experiments.debugging.clinic, copied into the
 exercise).
 
 The public checks below use the clinic's teaching cases: the seed-0 broken dashboard of every

@@ -10,8 +10,8 @@ import math
 
 import torch
 
-from .model import eval_mode
-from .sampling import generate
+from refimpl.core.model import eval_mode
+from refimpl.core.sampling import generate
 
 
 @torch.no_grad()

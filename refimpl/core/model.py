@@ -18,7 +18,7 @@ mode. At 0 the forward pass is exactly the one without it (no parameters, no ran
 cached weights and every trained number stay as they were. It matters for RL: a policy whose
 training pass drops units while the reference (in eval mode) does not shows a KL to the
 reference before it has moved at all; TRL's trainers take ``disable_dropout`` for it
-(``refimpl.experiments.clinic_dynamics``).
+(``refimpl.experiments.debugging.clinic_dynamics``).
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import checks
+from refimpl.core import checks
 
 
 @dataclass

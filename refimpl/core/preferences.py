@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, fields
 
 import torch
 
-from .rollouts import sample_groups
+from refimpl.core.rollouts import sample_groups
 
 _TENSORS = ("prompt_ids", "prompt_mask", "chosen_ids", "chosen_mask",
             "rejected_ids", "rejected_mask", "flipped")

@@ -28,7 +28,7 @@ completion y of prompt x with a program instead of a learned model. Three progra
   true one as numbers with a relative tolerance, ``|a - answer| <= rel_tol * |answer|``
   (rel_tol = 1%), the check that math graders apply to decimal answers, here applied to
   integers. On 3-digit sums it accepts near misses: an answer off by 1 or by 10 in a wrong
-  units or tens column passes. Claim C19's study trains against it (``refimpl.experiments.claims``).
+  units or tens column passes. Claim C19's study trains against it (``refimpl.experiments.claims_study.claims``).
 
 Every function has the signature (task, problem, text) -> float, returns a float in [0, 1]
 and never raises: junk text scores 0. ``make_reward_fn`` binds a task into the
@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from . import checks
+from refimpl.core import checks
 
 REWARD_KINDS = ("outcome", "process", "prefix", "tolerant")
 REL_TOL = 0.01                   # tolerant_verify's relative tolerance

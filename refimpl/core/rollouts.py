@@ -11,8 +11,8 @@ from typing import Callable
 
 import torch
 
-from .model import eval_mode
-from .sampling import generate
+from refimpl.core.model import eval_mode
+from refimpl.core.sampling import generate
 
 
 @dataclass

@@ -25,13 +25,13 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from . import checks
-from .evaluation import accuracy
-from .logprobs import token_logprobs
-from .model import GPT, GPTConfig
-from .tokenizer import CharTokenizer
-from .training import StepBar, adamw
-from .utils import Preset, cache_dir, get_device, get_preset, make_task, seed_everything
+from refimpl.core import checks
+from refimpl.core.evaluation import accuracy
+from refimpl.core.logprobs import token_logprobs
+from refimpl.core.model import GPT, GPTConfig
+from refimpl.core.tokenizer import CharTokenizer
+from refimpl.core.training import StepBar, adamw
+from refimpl.core.utils import Preset, cache_dir, get_device, get_preset, make_task, seed_everything
 
 SFT_VERSION = 2   # bump when the training code changes, to invalidate cached bases
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import checks
-from .evaluation import accuracy
-from .utils import seed_everything
+from refimpl.core import checks
+from refimpl.core.evaluation import accuracy
+from refimpl.core.utils import seed_everything
 
 
 @dataclass

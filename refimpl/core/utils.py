@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checks
-from .tasks import get_task
+from refimpl.core import checks
+from refimpl.core.tasks import get_task
 
 
 def get_device(prefer: str = "auto") -> torch.device:
@@ -63,7 +63,7 @@ class Preset:
     sft_eval_problems: int = 256
     device: str = "auto"
     extra: dict = field(default_factory=dict)
-    # Defaults of the head-to-head study at this size (refimpl.experiments.compare.CompareConfig fields).
+    # Defaults of the head-to-head study at this size (refimpl.experiments.head_to_head.compare.CompareConfig fields).
     # Budgets count generated completions, so a result does not depend on the machine's speed.
     # Not part of the base's cache key: they do not change the SFT base.
     study: dict = field(default_factory=dict)

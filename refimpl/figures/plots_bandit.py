@@ -1,11 +1,11 @@
-"""Figures for notebook 01 (DPO from RLHF): the exact bandit lab of ``refimpl.experiments.bandit``.
+"""Figures for notebook 01 (DPO from RLHF): the exact bandit lab of ``refimpl.experiments.labs.bandit``.
 Each function returns a matplotlib Figure (no pyplot state, so a test can call it)."""
 from __future__ import annotations
 
 import torch
 from matplotlib.figure import Figure
 
-from ..experiments.bandit import Bandit, beta_sweep, centred
+from refimpl.experiments.labs.bandit import Bandit, beta_sweep, centred
 
 
 def plot_tv_vs_pairs(rows: list[dict[str, float]]) -> Figure:

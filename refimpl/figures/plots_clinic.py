@@ -1,4 +1,4 @@
-"""Figures of the run clinic (``refimpl.experiments.clinic``): one case's dashboard, the broken
+"""Figures of the run clinic (``refimpl.experiments.debugging.clinic``): one case's dashboard, the broken
 and the fixed run on the same axes, one small panel per metric the case names. Each function
 returns the Figure (``save_dashboard`` writes it to a PNG)."""
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from ..experiments.clinic import get_case
-from ..experiments.clinic_case import Case, Dashboard
+from refimpl.experiments.debugging.clinic import get_case
+from refimpl.experiments.debugging.clinic_case import Case, Dashboard
 
 # the broken run is drawn wider and first, so that it still shows where the fixed run overlaps it
 STYLE = {"broken": {"color": "#c62828", "label": "broken run", "lw": 2.6},
@@ -70,6 +70,6 @@ def save_dashboard(case: Case, broken: Dashboard, fixed: Dashboard, path) -> Pat
 
 
 def plot_record(record: dict):
-    """plot_dashboard of a clinic record (``refimpl.experiments.clinic.load_record``)."""
+    """plot_dashboard of a clinic record (``refimpl.experiments.debugging.clinic.load_record``)."""
     d = record["dashboards"]
     return plot_dashboard(get_case(record["name"]), d["broken"], d["fixed"])

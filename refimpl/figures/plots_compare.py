@@ -1,12 +1,12 @@
 """Figures for notebook 06 and ``python -m refimpl compare``: held-out accuracy of each method
-against wall time, generated samples and estimated FLOPs (``refimpl.experiments.compare``'s results).
+against wall time, generated samples and estimated FLOPs (``refimpl.experiments.head_to_head.compare``'s results).
 Each function returns the Figure."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..experiments.compare import CompareResult
-from ..experiments.registry import LABELS, METHODS
+from refimpl.experiments.head_to_head.compare import CompareResult
+from refimpl.methods.registry import LABELS, METHODS
 
 X_LABELS = {"time_s": "training wall time (s)", "samples": "completions generated",
             "flops": "estimated training FLOPs"}

@@ -10,9 +10,9 @@ import math
 import matplotlib.pyplot as plt
 import torch
 
-from ..methods.grpo import prob_uniform_group
-from ..methods.grpo_analysis import expected_abs_advantage
-from .plots import SliderFigure
+from refimpl.methods.grpo import prob_uniform_group
+from refimpl.methods.grpo_analysis import expected_abs_advantage
+from refimpl.figures.plots import SliderFigure
 
 
 def _log2_axis(ax, ticks):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..experiments.offline_online import MODES, rate_changes
+from refimpl.experiments.labs.offline_online import MODES, rate_changes
 
 
 def _tag(mode: str, covered) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-from .plots import label_for
+from refimpl.figures.plots import label_for
 
 
 def _smooth(values, k: int):

@@ -1,4 +1,4 @@
-"""Figures of a claims-study record (refimpl.experiments.study): what was run, per seed, and the verdict.
+"""Figures of a claims-study record (refimpl.experiments.claims_study.study): what was run, per seed, and the verdict.
 
 ``plot_record`` draws three panels that read alone:
 
@@ -21,7 +21,7 @@ import textwrap
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..experiments.study import LABELS, comparison_label
+from refimpl.experiments.claims_study.study import LABELS, comparison_label
 
 MARKERS = "os^Dv<>p"
 

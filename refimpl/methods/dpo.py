@@ -34,7 +34,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from refimpl import checks
+from refimpl.core import checks
 
 LOSS_TYPES = ("sigmoid", "ipo")
 

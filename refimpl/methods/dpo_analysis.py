@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import torch
 
-from ..core.evaluation import completions_for
-from ..core.logprobs import completion_logits, gather_token_logprobs, sequence_logprobs
-from ..core.model import eval_mode
-from ..core.preferences import PreferencePairs
-from .dpo import implicit_reward
+from refimpl.core.evaluation import completions_for
+from refimpl.core.logprobs import completion_logits, gather_token_logprobs, sequence_logprobs
+from refimpl.core.model import eval_mode
+from refimpl.core.preferences import PreferencePairs
+from refimpl.methods.dpo import implicit_reward
 
 
 @torch.no_grad()

@@ -28,14 +28,14 @@ from functools import partial
 
 import torch
 
-from ..core import checks
-from ..core.logprobs import token_logprobs
-from ..core.model import eval_mode
-from ..core.preferences import PreferencePairs, build_pairs, check_pairs, pair_batches
-from ..core.training import (Clock, StepBar, TrainResult, adamw, check_fields, heldout_accuracy,
+from refimpl.core import checks
+from refimpl.core.logprobs import token_logprobs
+from refimpl.core.model import eval_mode
+from refimpl.core.preferences import PreferencePairs, build_pairs, check_pairs, pair_batches
+from refimpl.core.training import (Clock, StepBar, TrainResult, adamw, check_fields, heldout_accuracy,
                              log_heldout, start_history)
-from ..core.utils import seed_everything
-from .dpo import LOSS_TYPES, dpo_loss
+from refimpl.core.utils import seed_everything
+from refimpl.methods.dpo import LOSS_TYPES, dpo_loss
 
 EVAL_PAIRS = 256   # pairs (a fixed random subset) behind the ``pairs/...`` metrics
 

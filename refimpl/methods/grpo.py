@@ -74,7 +74,7 @@ from __future__ import annotations
 
 import torch
 
-from refimpl import checks
+from refimpl.core import checks
 from refimpl.methods.kl import ESTIMATORS, importance_weighted_kl, kl_estimate
 
 SCALES = ("group", "none", "batch")

@@ -17,9 +17,9 @@ import warnings
 import torch
 from torch.func import functional_call, grad, vmap
 
-from ..core import checks
-from ..core.logprobs import sequence_logprobs
-from .grpo import LOSS_AGGS, group_advantages
+from refimpl.core import checks
+from refimpl.core.logprobs import sequence_logprobs
+from refimpl.methods.grpo import LOSS_AGGS, group_advantages
 
 # ------------------------------------------------------------------ uniform groups (C8)
 

@@ -19,7 +19,7 @@ times the mean exact entropy of the policy's next-token distributions over the c
 (``logprobs.token_entropy``; the sampled token's -log p would not do, its expected gradient is 0).
 ``entropy_target`` makes it a floor: no push once the mean entropy is above the target, so that a
 fixed coefficient cannot inflate the entropy without bound (Skywork-OR1, arXiv:2505.22312, adapts
-the coefficient to a target instead). refimpl.experiments.clinic_dynamics shows it against an
+the coefficient to a target instead). refimpl.experiments.debugging.clinic_dynamics shows it against an
 entropy collapse.
 
 The pure pieces live in refimpl.methods.grpo (group_advantages, grpo_loss) and refimpl.methods.kl.
@@ -32,14 +32,15 @@ from functools import partial
 
 import torch
 
-from ..core import checks
-from ..core.logprobs import completion_logits, gather_token_logprobs, token_entropy, token_logprobs
-from ..core.rollouts import completion_stats, mixed_groups, sample_groups, select_groups
-from ..core.training import (Clock, StepBar, TrainResult, adamw, check_fields, heldout_row,
+from refimpl.core import checks
+from refimpl.core.logprobs import (completion_logits, gather_token_logprobs, token_entropy,
+                                   token_logprobs)
+from refimpl.core.rollouts import completion_stats, mixed_groups, sample_groups, select_groups
+from refimpl.core.training import (Clock, StepBar, TrainResult, adamw, check_fields, heldout_row,
                              log_heldout, problem_sets, start_history, start_policy)
-from .grpo import (IS_LEVELS, LOSS_AGGS, SCALES, SURROGATES, frac_reward_zero_std,
+from refimpl.methods.grpo import (IS_LEVELS, LOSS_AGGS, SCALES, SURROGATES, frac_reward_zero_std,
                    group_advantages, grpo_loss)
-from .kl import ESTIMATORS
+from refimpl.methods.kl import ESTIMATORS
 
 
 @dataclass

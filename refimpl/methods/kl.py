@@ -1,7 +1,7 @@
 """Per-token estimators of KL(pi_theta || pi_ref), as used in GRPO's penalty term.
 
 Terms (docs/ARCHITECTURE.md): reverse KL = KL(pi_theta || pi_ref), the penalty GRPO writes;
-forward KL = KL(pi_ref || pi_theta). Notebook 03's KL lab (refimpl/experiments/kl_lab.py) checks the
+forward KL = KL(pi_ref || pi_theta). Notebook 03's KL lab (refimpl/experiments/labs/kl_lab.py) checks the
 expected gradient of each estimator used as a loss against both.
 
 GRPO (Shao et al. 2024, DeepSeekMath, eq. 3-4) regularises the policy towards a frozen
@@ -62,7 +62,7 @@ import math
 
 import torch
 
-from refimpl import checks
+from refimpl.core import checks
 
 ESTIMATORS = ("k1", "k2", "k3")
 

@@ -31,12 +31,12 @@ from functools import partial
 
 import torch
 
-from ..core.preferences import pairs_from_rollout
-from ..core.rollouts import completion_stats, sample_groups
-from ..core.training import (Clock, StepBar, TrainResult, adamw, check_fields, heldout_row,
+from refimpl.core.preferences import pairs_from_rollout
+from refimpl.core.rollouts import completion_stats, sample_groups
+from refimpl.core.training import (Clock, StepBar, TrainResult, adamw, check_fields, heldout_row,
                              log_heldout, problem_sets, start_history, start_policy)
-from .dpo import LOSS_TYPES
-from .dpo_trainer import dpo_update, pair_logps
+from refimpl.methods.dpo import LOSS_TYPES
+from refimpl.methods.dpo_trainer import dpo_update, pair_logps
 
 
 @dataclass

@@ -44,7 +44,7 @@ import copy
 import torch
 import torch.nn as nn
 
-from refimpl import checks
+from refimpl.core import checks
 from refimpl.methods.grpo import grpo_loss
 
 # ------------------------------------------------------------------------------ critic ----

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core import checks
-from ..core.rollouts import sample_groups
-from ..core.training import adamw, check_fields
-from .grpo import group_advantages
-from .ppo import ValueModel, explained_variance, pearson
+from refimpl.core import checks
+from refimpl.core.rollouts import sample_groups
+from refimpl.core.training import adamw, check_fields
+from refimpl.methods.grpo import group_advantages
+from refimpl.methods.ppo import ValueModel, explained_variance, pearson
 
 
 @torch.no_grad()

@@ -27,14 +27,14 @@ from functools import partial
 
 import torch
 
-from ..core import checks
-from ..core.logprobs import token_logprobs
-from ..core.rollouts import completion_stats, sample_groups
-from ..core.training import (Clock, StepBar, TrainResult, adamw, check_fields, heldout_row,
+from refimpl.core import checks
+from refimpl.core.logprobs import token_logprobs
+from refimpl.core.rollouts import completion_stats, sample_groups
+from refimpl.core.training import (Clock, StepBar, TrainResult, adamw, check_fields, heldout_row,
                              log_heldout, problem_sets, start_history, start_policy)
-from .ppo import (ValueModel, explained_variance, gae_advantages, ppo_policy_loss, rl_memory,
+from refimpl.methods.ppo import (ValueModel, explained_variance, gae_advantages, ppo_policy_loss, rl_memory,
                   token_rewards, value_loss, whiten)
-from .ppo_analysis import advantage_quality, mc_pass_rates
+from refimpl.methods.ppo_analysis import advantage_quality, mc_pass_rates
 
 
 @dataclass

@@ -28,9 +28,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..core import checks
-from ..core.training import adamw, check_fields
-from ..core.utils import seed_everything
+from refimpl.core import checks
+from refimpl.core.training import adamw, check_fields
+from refimpl.core.utils import seed_everything
 
 REDUCTIONS = ("mean", "min")
 

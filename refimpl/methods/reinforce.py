@@ -42,7 +42,7 @@ from typing import Hashable, Sequence
 
 import torch
 
-from refimpl import checks
+from refimpl.core import checks
 from refimpl.methods.kl import ESTIMATORS as KL_ESTIMATORS
 from refimpl.methods.kl import kl_estimate
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from ..core.logprobs import token_logprobs
-from .reinforce import BASELINE_KINDS, baseline, gradient_variance, per_sample_grads
+from refimpl.core.logprobs import token_logprobs
+from refimpl.methods.reinforce import BASELINE_KINDS, baseline, gradient_variance, per_sample_grads
 
 
 def score_gram(model, rollout) -> torch.Tensor:

@@ -21,15 +21,16 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..core import checks
-from ..core.evaluation import accuracy
-from ..core.logprobs import token_logprobs
-from ..core.rollouts import completion_stats, sample_groups
-from ..core.tasks import get_task
-from ..core.training import (Clock, StepBar, TrainResult, adamw, check_fields, log_heldout,
+from refimpl.core import checks
+from refimpl.core.evaluation import accuracy
+from refimpl.core.logprobs import token_logprobs
+from refimpl.core.rollouts import completion_stats, sample_groups
+from refimpl.core.tasks import get_task
+from refimpl.core.training import (Clock, StepBar, TrainResult, adamw, check_fields, log_heldout,
                              start_history, start_policy)
-from .kl import ESTIMATORS
-from .reinforce import BASELINE_KINDS, ReinforceConfig, RunningBaseline, baseline, reinforce_loss
+from refimpl.methods.kl import ESTIMATORS
+from refimpl.methods.reinforce import (BASELINE_KINDS, ReinforceConfig, RunningBaseline, baseline,
+                                       reinforce_loss)
 
 RUNNING_KEYS = ("prompt", "level", "global")
 

@@ -28,11 +28,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..core import checks
-from ..core.model import eval_mode
-from ..core.preferences import PreferencePairs, build_pairs, check_pairs, pair_batches
-from ..core.training import Clock, StepBar, adamw, check_fields, log_heldout, start_history
-from ..core.utils import seed_everything
+from refimpl.core import checks
+from refimpl.core.model import eval_mode
+from refimpl.core.preferences import PreferencePairs, build_pairs, check_pairs, pair_batches
+from refimpl.core.training import Clock, StepBar, adamw, check_fields, log_heldout, start_history
+from refimpl.core.utils import seed_everything
 
 
 def bradley_terry_loss(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor,

@@ -1,0 +1,446 @@
+"""The declared claims of the claims study (``refimpl.experiments.claims_study.study`` runs them): for each training
+claim of the article, its hypothesis in measurable form, metric, budget, methods, paired
+comparisons (the first decides the verdict), what would contradict it, what would leave it not
+shown, the lr grids tuned on validation, and the caveats a comparison can trigger
+(shared/EVIDENCE.md, sec. 1). Written before the runs; a change after seeing data is said in
+the notebook that shows the record.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from refimpl.experiments.claims_study.dpo_runs import DPO_LABELS
+from refimpl.experiments.claims_study.length_runs import LENGTH_LABELS
+from refimpl.experiments.labs.offline_online import C3_LABELS
+from refimpl.methods.registry import LABELS as _METHOD_LABELS
+from refimpl.experiments.claims_study.reward_runs import REWARD_LABELS
+
+CRITIC_LABELS = {"critic": "PPO critic (trunk + head)", "critic_head": "PPO critic (head only)"}
+# every method a claim may name, as tables and figures show it
+LABELS = {**_METHOD_LABELS, **C3_LABELS, **REWARD_LABELS, **CRITIC_LABELS, **DPO_LABELS,
+          **LENGTH_LABELS}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """treatment - control, paired; ``predicted`` = +1 if the article expects treatment > control."""
+
+    treatment: str
+    control: str
+    predicted: int = 1
+    question: str = ""
+    metric: str = ""              # the run value compared; "" = the claim's metric_key
+    control_metric: str = ""      # the control's value, when it differs ("" = the same one;
+                                  # "0": the constant 0, to test one value's sign)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One declared experiment (shared/EVIDENCE.md, sec. 1)."""
+
+    id: str
+    article: str                  # the article's sentence, paraphrased
+    hypothesis: str               # in measurable form
+    metric: str
+    budget_samples: int           # generated completions per run
+    methods: tuple
+    comparisons: tuple            # of Comparison; the first decides the verdict
+    contradicts: str              # what result would contradict the article
+    not_shown: str                # what result would leave it not shown
+    grids: dict = field(default_factory=dict)     # {method: (lr, ...)} tuned on validation
+    fixed: dict = field(default_factory=dict)     # {method: {config field: value}}
+    caveats: tuple = ()           # (comparison index, verdicts that trigger it, text)
+    eval_problems: int = 256      # validation and test problems (each)
+    metric_key: str = "final_acc"  # the value of each stored run that comparisons use by default
+    runner: str = "compare"       # the experiment of one run: a key of RUNNERS
+    tune_by: dict = field(default_factory=dict)   # {method: run value its lr is picked by}
+    tune_sign: int = 1            # +1: pick the lr with the largest tune value, -1: the smallest
+    precondition: bool = False    # the comparisons test whether the claim can be tested here;
+                                  # the claim stays "not shown" and the caveats say why
+    task: str = ""                # the bases' task, when it is not the preset's ("" = it is)
+    shared_lr: bool = False       # one lr for every method (same grid), picked by the mean of
+                                  # their tune values: for a comparison about one component
+
+
+# C17's grids. The first record put GRPO's and REINFORCE's picks at the lower edge (5e-5) and
+# DPO + NLL's at the upper (1e-4); those grids were widened by one step and C17 rerun, which put
+# pure DPO's and GRPO's picks at their lower edges; those two were widened by one more step.
+LR_GRIDS = {"dpo": (5e-6, 1e-5, 2e-5, 5e-5), "rpo": (2e-5, 5e-5, 1e-4, 2e-4),
+            "online_dpo": (1e-5, 2e-5, 5e-5), "grpo": (1e-5, 2e-5, 5e-5, 1e-4, 2e-4),
+            "reinforce": (2e-5, 5e-5, 1e-4, 2e-4)}
+
+REWARD_GRID = (2e-5, 5e-5, 1e-4, 2e-4)    # REINFORCE's lr grid in C13 and C19
+
+CLAIMS = {
+    "C17": Claim(
+        id="C17",
+        article="With a verifier, RL beats DPO on reasoning tasks.",
+        hypothesis="Greedy test accuracy after 2,560 generated completions from the same SFT "
+                   "base: GRPO (online, verifier reward) > pure DPO (offline pairs of base "
+                   "samples labelled by the same verifier).",
+        metric="greedy accuracy on 256 test problems (held-out half never used for tuning)",
+        budget_samples=2560,
+        methods=("dpo", "rpo", "online_dpo", "grpo", "reinforce"),
+        comparisons=(
+            Comparison("grpo", "dpo", 1, "RL (GRPO) vs pure offline DPO: the article's claim"),
+            Comparison("reinforce", "dpo", 1, "RL (REINFORCE, RLOO) vs pure offline DPO"),
+            Comparison("online_dpo", "dpo", 1, "the same DPO loss on fresh on-policy pairs: "
+                                               "does the data explain the gap?"),
+            Comparison("grpo", "online_dpo", 1, "policy gradient vs the DPO loss on the same "
+                                                "kind of fresh data: does the loss matter?"),
+            Comparison("grpo", "rpo", 1, "RL vs offline DPO with an NLL term on the chosen"),
+        ),
+        contradicts="the 95% CI of GRPO - DPO lies entirely below 0",
+        not_shown="the 95% CI of GRPO - DPO contains 0",
+        grids={m: LR_GRIDS[m] for m in ("dpo", "rpo", "online_dpo", "grpo", "reinforce")},
+        caveats=((2, ("holds",), "online DPO beats offline DPO too: much of the gap comes from "
+                                 "offline data, not from the DPO loss"),
+                 (4, ("not shown", "contradicted (erratum)"),
+                  "offline DPO with an NLL term on the chosen completions is not beaten by GRPO "
+                  "at this budget")),
+    ),
+    # C3 has its own kind of run (RUNNERS["coverage"], refimpl.experiments.labs.offline_online.coverage_run):
+    # the value compared is the change of a step's teacher-forced error rate from the base's,
+    # exact given the policy (no sampling noise in the measurement; the spread is training's).
+    "C3": Claim(
+        id="C3",
+        article="DPO is offline and cannot fix a failure mode its data does not cover; online "
+                "methods can.",
+        hypothesis="After 2,560 generated completions from the same SFT base, the change of the "
+                   "teacher-forced units-column error rate (the mode the pairs do not cover) on "
+                   "256 test problems: GRPO (online, verifier reward) < pure DPO on base-sample "
+                   "pairs whose rejected completion is wrong only in a carry column.",
+        metric="change from the base of a step's teacher-forced error rate, 1 - mean_x "
+               "pi(step tokens | x, correct prefix), on 256 test problems (held-out half never "
+               "used for tuning); each comparison names the step: units (uncovered by the "
+               "carry pairs) or carry",
+        budget_samples=2560,
+        methods=("dpo_carry", "dpo_units", "grpo", "reinforce"),
+        comparisons=(
+            Comparison("grpo", "dpo_carry", -1, "online RL vs DPO whose pairs cover carry "
+                       "mistakes only, on the uncovered units mode: the article's claim",
+                       metric="units_change"),
+            Comparison("dpo_units", "dpo_carry", -1, "control: pairs that cover the units mode "
+                       "let DPO lower the units error", metric="units_change"),
+            Comparison("dpo_carry", "dpo_units", -1, "control: pairs that cover the carry mode "
+                       "let DPO lower the carry error", metric="carry_change"),
+            Comparison("reinforce", "dpo_carry", -1, "online RL (REINFORCE, RLOO) vs DPO on "
+                       "carry pairs, on the uncovered units mode", metric="units_change"),
+        ),
+        contradicts="the 95% CI of GRPO's units change - carry-pair DPO's units change lies "
+                    "entirely above 0",
+        not_shown="that CI contains 0",
+        # lr picked on validation by what each method is meant to improve (smallest is best):
+        # DPO on carry pairs by the carry change, DPO on units pairs by the units change, the
+        # online methods by the mean of the two modes' changes ("fixes both").
+        # The first record's grids (DPO 5e-6..2e-5, online 5e-5..2e-4) put both DPO picks and
+        # GRPO's at their lower edges; each grid was widened down by one step and C3 rerun, which
+        # put REINFORCE's pick at its upper edge; its grid was widened up by one step.
+        grids={"dpo_carry": (2e-6, 5e-6, 1e-5, 2e-5), "dpo_units": (2e-6, 5e-6, 1e-5, 2e-5),
+               "grpo": (2e-5, 5e-5, 1e-4, 2e-4), "reinforce": (5e-5, 1e-4, 2e-4, 5e-4)},
+        # DPO: the 2,560 completions are sampled from the base up front (320 prompts x 8),
+        # the pairs that cover the method's mode kept; then 40 updates of 32 pairs, beta 0.1
+        # (C17's DPO). Online: 20 steps of 16 prompts x 8 samples.
+        fixed={"dpo_carry": {"dpo_steps": 40, "dpo_batch": 32, "dpo_beta": 0.1},
+               "dpo_units": {"dpo_steps": 40, "dpo_batch": 32, "dpo_beta": 0.1}},
+        caveats=((1, ("not shown", "contradicted (erratum)"),
+                  "the control failed: DPO on pairs that cover the units mode did not lower the "
+                  "units error below DPO on carry pairs at this budget"),
+                 (2, ("not shown", "contradicted (erratum)"),
+                  "the coverage is not one-sided: DPO on units-mode pairs lowers the carry error "
+                  "about as much as DPO on carry pairs (a units-mode pair's chosen and rejected "
+                  "completions also differ in every later column), so only the carry pairs "
+                  "leave a mode uncovered")),
+        metric_key="units_change",
+        runner="coverage",
+        tune_by={"dpo_carry": "carry_change", "dpo_units": "units_change",
+                 "grpo": "mean_change", "reinforce": "mean_change"},
+        tune_sign=-1,
+    ),
+    # C13 and C19 have their own kind of run (RUNNERS["reward"], refimpl.experiments.claims_study.reward_runs): REINFORCE
+    # with the RLOO baseline on one reward, its greedy test completions graded by every grader.
+    "C13": Claim(
+        id="C13",
+        article="Process rewards are dense but biased; outcome rewards are unbiased but sparse.",
+        hypothesis="Greedy test accuracy after 2,560 generated completions from the same SFT "
+                   "base: REINFORCE on the exact process reward (dense: a right column earns "
+                   "credit) > REINFORCE on the outcome reward (sparse: 0 unless the answer is "
+                   "right).",
+        metric="greedy accuracy on 256 test problems (held-out half never used for tuning); "
+               "also the mean exact process reward of the same completions",
+        budget_samples=2560,
+        methods=("base", "outcome", "process"),
+        comparisons=(
+            Comparison("process", "outcome", 1, "dense process reward vs sparse outcome reward, "
+                       "on accuracy: does density buy accuracy at this budget?"),
+            Comparison("process", "outcome", 1, "on the step score the process reward "
+                       "optimises: does it raise right columns more?", metric="process_score"),
+            Comparison("outcome", "base", 1, "the outcome reward alone raises accuracy "
+                       "(the sparse signal is enough here)"),
+        ),
+        contradicts="the 95% CI of process - outcome accuracy lies entirely below 0",
+        not_shown="that CI contains 0",
+        # the first grid (5e-5, 1e-4, 2e-4) put both picks at its lower edge; widened to 2e-5
+        # before the record was made (the runs of the first grid are reused)
+        grids={"outcome": REWARD_GRID, "process": REWARD_GRID, "base": (1e-4,)},
+        caveats=((2, ("holds",), "the outcome reward is not too sparse to learn from here: it "
+                                 "raises accuracy on its own, because the base already solves a "
+                                 "large share of the problems (base accuracy in the record), so "
+                                 "most groups hold a right sample"),),
+        runner="reward",
+    ),
+    "C19": Claim(
+        id="C19",
+        article="You cannot hack a unit test suite: a verifier reward cannot be gamed.",
+        hypothesis="After 2,560 generated completions from the same SFT base, REINFORCE on the "
+                   "exact outcome verifier raises greedy test accuracy above the base's (its "
+                   "reward gains are real gains); with a grader that has a realistic bug (a "
+                   "1% relative tolerance on the answer, tolerant_verify), the share of near "
+                   "misses the grader accepts (false accepts) ends higher than with the exact "
+                   "verifier.",
+        metric="greedy accuracy on 256 test problems, and the false-accept rate "
+               "tolerant_acc - accuracy of the same completions",
+        budget_samples=2560,
+        methods=("base", "outcome", "tolerant"),
+        comparisons=(
+            Comparison("outcome", "base", 1, "the exact verifier: reward gains are accuracy "
+                       "gains (nothing to hack)"),
+            Comparison("tolerant", "outcome", 1, "the buggy grader vs the exact one, on the "
+                       "near misses it accepts: does the policy find the gap?",
+                       metric="false_accept"),
+            Comparison("tolerant", "base", 1, "the buggy grader: do false accepts rise above "
+                       "the base's?", metric="false_accept"),
+            Comparison("tolerant", "outcome", -1, "the cost of the bug in real accuracy"),
+        ),
+        contradicts="the 95% CI of the exact-verifier run's accuracy - the base's lies entirely "
+                    "below 0",
+        not_shown="that CI contains 0",
+        # each arm is tuned by the reward it trains on, as its practitioner would see it
+        grids={"outcome": REWARD_GRID, "tolerant": REWARD_GRID, "base": (1e-4,)},
+        caveats=((1, ("holds",), "a grader with a realistic bug is gamed: training against a "
+                                 "1% answer tolerance leaves more accepted near misses than "
+                                 "training against the exact verifier"),
+                 (3, ("holds",), "the bug costs real accuracy at this budget")),
+        runner="reward",
+        tune_by={"outcome": "final_acc", "tolerant": "tolerant_acc", "base": "final_acc"},
+    ),
+    # C15 has its own kind of run (RUNNERS["critic"], refimpl.methods.ppo_analysis.critic_run): the
+    # critic fitted alone to the base policy's returns, measured on held-out rollouts.
+    "C15": Claim(
+        id="C15",
+        article="GRPO is not PPO without a critic; an inaccurate value function hurts PPO.",
+        hypothesis="Precondition for using PPO as evidence: PPO's critic (the SFT trunk and a "
+                   "value head), fitted to the Monte Carlo returns of 20,480 completions of the "
+                   "fixed base policy, explains at least half as much of the return variance on "
+                   "held-out rollouts as the prompt-level oracle V = p(x) does.",
+        metric="explained variance of the critic over the tokens of 128 test problems x 8 "
+               "samples, against half the oracle's on the same rollouts (p(x) from 32 more "
+               "samples per problem)",
+        budget_samples=20480,
+        methods=("critic",),
+        comparisons=(
+            Comparison("critic", "critic", 1, "the critic explains at least half of what "
+                       "knowing each prompt's pass rate would: the declared level",
+                       metric="explained_variance", control_metric="half_oracle_ev"),
+        ),
+        contradicts="(a precondition, not the article's claim) the 95% CI of the critic's "
+                    "explained variance - half the oracle's lies entirely below 0: the critic "
+                    "does not learn here, and the claim is not shown",
+        not_shown="that CI contains 0, or lies below it",
+        # the first grid (1e-4, 3e-4, 1e-3) put the pick at its upper edge; widened to 3e-3
+        # before the record was made (the runs of the first grid are reused)
+        grids={"critic": (1e-4, 3e-4, 1e-3, 3e-3)},
+        caveats=((0, ("not shown", "contradicted (erratum)"),
+                  "PPO's critic does not learn on this task: fitted alone to a fixed policy's "
+                  "returns over 20,480 completions it explains far less of the held-out return "
+                  "variance than the prompt-level oracle, so a PPO run here is PPO with a "
+                  "nearly constant baseline and cannot show what an accurate or inaccurate "
+                  "critic does"),
+                 (0, ("holds",), "the critic learns here; the test of the claim itself, PPO "
+                                 "with this critic against GRPO, is still to be run")),
+        eval_problems=128,
+        metric_key="explained_variance",
+        runner="critic",
+        precondition=True,
+    ),
+    # C4 and C5 have their own kind of run (RUNNERS["dpo"], refimpl.experiments.claims_study.dpo_runs.dpo_run): DPO on
+    # freshly sampled, verifier-labelled pairs of base samples (4,096 completions per run).
+    "C4": Claim(
+        id="C4",
+        article="The implicit reward can still be hacked: the policy can raise log(pi/pi_ref) "
+                "for preferred outputs by making the reference assign low probability.",
+        hypothesis="The reference is frozen, so the sentence cannot hold as written; what is "
+                   "measured is the hack it points at. Pure DPO on verifier-labelled pairs of "
+                   "4,096 base samples (80 steps of 16 pairs) raises the implicit-reward margin "
+                   "while the log-probability of the right (chosen) completions falls "
+                   "(likelihood displacement).",
+        metric="change of the mean log pi(y_w | x) of 256 of the pairs' right completions from "
+               "step 0 to the end, the final implicit-reward margin on the pairs, and greedy "
+               "accuracy on 256 test problems",
+        budget_samples=4096,
+        methods=("pure", "nll"),
+        comparisons=(
+            Comparison("pure", "pure", -1, "pure DPO lowers the log-probability of the right "
+                       "answers it is trained to prefer", metric="chosen_logp_change",
+                       control_metric="0"),
+            Comparison("pure", "pure", 1, "while the implicit-reward margin it optimises "
+                       "rises", metric="margin", control_metric="0"),
+            Comparison("pure", "nll", -1, "an NLL term on the chosen completions holds their "
+                       "log-probability up", metric="chosen_logp_change"),
+            Comparison("nll", "pure", 1, "and ends with higher test accuracy"),
+        ),
+        contradicts="the 95% CI of pure DPO's change of log pi(y_w) lies entirely above 0",
+        not_shown="that CI contains 0",
+        # the first grids (pure 1e-5..5e-5, nll 5e-5..2e-4) put both picks at their lower
+        # edges; widened down by one step before the record was made
+        grids={"pure": (5e-6, 1e-5, 2e-5, 5e-5), "nll": (2e-5, 5e-5, 1e-4, 2e-4)},
+        caveats=((0, ("holds",), "the mechanism is not the reference, which DPO keeps frozen: "
+                                 "the policy lowers the likelihood of the chosen answers too, "
+                                 "only less than that of the rejected ones"),
+                 # added after the record with the widened grid was read: it explains the
+                 # verdict and does not change it
+                 (0, ("contradicted (erratum)", "not shown"),
+                  "at the learning rate that is best on validation, the smallest of the grid, "
+                  "pure DPO barely moves and the chosen completions gain log-probability; "
+                  "likelihood displacement needs a larger step (notebook 02's live run at "
+                  "2e-5 shows it), and then accuracy falls too")),
+        runner="dpo",
+    ),
+    "C5": Claim(
+        id="C5",
+        article="DPO degrades with noisy preferences.",
+        hypothesis="Greedy test accuracy after DPO + NLL on verifier-labelled pairs of 4,096 "
+                   "base samples: with 40% of the labels flipped at random < with clean labels.",
+        metric="greedy accuracy on 256 test problems (held-out half never used for tuning)",
+        budget_samples=4096,
+        methods=("nll", "nll_flip", "cdpo_flip"),
+        comparisons=(
+            Comparison("nll_flip", "nll", -1, "flipped labels against clean ones: the "
+                       "article's claim"),
+            Comparison("cdpo_flip", "nll_flip", 1, "the robust variant, cDPO with label "
+                       "smoothing 0.4, on the same flipped labels"),
+        ),
+        contradicts="the 95% CI of flipped - clean accuracy lies entirely above 0",
+        not_shown="that CI contains 0",
+        # C4's first grid put DPO + NLL's pick at its lower edge: this grid starts one step lower
+        grids={m: (2e-5, 5e-5, 1e-4, 2e-4) for m in ("nll", "nll_flip", "cdpo_flip")},
+        caveats=((1, ("not shown", "contradicted (erratum)"),
+                  "cDPO, the textbook robust variant, does not recover the loss at this budget"),),
+        runner="dpo",
+    ),
+    # C11b has its own kind of run (RUNNERS["length"], refimpl.experiments.claims_study.length_runs.length_run) on bases
+    # trained on "add_mixed", whose completions come in two lengths (5 and 14 tokens).
+    "C11b": Claim(
+        id="C11b",
+        article="Beside C11: Dr. GRPO (Liu et al. 2025) finds a second bias in GRPO's loss. "
+                "Averaging each completion over its own length pushes short wrong answers down "
+                "harder than long ones, so wrong answers grow longer; a constant normaliser "
+                "removes the bias.",
+        hypothesis="After 2,560 generated completions from the same SFT base on the add_mixed "
+                   "task, the mean length of the wrong completions sampled on 256 test problems "
+                   "(8 each) is larger with GRPO's per-sequence aggregation than with Dr. GRPO's "
+                   "constant normaliser (everything else GRPOConfig's defaults).",
+        metric="mean length in tokens (EOS included) of the wrong ones of 8 sampled completions "
+               "per test problem, 256 test problems (held-out half never used for tuning)",
+        budget_samples=2560,
+        methods=("agg_grpo", "agg_dapo", "agg_dr_grpo"),
+        comparisons=(
+            Comparison("agg_grpo", "agg_dr_grpo", 1, "per-sequence mean vs constant normaliser, "
+                       "on the length of the wrong answers: the claim", metric="len_wrong"),
+            Comparison("agg_grpo", "agg_dapo", 1, "per-sequence mean vs token mean (DAPO), on "
+                       "the same lengths", metric="len_wrong"),
+            Comparison("agg_grpo", "agg_dr_grpo", -1, "and on the right answers, which the "
+                       "per-sequence mean should make shorter", metric="len_right"),
+            Comparison("agg_dr_grpo", "agg_grpo", 1, "does removing the bias change greedy "
+                       "test accuracy?", metric="final_acc"),
+        ),
+        contradicts="the 95% CI of the wrong answers' length, GRPO - Dr. GRPO, lies entirely "
+                    "below 0",
+        not_shown="that CI contains 0",
+        # The first record tuned each aggregation's lr apart: the picks differed (GRPO 5e-5,
+        # Dr. GRPO and DAPO 1e-4), the lengths followed the lr more than the aggregation, and it
+        # read "contradicted" (results/study/superseded/C11b.json). The claim is about the
+        # aggregation alone, so after reading that record the rule became one shared lr, picked
+        # on validation by the three arms' mean accuracy; notebook 03 says so.
+        grids={m: (2e-5, 5e-5, 1e-4, 2e-4) for m in ("agg_grpo", "agg_dapo", "agg_dr_grpo")},
+        shared_lr=True,
+        caveats=((2, ("not shown", "contradicted (erratum)"),
+                  "the other half of the mechanism, right answers made shorter, is not seen: "
+                  "nearly every right answer shows its working, so there is little length to "
+                  "choose among them"),
+                 (3, ("not shown",), "the bias moves lengths, not accuracy, at this budget")),
+        metric_key="len_wrong",
+        tune_by={m: "final_acc" for m in ("agg_grpo", "agg_dapo", "agg_dr_grpo")},
+        runner="length",
+        task="add_mixed",
+    ),
+    # C10 and C12 run RUNNERS["reward"] too: GRPO on a learned reward model or on the verifier
+    # (C10), REINFORCE with and without a baseline (C12).
+    "C10": Claim(
+        id="C10",
+        article="If the reward model is unreliable, the group-relative advantage amplifies its "
+                "errors.",
+        hypothesis="After 2,560 generated completions from the same SFT base, GRPO on a "
+                   "Bradley-Terry reward model fitted to the verifier-labelled pairs of 128 "
+                   "prompts' base samples ends with lower greedy test accuracy than the same "
+                   "GRPO on the verifier, while the reward model's score of its completions "
+                   "rises.",
+        metric="greedy accuracy on 256 test problems (held-out half never used for tuning); "
+               "also the reward model's mean score of the same completions",
+        budget_samples=2560,
+        methods=("outcome_grpo", "rm_grpo"),
+        comparisons=(
+            Comparison("rm_grpo", "outcome_grpo", -1, "GRPO on the learned reward model vs GRPO "
+                       "on the verifier, on accuracy: the article's claim"),
+            Comparison("rm_grpo", "rm_grpo", 1, "the proxy rises: the reward model scores the "
+                       "trained policy's completions above the base's", metric="rm_score",
+                       control_metric="base_rm_score"),
+            Comparison("rm_grpo", "rm_grpo", -1, "and accuracy falls below the base's, not only "
+                       "behind the verifier run's", control_metric="base_acc"),
+            Comparison("rm_grpo", "outcome_grpo", 1, "the run on the reward model scores higher "
+                       "on it than the run on the verifier: it optimises the proxy's errors",
+                       metric="rm_score"),
+        ),
+        contradicts="the 95% CI of the reward-model run's accuracy - the verifier run's lies "
+                    "entirely above 0",
+        not_shown="that CI contains 0",
+        # each arm tuned by the reward it trains on, as its practitioner would see it: the
+        # reward-model run by the reward model's score on validation, the other by accuracy
+        # the first grids (2e-5..2e-4 each) put the verifier run's pick at the lower edge and the
+        # reward-model run's at the upper: each was widened by one step and C10 rerun
+        grids={"outcome_grpo": (1e-5, 2e-5, 5e-5, 1e-4, 2e-4),
+               "rm_grpo": (2e-5, 5e-5, 1e-4, 2e-4, 5e-4)},
+        caveats=((2, ("not shown",), "accuracy stalls rather than falls: it ends behind the "
+                                     "verifier run's but not below the base's"),),
+        runner="reward",
+        tune_by={"outcome_grpo": "final_acc", "rm_grpo": "rm_score"},
+    ),
+    "C12": Claim(
+        id="C12",
+        article="Binary verifier rewards are sparse: learning is slow and noisy, and a baseline "
+                "b(x) reduces the variance.",
+        hypothesis="After 2,560 generated completions from the same SFT base, REINFORCE on the "
+                   "0/1 outcome verifier with the leave-one-out baseline ends with higher greedy "
+                   "test accuracy than REINFORCE with no baseline (b = 0).",
+        metric="greedy accuracy on 256 test problems (held-out half never used for tuning)",
+        budget_samples=2560,
+        methods=("base", "nobaseline", "outcome"),
+        comparisons=(
+            Comparison("outcome", "nobaseline", 1, "with the RLOO baseline vs without: the "
+                       "article's claim, in what the learner gets"),
+            Comparison("nobaseline", "base", 1, "without a baseline REINFORCE still learns: the "
+                       "0/1 reward's zeros give no gradient, its ones are positive "
+                       "reinforcement"),
+        ),
+        contradicts="the 95% CI of RLOO - no baseline lies entirely below 0",
+        not_shown="that CI contains 0",
+        # the first grid of the run without a baseline (5e-5..5e-4) put its pick at the lower
+        # edge; widened down by one step and C12 rerun
+        grids={"outcome": REWARD_GRID, "nobaseline": (2e-5, 5e-5, 1e-4, 2e-4, 5e-4),
+               "base": (1e-4,)},
+        caveats=((1, ("holds",), "with 0/1 rewards b = 0 is already a reasonable baseline "
+                                 "(notebook 05: the variance-minimising b* lies well below the "
+                                 "pass rate), so REINFORCE without one learns too"),),
+        runner="reward",
+    ),
+}

@@ -1,0 +1,82 @@
+"""One DPO run on verifier-labelled pairs of base samples: the experiment of claims C4 and C5 in
+the claims study (``refimpl.experiments.claims_study.claims``).
+
+A run samples G completions for each of ``n_prompts`` training prompts from the SFT base, pairs
+a right one with a wrong one (up to ``pairs_per_prompt`` disjoint pairs per prompt; notebook 02),
+optionally flips a share of the labels, trains DPO on the pairs and measures:
+
+    final_acc            greedy test accuracy after training (base_acc: before)
+    chosen_logp_change   change of the mean log pi(y_w | x) of the chosen completions of a
+                         fixed subset of the pairs (as labelled by the verifier: a flipped pair
+                         is measured on its truly right completion), from step 0 to the end
+    margin               the final mean implicit-reward margin on that subset
+
+Methods (the loss and the labels; every other setting is shared):
+
+    "pure"          pure DPO (Rafailov et al. 2023, eq. 7) on clean labels
+    "nll"           DPO + NLL on the chosen completions (RPO, Pang et al. 2024) on clean labels
+    "nll_flip"      DPO + NLL with a share ``flip_eps`` of the labels flipped at random
+    "cdpo_flip"     the same flipped labels with conservative DPO (label smoothing = flip_eps,
+                    Mitchell 2023), the textbook robust variant
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from refimpl.core import checks
+from refimpl.core.preferences import build_pairs, flip_labels
+from refimpl.core.training import check_fields
+from refimpl.methods.dpo_trainer import DPOConfig, train_dpo
+
+DPO_METHODS = ("pure", "nll", "nll_flip", "cdpo_flip")
+DPO_LABELS = {"pure": "pure DPO", "nll": "DPO + NLL", "nll_flip": "DPO + NLL, flipped labels",
+              "cdpo_flip": "cDPO + NLL, flipped labels"}
+
+
+@dataclass
+class DpoRunConfig:
+    """One run: the data (n_prompts x group_size base samples, up to pairs_per_prompt pairs
+    each, seeded by ``seed``) and the DPO settings shared by every method."""
+
+    n_prompts: int = 512
+    group_size: int = 8
+    pairs_per_prompt: int = 4
+    steps: int = 80
+    batch_size: int = 16
+    beta: float = 0.1
+    flip_eps: float = 0.4            # share of flipped labels for the *_flip methods
+    seed: int = 0
+
+    def validate(self) -> None:
+        """Raise TypeError or ValueError naming the first bad field."""
+        check_fields(self, {"n_prompts": 1, "group_size": 2, "pairs_per_prompt": 1, "steps": 1,
+                            "batch_size": 1, "seed": None}, positive=("beta",),
+                     intervals={"flip_eps": (0, 0.5, "[)")})
+
+
+def dpo_run(method: str, base, lr: float, cfg: DpoRunConfig, problems) -> dict:
+    """Train DPO ``method`` (one of DPO_METHODS) from ``base`` at ``lr`` on freshly sampled,
+    verifier-labelled pairs and measure it on ``problems`` (module docstring).
+
+    Returns {"final_acc", "base_acc", "chosen_logp_change", "margin", "pairs", "flipped",
+    "steps", "samples" (completions generated for the pairs)}."""
+    cfg = checks.study_run("dpo_run", method, DPO_METHODS, lr, cfg, DpoRunConfig, problems)
+    clean = build_pairs(base.model, base.tokenizer, base.task,
+                        base.train_problems(cfg.n_prompts, seed=cfg.seed), cfg.group_size,
+                        cfg.pairs_per_prompt, 1.0, cfg.seed)
+    flip = method.endswith("_flip")
+    pairs = flip_labels(clean, cfg.flip_eps, seed=cfg.seed) if flip else clean
+    dcfg = DPOConfig(lr=lr, beta=cfg.beta, batch_size=cfg.batch_size, steps=cfg.steps,
+                     eval_every=cfg.steps, seed=cfg.seed,
+                     nll_coef=0.0 if method == "pure" else 1.0,
+                     label_smoothing=cfg.flip_eps if method == "cdpo_flip" else 0.0)
+    probe = (clean.prompt_ids[:256], clean.prompt_mask[:256], clean.chosen_ids[:256],
+             clean.chosen_mask[:256])                    # the truly right completions
+    res = train_dpo(base, dcfg, pairs, progress=False, heldout=problems,
+                    probes={"right": probe})
+    first, last = res.history[0], res.history[-1]
+    return {"final_acc": last["heldout_acc"], "base_acc": first["heldout_acc"],
+            "chosen_logp_change": last["logps/right"] - first["logps/right"],
+            "margin": last["pairs/rewards/margins"], "pairs": len(pairs),
+            "flipped": int(pairs.flipped.sum()), "steps": cfg.steps,
+            "samples": cfg.n_prompts * cfg.group_size}

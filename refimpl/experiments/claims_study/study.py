@@ -1,0 +1,309 @@
+"""The claims study: each training claim's declared experiment, over bases x seeds, paired.
+
+A verdict a learner reads must come out the same on another machine, seed and base. So every
+trained claim is declared here *before* it is run (hypothesis, metric, budget, decision rule,
+what would contradict it, what would leave it not shown), and run the same way:
+
+    for each method m of the claim:                        # fair tuning, on validation only
+        for each lr in m's declared grid:
+            score(m, lr) = mean over tune seeds of validation accuracy after the budget
+        pick(m) = argmax_lr score(m, lr)                    (ties: the smaller lr)
+        (a claim about one component of a method, ``shared_lr``: one lr for every method,
+         argmax_lr of the mean of score(m, lr) over the methods)
+    for each base b (an SFT seed) and run seed s:           # the verdict, on the test half
+        for each method m:  acc[m, b, s] = test accuracy of m at pick(m) after the budget
+    for each comparison (treatment t, control c, predicted sign):
+        d_{b,s} = acc[t, b, s] - acc[c, b, s]               # paired: same base, same seed
+        CI = t interval of mean(d)  (refimpl.core.stats)  ->  holds / contradicted / not shown
+
+The first comparison of a claim decides its verdict; a declared caveat turns "holds" into
+"holds with a caveat" when another comparison comes out as the caveat says. Budgets count
+generated completions (never wall time), so the numbers do not depend on the machine's speed.
+The validation and test sets are the two halves of the task's held-out split (split by a hash
+of the prompt), so tuning never sees the problems the verdict is measured on.
+
+Every run is stored as one JSON file under ``runs_dir`` as soon as it finishes: a killed study
+continues where it stopped. Each claim ends as one record (``results/study/<id>.json``) with
+the declaration, the grid and the picks, every per-seed value, each comparison's paired
+differences, t and bootstrap intervals and verdict, and the machine and versions.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import sys
+import time
+import zlib
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from refimpl.core import stats
+from refimpl.core.sft import load_base
+from refimpl.core.training import StepBar
+from refimpl.core.utils import get_preset
+from refimpl.experiments.claims_study.claims import (CLAIMS, LABELS, LR_GRIDS, Claim, Comparison)  # noqa: F401 (the study's API)
+from refimpl.experiments.head_to_head.compare import config_for_preset, method_config
+from refimpl.experiments.claims_study.study_runs import RUNNERS
+
+STUDY_VERSION = 1
+TUNE_SEEDS = (100, 101)       # run seeds of the tuning runs (disjoint from the verdict's)
+
+
+def eval_splits(base, n: int) -> tuple[list, list]:
+    """(validation, test): two disjoint sets of ``n`` held-out problems, split by a hash of
+    the prompt (stable across runs and machines)."""
+    pool = base.heldout(4 * n, seed=7)
+    halves = ([], [])
+    for p in pool:
+        halves[zlib.crc32(p.prompt.encode()) % 2].append(p)
+    if min(len(h) for h in halves) < n:
+        raise ValueError(f"the held-out split gave too few problems for two halves of {n}")
+    return halves[0][:n], halves[1][:n]
+
+
+def _run_key(claim: Claim, preset: str, method: str, lr: float, base_seed: int, seed: int,
+             split: str) -> str:
+    spec = {"v": STUDY_VERSION, "claim": claim.id, "preset": preset, "budget": claim.budget_samples,
+            "fixed": claim.fixed.get(method, {}), "n": claim.eval_problems, "method": method,
+            "lr": lr, "base": base_seed, "seed": seed, "split": split}
+    if claim.runner != "compare":           # added only off the default: C17's keys stay valid
+        spec["runner"] = claim.runner
+    if claim.task:
+        spec["task"] = claim.task
+    digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{split}-{method}-lr{lr:g}-b{base_seed}-s{seed}-{digest}"
+
+
+def run_cached(claim, preset, method, lr, base, base_seed, seed, split, problems, runs_dir):
+    """One run's values ({final_acc, base_acc, curve, ...} for the default runner): from
+    ``runs_dir`` if stored, else run by ``RUNNERS[claim.runner]`` and stored atomically (so an
+    interrupted study resumes without redoing it)."""
+    path = Path(runs_dir) / claim.id / f"{_run_key(claim, preset, method, lr, base_seed, seed, split)}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    rec = RUNNERS[claim.runner](claim, preset, method, lr, base, seed, problems)
+    out = {"method": method, "lr": lr, "base": base_seed, "seed": seed, "split": split, **rec}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(out))
+    os.replace(tmp, path)
+    return out
+
+
+def default_lr(claim: Claim, method: str) -> float:
+    """The lr used without tuning: the middle of the method's grid (its trainer's own default
+    when the claim declares no grid for it)."""
+    grid = claim.grids.get(method)
+    if grid:
+        return grid[len(grid) // 2]
+    if claim.runner != "compare":
+        raise ValueError(f"claim {claim.id}: method {method!r} of runner {claim.runner!r} needs an lr grid")
+    cc = config_for_preset("cpu", budget_samples=claim.budget_samples)
+    return method_config(method, cc, 0, 1, 1).lr
+
+
+def tune_key(claim: Claim, method: str) -> str:
+    """The run value ``method``'s lr is picked by (``claim.tune_by``, else ``metric_key``)."""
+    return claim.tune_by.get(method, claim.metric_key)
+
+
+def tune(claim: Claim, base, base_seed: int, preset: str, runs_dir, bar=None) -> dict:
+    """Pick each method's lr on the validation half: {"scores": {m: {lr: mean of its tune
+    value}}, "pick": {m: lr}, "seeds": TUNE_SEEDS, "base": base_seed}; the pick maximises
+    ``claim.tune_sign`` * score (ties: the smaller lr)."""
+    val, _ = eval_splits(base, claim.eval_problems)
+    scores, pick = {}, {}
+    for m in claim.methods:
+        grid = claim.grids.get(m) or (default_lr(claim, m),)
+        scores[m] = {}
+        for lr in grid:
+            accs = [run_cached(claim, preset, m, lr, base, base_seed, s, "validation", val,
+                               runs_dir)[tune_key(claim, m)] for s in TUNE_SEEDS]
+            scores[m][f"{lr:g}"] = sum(accs) / len(accs)
+            if bar is not None:
+                bar.update(len(TUNE_SEEDS))
+        best = max(claim.tune_sign * v for v in scores[m].values())
+        pick[m] = min(lr for lr in grid if claim.tune_sign * scores[m][f"{lr:g}"] == best)
+    if claim.shared_lr:
+        pick = _shared_pick(claim, scores)
+    out = {"base": base_seed, "seeds": list(TUNE_SEEDS), "split": "validation",
+           "grid": {m: list(claim.grids.get(m) or (pick[m],)) for m in claim.methods},
+           "scores": scores, "pick": pick}
+    if claim.tune_by or claim.tune_sign != 1:   # only off the default, as C17's record has none
+        out.update(by={m: tune_key(claim, m) for m in claim.methods}, sign=claim.tune_sign)
+    if claim.shared_lr:
+        out["shared"] = True
+    return out
+
+
+def _shared_pick(claim: Claim, scores: dict) -> dict:
+    """One lr for every method: the one whose mean tune value over the methods is best."""
+    grids = {tuple(claim.grids.get(m) or ()) for m in claim.methods}
+    if len(grids) != 1 or not next(iter(grids)):
+        raise ValueError(f"claim {claim.id}: shared_lr needs one declared grid for every method")
+    grid = next(iter(grids))
+    mean = {lr: sum(scores[m][f"{lr:g}"] for m in claim.methods) / len(claim.methods) for lr in grid}
+    best = max(claim.tune_sign * v for v in mean.values())
+    lr = min(x for x in grid if claim.tune_sign * mean[x] == best)
+    return {m: lr for m in claim.methods}
+
+
+def compare_runs(runs: dict, c: Comparison, metric_key: str = "final_acc") -> dict:
+    """Paired differences treatment - control of the run value ``c.metric`` (default
+    ``metric_key``) over (base, seed), their intervals and verdict."""
+    key = c.metric or metric_key
+    ctrl = {(r["base"], r["seed"]): 0.0 if c.control_metric == "0" else r[c.control_metric or key]
+            for r in runs[c.control]}
+    pairs = [(r["base"], r["seed"], r[key] - ctrl[(r["base"], r["seed"])])
+             for r in runs[c.treatment]]
+    diffs = [d for _, _, d in pairs]
+    ci = stats.t_interval(diffs)
+    return {**asdict(c), "metric": key, "diffs": [{"base": b, "seed": s, "diff": d} for b, s, d in pairs],
+            "ci": ci, "bootstrap": stats.bootstrap_interval(diffs),
+            "verdict": stats.verdict(ci, c.predicted),
+            "seeds_needed": stats.seeds_needed(ci) if stats.verdict(ci, c.predicted) == "not shown" else None}
+
+
+def decide(claim: Claim, comparisons: list) -> tuple[str, list]:
+    """The claim's verdict from its first comparison, plus the caveats that apply. A
+    ``precondition`` record only decides whether the claim can be tested here: its claim
+    stays "not shown", and the caveats say why."""
+    v = "not shown" if claim.precondition else comparisons[0]["verdict"]
+    caveats = [text for i, when, text in claim.caveats if comparisons[i]["verdict"] in when]
+    if v == "holds" and caveats:
+        v = "holds with a caveat"
+    return v, caveats
+
+
+def machine() -> dict:
+    """Where the record was made: CPU, threads, versions."""
+    cpu = platform.processor()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import numpy
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "platform": platform.platform(), "python": sys.version.split()[0],
+            "torch": torch.__version__, "numpy": numpy.__version__}
+
+
+def run_claim(claim: Claim, bases=(0, 1, 2), seeds=(0, 1, 2, 3, 4), preset: str = "cpu",
+              runs_dir="runs/study", tuned: bool = True, progress: bool = True) -> dict:
+    """Run ``claim``'s declared experiment and return its record (see the module docstring).
+
+    bases: SFT seeds of the base policies; seeds: run seeds (the same for every method and
+    base: the comparison is paired); tuned: pick each lr on validation (else the grid's middle).
+    """
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds) or len(set(bases)) != len(bases):
+        raise ValueError(f"need >= 2 distinct run seeds and distinct bases, got {seeds}, {bases}")
+    if claim.runner not in RUNNERS:
+        raise ValueError(f"claim {claim.id} names unknown runner {claim.runner!r}: use one of {sorted(RUNNERS)}")
+    unknown = [m for m in claim.methods if m not in LABELS]
+    if unknown:
+        raise ValueError(f"claim {claim.id} names unknown methods {unknown}")
+    t0, c0 = time.perf_counter(), time.process_time()
+    n_tune = sum(len(claim.grids.get(m) or (0,)) for m in claim.methods) * len(TUNE_SEEDS)
+    bar = StepBar((n_tune if tuned else 0) + len(claim.methods) * len(bases) * len(seeds),
+                  f"study {claim.id}", progress)
+    base_preset = get_preset(preset, task=claim.task) if claim.task else preset
+    base0 = load_base(base_preset, seed=bases[0], progress=False)
+    tuning = (tune(claim, base0, bases[0], preset, runs_dir, bar) if tuned else
+              {"pick": {m: default_lr(claim, m) for m in claim.methods}, "note": "not tuned"})
+    runs = {m: [] for m in claim.methods}
+    for b in bases:
+        base = base0 if b == bases[0] else load_base(base_preset, seed=b, progress=False)
+        _, test = eval_splits(base, claim.eval_problems)
+        for s in seeds:
+            for m in claim.methods:
+                runs[m].append(run_cached(claim, preset, m, tuning["pick"][m], base, b, s, "test",
+                                          test, runs_dir))
+                bar.update(1)
+    bar.close()
+    comps = [compare_runs(runs, c, claim.metric_key) for c in claim.comparisons]
+    verdict, caveats = decide(claim, comps)
+    decl = {k: v for k, v in asdict(claim).items() if k not in ("comparisons", "caveats", "grids")}
+    return {**decl, "decision_rule": "95% paired t interval of treatment - control over "
+                                     "(base, seed): holds if it excludes 0 on the predicted side, "
+                                     "contradicted if on the other side, not shown otherwise",
+            "bases": list(bases), "seeds": list(seeds), "preset": preset, "tuning": tuning,
+            "runs": runs, "comparisons": comps, "verdict": verdict, "caveats": caveats,
+            "machine": machine(), "wall_s": time.perf_counter() - t0,
+            "cpu_s": time.process_time() - c0,
+            "version": STUDY_VERSION}
+
+
+def write_record(record: dict, out_dir) -> Path:
+    """Write ``record`` to ``out_dir/<claim id>.json`` (atomically) and return the path."""
+    path = Path(out_dir) / f"{record['id']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+RESULTS = Path(__file__).resolve().parents[3] / "results" / "study"   # the committed records
+
+
+def load_record(claim_id: str, out_dir=None) -> dict:
+    """The committed record of ``claim_id`` (default folder: <repo>/results/study)."""
+    path = Path(out_dir or RESULTS) / f"{claim_id}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no study record {path}: run `python -m refimpl study --claims {claim_id}`")
+    return json.loads(path.read_text())
+
+
+def load_records(out_dir=None) -> list:
+    """Every record in ``out_dir`` (default: the committed ones), in claim order."""
+    order = lambda p: (int(re.match(r"C(\d+)", p.stem).group(1)), p.stem)   # noqa: E731; C11 < C11b < C12
+    paths = sorted(Path(out_dir or RESULTS).glob("C*.json"), key=order)
+    return [json.loads(p.read_text()) for p in paths]
+
+
+def recompute_verdicts(record: dict) -> list:
+    """Each comparison's verdict recomputed from the record's paired differences by the
+    declared rule (95% t interval, ``stats.verdict``), then the claim's verdict from them
+    (``decide``): a notebook asserts these equal what the record says."""
+    verdicts = [stats.verdict(stats.t_interval([d["diff"] for d in c["diffs"]]), c["predicted"])
+                for c in record["comparisons"]]
+    claim = CLAIMS[record["id"]]
+    overall, _ = decide(claim, [{"verdict": v} for v in verdicts])
+    return verdicts + [overall]
+
+
+def format_record(record: dict) -> str:
+    """A record in a few lines, as notebooks print it: the runs, each method's tuned lr, each
+    comparison's paired mean difference [95% t interval] and verdict, the verdict, the caveats."""
+    pick = record["tuning"]["pick"]
+    lines = [f"{record['id']} record: {len(record['bases'])} bases x {len(record['seeds'])} seeds, "
+             f"{record['budget_samples']:,} completions per run; lr "
+             + ("not tuned" if "note" in record["tuning"] else "picked on validation") + ": "
+             + ", ".join(f"{LABELS[m]} {lr:g}" for m, lr in pick.items())]
+    for c in record["comparisons"]:
+        ci = c["ci"]
+        lines.append(f"  {comparison_label(record, c)}: {ci['mean']:+.3f} [{ci['lo']:+.3f}, {ci['hi']:+.3f}]"
+                     + ("" if c["predicted"] == 1 else " (predicted < 0)") + f"  {c['verdict']}")
+    lines.append(f"verdict: {record['verdict']}")
+    lines += [f"  caveat: {t}" for t in record["caveats"]]
+    return "\n".join(lines)
+
+
+def comparison_label(record: dict, c: dict) -> str:
+    """"treatment - control", plus the compared value when it is not accuracy (records made
+    before comparisons named their value compare final_acc)."""
+    key = c.get("metric") or record.get("metric_key", "final_acc")
+    if c.get("control_metric"):            # one method's value against another, or against 0
+        return (f"{LABELS[c['treatment']]}: {key.replace('_', ' ')}"
+                + ("" if c["control_metric"] == "0" else
+                   f" - {c['control_metric'].replace('_', ' ')}"))
+    text = f"{LABELS[c['treatment']]} - {LABELS[c['control']]}"
+    if key == "final_acc":                 # named only where the record's own value is another
+        return text if record.get("metric_key", "final_acc") == "final_acc" else f"{text} (accuracy)"
+    return f"{text} ({key.replace('_', ' ')})"

@@ -1,0 +1,291 @@
+"""The head-to-head study: one SFT base, one budget, DPO vs GRPO vs REINFORCE vs PPO.
+
+Every method starts from the same cached SFT base (``load_base(preset)``), is judged on the
+same held-out problems (greedy accuracy), and gets the same budget, either
+
+* equal **wall time** (``budget_s``): seconds on the training clock of each trainer
+  (``refimpl.core.training.Clock``: sampling, scoring, reference passes and updates; held-out
+  evaluation excluded). DPO's clock also counts the generation of its preference pairs from
+  base samples, which is the price of its data. Fair for the question "what does this
+  machine give me in T seconds"; it depends on the hardware and on implementation details
+  (KV cache, batch sizes) and is noisy on a shared machine.
+* equal **generated samples** (``budget_samples``): completions drawn from a policy. The online
+  methods draw B*G per step; DPO draws all of them up front (``budget_samples // G`` prompts x
+  G samples from the base, paired correct vs wrong) and then trains ``dpo_epochs`` passes over
+  the pairs, which cost no new samples. Fair for sample efficiency, when generation or
+  verification is the bottleneck (unit tests to run, labels to buy); it ignores update cost.
+
+The number of steps that fits a wall-time budget is calibrated once per method: a short run
+of ``calib_steps`` steps measures seconds per step (first seed, first step left out), and
+every seed then runs the same number of steps, so the seeds differ only in their randomness
+(DPO's step count under a sample budget likewise comes from the first seed's pairs). On a busy machine the
+realised wall time can differ from the budget by tens of percent (the table reports it, and
+the accuracy-vs-time figure compares methods at equal time). Under a sample budget the online
+methods run the fewest whole steps of B*G samples that reach it.
+
+Compute is also estimated in FLOPs, with each method's model in the registry
+(``refimpl.methods.registry``): 2 N per token for a forward pass and 6 N for a forward + backward pass.
+DPO's data costs 2 N * n_gen L once for sampling the pairs and 2 N * 2 n_pairs L for the frozen
+reference on them.
+
+The methods (``dpo``, ``rpo``, ``online_dpo``, ``grpo``, ``reinforce``, ``ppo``) and what
+each one is are rows of the registry ``refimpl.methods.registry.METHODS``; online DPO separates
+"offline data" from "the DPO loss".
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from refimpl.core.preferences import build_pairs
+from refimpl.core.sft import load_base
+from refimpl.core.training import StepBar, heldout_accuracy
+from refimpl.core.utils import PRESETS, get_preset
+from refimpl.methods.registry import METHODS, get_method
+
+DEFAULT_METHODS = ("dpo", "grpo", "reinforce", "ppo")
+
+# Learning rates picked on a validation split by the claims study (results/study/C17.json,
+# `python -m refimpl study --claims C17`); a test keeps this table equal to the record's picks.
+# Methods without an entry run at their trainer's default.
+TUNED = {"cpu": {"dpo": {"lr": 1e-5}, "rpo": {"lr": 1e-4}, "online_dpo": {"lr": 2e-5},
+                 "grpo": {"lr": 2e-5}, "reinforce": {"lr": 5e-5}}}
+
+
+@dataclass
+class CompareConfig:
+    """One head-to-head study. Exactly one of budget_s / budget_samples is set."""
+
+    methods: tuple = DEFAULT_METHODS
+    seeds: tuple = (0, 1)
+    budget_s: float | None = None       # equal training wall time per run (seconds)
+    budget_samples: int | None = 2560   # or: equal generated completions per run
+    preset: str = "cpu"
+    eval_problems: int = 256            # held-out problems (the same for every run)
+    evals: int = 4                      # held-out evaluations per run after step 0
+    prompts_per_step: int = 16          # B of the online methods
+    group_size: int = 8                 # G: samples per prompt (online methods and DPO's data)
+    dpo_prompts: int = 256              # wall-time budget: DPO's data = dpo_prompts x G base samples
+    dpo_pairs_per_prompt: int = 2
+    dpo_epochs: float = 2.0             # sample budget: passes over DPO's pairs
+    rpo_nll_coef: float = 1.0           # weight of the NLL term for "rpo"
+    calib_steps: int = 3                # steps of the timing calibration (wall-time budget)
+    overrides: dict = field(default_factory=dict)   # {method: {config field: value}}
+
+    def validate(self) -> None:
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad or not self.methods:
+            raise ValueError(f"unknown method(s) {bad or '(none given)'}: choose from {', '.join(METHODS)}")
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}: choose one of {sorted(PRESETS)}")
+        if (self.budget_s is None) == (self.budget_samples is None):
+            raise ValueError("set exactly one of budget_s (wall time) and budget_samples")
+        if self.budget_s is not None and not (math.isfinite(self.budget_s) and self.budget_s > 0):
+            raise ValueError(f"budget_s must be a number of seconds > 0, got {self.budget_s}")
+        if self.budget_samples is not None and not self.budget_samples > 0:
+            raise ValueError(f"budget_samples must be > 0, got {self.budget_samples}")
+        if not self.seeds:
+            raise ValueError("give at least one seed")
+        for name in ("eval_problems", "evals", "prompts_per_step", "dpo_prompts", "calib_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.group_size < 2:
+            raise ValueError(f"group_size must be >= 2 (groups and pairs compare samples), got {self.group_size}")
+
+
+def config_for_preset(preset: str = "cpu", tuned: bool = True, **kw) -> CompareConfig:
+    """A CompareConfig with the preset's defaults, then ``kw`` on top. tuned: start from the
+    study's tuned learning rates (``TUNED``); ``kw["overrides"]`` is applied over them."""
+    d = dict(budget_s=None, budget_samples=None, preset=preset)
+    d.update(get_preset(preset).study)          # the preset's study defaults (refimpl.core.utils)
+    if "budget_s" in kw or "budget_samples" in kw:      # the caller picks the budget kind
+        d.update(budget_s=None, budget_samples=None)
+    overrides = {m: dict(v) for m, v in (TUNED.get(preset, {}) if tuned else {}).items()}
+    for m, v in kw.pop("overrides", {}).items():
+        overrides.setdefault(m, {}).update(v)
+    d.update(kw, overrides=overrides)
+    return CompareConfig(**d)
+
+
+def method_config(method: str, cc: CompareConfig, seed: int, steps: int, eval_every: int):
+    """The trainer config of ``method`` for one run of the study."""
+    return get_method(method).make_config(cc, steps=steps, eval_every=eval_every,
+                                          eval_problems=cc.eval_problems, seed=seed)
+
+
+def n_params(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def flops_per_step(method: str, cfg, N: int, L: float, N_critic: int = 0) -> float:
+    """Estimated FLOPs of one update step (``refimpl.methods.registry``). L: tokens per sequence."""
+    return get_method(method).flops(cfg, N, L, N_critic)
+
+
+def _make_pairs(base, cc, seed, n_prompts):
+    """Preference pairs from base samples; returns (pairs or None, seconds, samples generated)."""
+    if n_prompts < 1:           # a sample budget below one group buys DPO no data at all
+        return None, 0.0, 0
+    t0 = time.perf_counter()
+    try:
+        pairs = build_pairs(base.model, base.tokenizer, base.task,
+                            base.train_problems(n_prompts, seed=seed), cc.group_size,
+                            cc.dpo_pairs_per_prompt, 1.0, seed)
+    except ValueError:          # no group had both a correct and a wrong sample
+        pairs = None
+    return pairs, time.perf_counter() - t0, n_prompts * cc.group_size
+
+
+def _steps_for_budget(method, base, cc, heldout, calib):
+    """Steps per run for ``method`` under the budget; ``calib`` caches (pairs, gen_s) of seed 0."""
+    seed = cc.seeds[0]
+    if cc.budget_samples is not None:
+        if get_method(method).online:
+            return max(1, math.ceil(cc.budget_samples / (cc.prompts_per_step * cc.group_size)))
+        pairs = calib.get("pairs")
+        n = len(pairs) if pairs is not None else 0
+        bs = method_config(method, cc, seed, 1, 1).batch_size
+        return max(1, math.ceil(cc.dpo_epochs * n / bs)) if n else 0
+    k = cc.calib_steps
+    if get_method(method).online:
+        cfg = replace(method_config(method, cc, seed, k, 1), eval_every=0)
+        hist = get_method(method).train(base, cfg, heldout=heldout).history
+        return max(1, int(cc.budget_s / _seconds_per_step(hist)))
+    if calib.get("pairs") is None:
+        return 0
+    cfg = method_config(method, cc, seed, k, k)
+    hist = get_method(method).train(base, cfg, heldout=heldout[:1], pairs=calib["pairs"]).history
+    return max(1, int((cc.budget_s - calib["gen_s"]) / _seconds_per_step(hist)))
+
+
+def _seconds_per_step(hist) -> float:
+    """Seconds per step of a calibration run, leaving out the first (warm-up) step."""
+    t = [r["time_s"] for r in hist]                  # t[0] = 0 at step 0
+    return (t[-1] - t[1]) / (len(t) - 2) if len(t) > 2 else t[-1]
+
+
+def run_one(method, base, cc, seed, steps, heldout, pairs_info=None, progress=False):
+    """Train one (method, seed) for ``steps`` steps; return (record dict, policy)."""
+    eval_every = max(1, steps // cc.evals) if steps else 1
+    cfg = method_config(method, cc, seed, steps, eval_every)
+    N = n_params(base.model)
+    P = base.tokenizer.encode_prompts([heldout[0].prompt])[0].shape[1]
+    rec = {"method": method, "seed": seed, "steps": steps, "params": N}
+    if get_method(method).online:
+        res = get_method(method).train(base, cfg, heldout=heldout, progress=progress)
+        lens = [r["completions/mean_length"] for r in res.history if "completions/mean_length" in r]
+        L = P + (sum(lens) / len(lens) if lens else 0.0)
+        Nc = n_params(res.critic) if method == "ppo" else 0
+        fps = flops_per_step(method, cfg, N, L, Nc)
+        curve = [{"time_s": r["time_s"], "samples": r["samples"], "flops": r["step"] * fps,
+                  "heldout_acc": r["heldout_acc"]} for r in res.history if "heldout_acc" in r]
+        rec.update(data_s=0.0, pairs=0, pairs_consumed=0, flops_data=0.0)
+    else:
+        pairs, gen_s, n_gen = pairs_info
+        if pairs is None or steps == 0:     # DPO has nothing to learn from
+            acc = heldout_accuracy(base.model, base, heldout)
+            curve = [{"time_s": 0.0, "samples": 0, "flops": 0.0, "heldout_acc": acc},
+                     {"time_s": gen_s, "samples": n_gen, "flops": 0.0, "heldout_acc": acc}]
+            rec.update(data_s=gen_s, pairs=0, pairs_consumed=0, flops_data=0.0, flops_per_step=0.0,
+                       s_per_step=float("nan"), note="no preference pairs could be formed")
+            return _finish(rec, curve), base.policy()
+        res = get_method(method).train(base, cfg, heldout=heldout, pairs=pairs, progress=progress)
+        T = (pairs.chosen_mask.sum() + pairs.rejected_mask.sum()).item() / (2 * len(pairs))
+        L = P + T
+        fps = flops_per_step(method, cfg, N, L)
+        data_flops = 2 * N * n_gen * L + 2 * N * 2 * len(pairs) * L
+        curve = [{"time_s": 0.0, "samples": 0, "flops": 0.0,
+                  "heldout_acc": res.history[0]["heldout_acc"]}]
+        curve += [{"time_s": gen_s + r["time_s"], "samples": n_gen,
+                   "flops": data_flops + r["step"] * fps, "heldout_acc": r["heldout_acc"]}
+                  for r in res.history if "heldout_acc" in r]
+        rec.update(data_s=gen_s, pairs=len(pairs), pairs_consumed=res.history[-1]["samples"],
+                   flops_data=data_flops)
+    train_s = res.history[-1]["time_s"]
+    rec.update(flops_per_step=fps, tokens_per_seq=L,
+               s_per_step=train_s / steps if steps else float("nan"))
+    return _finish(rec, curve), res.policy
+
+
+def run_method(method, base, cc: CompareConfig, seed: int, heldout, progress: bool = False):
+    """One (method, seed) run under ``cc``'s budget, judged on ``heldout``; returns its record
+    (see ``run_one``). An offline method builds its own pairs from base samples of this seed,
+    and its step count comes from them, so every run stands alone (the claims study's unit)."""
+    cc = replace(cc, seeds=(seed,), methods=(method,))
+    cc.validate()
+    info, calib = None, {}
+    if not get_method(method).online:
+        n_data = (cc.budget_samples // cc.group_size if cc.budget_samples is not None
+                  else cc.dpo_prompts)
+        info = _make_pairs(base, cc, seed, n_data)
+        calib = {"pairs": info[0], "gen_s": info[1]}
+    steps = _steps_for_budget(method, base, cc, heldout, calib)
+    return run_one(method, base, cc, seed, steps, heldout, info, progress=progress)[0]
+
+
+def _finish(rec, curve):
+    rec.update(base_acc=curve[0]["heldout_acc"], final_acc=curve[-1]["heldout_acc"],
+               wall_s=curve[-1]["time_s"], samples=curve[-1]["samples"],
+               flops=curve[-1]["flops"], curve=curve)
+    return rec
+
+
+@dataclass
+class CompareResult:
+    config: CompareConfig
+    runs: list                                    # one record per (method, seed), see run_one
+    policies: dict = field(default_factory=dict)  # {(method, seed): trained GPT} if kept
+    meta: dict = field(default_factory=dict)
+
+    def by_method(self) -> dict:
+        out = {}
+        for r in self.runs:
+            out.setdefault(r["method"], []).append(r)
+        return out
+
+
+def run_compare(cc: CompareConfig | None = None, base=None, progress: bool = True,
+                keep_policies: bool = False) -> CompareResult:
+    """Run every method of ``cc.methods`` for every seed from the same base and budget.
+
+    base: a loaded Base (default ``load_base(cc.preset)``). Runs go seed by seed, each seed
+    through every method, so that slow phases of a shared machine hit all methods alike.
+    """
+    cc = cc or CompareConfig()
+    cc.validate()
+    base = base if base is not None else load_base(cc.preset, progress=progress)
+    heldout = base.heldout(cc.eval_problems)            # one held-out set for every run
+    t_start = time.perf_counter()
+    offline = [m for m in cc.methods if not METHODS[m].online]
+    n_data = (cc.budget_samples // cc.group_size if cc.budget_samples is not None
+              else cc.dpo_prompts)
+    pairs_by_seed = {}
+    if offline:                                  # the same pairs serve dpo and rpo of a seed
+        pairs_by_seed[cc.seeds[0]] = _make_pairs(base, cc, cc.seeds[0], n_data)
+    calib = ({"pairs": pairs_by_seed[cc.seeds[0]][0], "gen_s": pairs_by_seed[cc.seeds[0]][1]}
+             if offline else {})
+    steps = {m: _steps_for_budget(m, base, cc, heldout, calib) for m in cc.methods}
+    runs, policies = [], {}
+    bar = StepBar(len(cc.methods) * len(cc.seeds), "head-to-head", progress)
+    for seed in cc.seeds:
+        for m in cc.methods:
+            bar.set_postfix(method=m, seed=seed)
+            info = None
+            if not METHODS[m].online:
+                if seed not in pairs_by_seed:
+                    pairs_by_seed[seed] = _make_pairs(base, cc, seed, n_data)
+                info = pairs_by_seed[seed]
+            rec, policy = run_one(m, base, cc, seed, steps[m], heldout, info, progress=False)
+            runs.append(rec)
+            if keep_policies:
+                policies[(m, seed)] = policy
+            bar.update(1)
+    bar.close()
+    meta = {"device": str(base.device), "threads": torch.get_num_threads(),
+            "params": n_params(base.model), "total_s": time.perf_counter() - t_start,
+            "budget": (f"{cc.budget_s:g} s" if cc.budget_s is not None
+                       else f"{cc.budget_samples} samples")}
+    return CompareResult(cc, runs, policies, meta)
