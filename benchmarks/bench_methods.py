@@ -17,19 +17,19 @@ from refimpl.core.preferences import build_pairs
 from refimpl.core.sft import load_base
 from refimpl.methods.dpo_trainer import DPOConfig, train_dpo
 from refimpl.methods.grpo_trainer import benchmark_grpo
-from refimpl.methods.reinforce_trainer import ReinforceTrainConfig, train_reinforce
+from refimpl.methods.reinforce_trainer import ReinforceConfig, train_reinforce
 
 
 def bench_dpo(base, steps):
     cfg = DPOConfig(steps=steps, eval_every=10**6)
     pairs = build_pairs(base.model, base.tokenizer, base.task, base.train_problems(cfg.n_prompts),
                         group_size=cfg.group_size, pairs_per_prompt=cfg.pairs_per_prompt)
-    res = train_dpo(base, cfg, pairs, progress=False)
+    res = train_dpo(base, cfg, pairs=pairs, progress=False)
     return steps * cfg.batch_size / res.history[-1]["time_s"]   # the clock excludes evaluation
 
 
 def bench_reinforce(base, steps):
-    cfg = ReinforceTrainConfig(steps=steps, eval_every=0)
+    cfg = ReinforceConfig(steps=steps, eval_every=0)
     res = train_reinforce(base, cfg, progress=False)
     return steps * cfg.prompts_per_step * cfg.group_size / res.history[-1]["time_s"]
 

@@ -451,7 +451,8 @@ def report(method, unit, per_step, res, floor):
             "floor_reached": reach}
 
 
-def main(argv=None):
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line; --clock cpu needs --threads 1."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3, help="timed steps per implementation, alternated")
     ap.add_argument("--threads", type=int, default=2)
@@ -473,6 +474,35 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.clock == "cpu" and args.threads != 1:
         ap.error("--clock cpu needs --threads 1 (CPU time adds up over threads)")
+    return args
+
+
+def bench_method(method: str, task, tok, problems, size, args, use_trl: bool) -> dict:
+    """Time one method's steps (alternating with TRL's when use_trl), print the peak memory of
+    a step and return the method's report (with "peak_mb")."""
+    ours = (RefimplGRPO if method == "grpo" else RefimplDPO)(task, tok, problems, size, args)
+    if use_trl:                                                # TRL, refimpl, TRL, ...
+        theirs = (trl_grpo if method == "grpo" else trl_dpo)(task, tok, problems, size, args)
+        res, peak = alternate(*theirs, ours, args.repeats)
+    else:
+        res, peak = refimpl_alone(ours, args.repeats)
+    rows = args.prompts * args.group if method == "grpo" else 2 * args.pairs
+    P, T = ours.shape
+    live = args.dpo_ref == "live"
+    # refimpl's GPT shapes for both (TRL's Llama has the same FLOPs within 1 %).
+    groups = args.prompts if method == "grpo" else args.pairs
+    floor = floor_seconds(ours.policy, method, rows, groups, P, T, live)
+    per_step, unit = (rows, "completions") if method == "grpo" else (args.pairs, "pairs")
+    result = report(method, unit, per_step, res, floor)
+    result["peak_mb"] = peak
+    print("peak memory of a step above its start (MiB): " + ", ".join(
+        f"{n} {'n/a' if v is None else f'{v:.1f}'}" for n, v in peak.items()))
+    return result
+
+
+def main(argv=None):
+    """Time refimpl's (and TRL's) GRPO and DPO steps; returns {method: report}."""
+    args = parse_args(argv)
     global now
     now = time.process_time if args.clock == "cpu" else time.perf_counter
     torch.set_num_threads(args.threads)
@@ -483,32 +513,12 @@ def main(argv=None):
     version = f", trl {trl_bridge.require_trl().__version__}" if use_trl else ""
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads{version}, model {size}, "
           f"{args.clock} clock")
-    out = {}
-    for method in ("grpo", "dpo"):
-        if args.only not in (None, method):
-            continue
-        ours = (RefimplGRPO if method == "grpo" else RefimplDPO)(task, tok, problems, size, args)
-        if use_trl:                                                # TRL, refimpl, TRL, ...
-            theirs = (trl_grpo if method == "grpo" else trl_dpo)(task, tok, problems, size, args)
-            res, peak = alternate(*theirs, ours, args.repeats)
-        else:
-            res, peak = refimpl_alone(ours, args.repeats)
-        rows = args.prompts * args.group if method == "grpo" else 2 * args.pairs
-        P, T = ours.shape
-        live = args.dpo_ref == "live"
-        # refimpl's GPT shapes for both (TRL's Llama has the same FLOPs within 1 %).
-        groups = args.prompts if method == "grpo" else args.pairs
-        floor = floor_seconds(ours.policy, method, rows, groups, P, T, live)
-        per_step, unit = (rows, "completions") if method == "grpo" else (args.pairs, "pairs")
-        out[method] = report(method, unit, per_step, res, floor)
-        out[method]["peak_mb"] = peak
-        print("peak memory of a step above its start (MiB): " + ", ".join(
-            f"{n} {'n/a' if v is None else f'{v:.1f}'}" for n, v in peak.items()))
+    out = {method: bench_method(method, task, tok, problems, size, args, use_trl)
+           for method in ("grpo", "dpo") if args.only in (None, method)}
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)
     return out
-
 
 if __name__ == "__main__":
     sys.exit(0 if main() else 1)

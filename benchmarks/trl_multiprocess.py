@@ -123,7 +123,8 @@ def dpo_trainer(tok, task, problems, size, args, world):
     return trl_bridge.silence(trainer)
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: methods, steps, global batch, group, model size and output folder."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--method", nargs="+", choices=("grpo", "dpo"), default=["grpo"],
                     help="one or both, trained one after the other in the same processes")
@@ -135,6 +136,34 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--size", default="1,32,2", help="n_layer,n_embd,n_head of the tiny Llama")
     ap.add_argument("--out", required=True, help="folder for <method>/rank<r>.pt")
+    return ap
+
+
+def train_and_save(trainer, method: str, args, world: int, rank: int) -> None:
+    """Train, write this rank's ``<out>/<method>/rank<r>.pt`` (parameters after the last step,
+    TRL's loss log, world size, backend, seconds) and, on rank 0, print the losses per step."""
+    t = time.perf_counter()
+    with trl_bridge.quiet():
+        trainer.train()
+    seconds = time.perf_counter() - t
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    params = {n: p.detach().clone() for n, p in model.named_parameters()}
+    out = Path(args.out) / method
+    out.mkdir(parents=True, exist_ok=True)
+    dist = torch.distributed.is_available() and torch.distributed.is_initialized()
+    backend = torch.distributed.get_backend() if dist else None
+    torch.save({"params": params, "logs": logs, "world": world, "backend": backend,
+                "seconds": seconds},
+               out / f"rank{rank}.pt")
+    if rank == 0:
+        print(f"{method}: {world} process(es), {args.steps} steps of {args.global_batch} in "
+              f"{seconds:.2f} s; loss per step " + ", ".join(f"{h['loss']:.6f}" for h in logs))
+
+
+def main(argv=None):
+    """Train each --method with TRL in this process (one rank of the launch) and save its result."""
+    ap = build_parser()
     args = ap.parse_args(argv)
     world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
     if args.global_batch % (world * args.group):
@@ -148,24 +177,8 @@ def main(argv=None):
     size = dict(zip(("n_layer", "n_embd", "n_head"), map(int, args.size.split(","))))
     for method in args.method:
         make = grpo_trainer if method == "grpo" else dpo_trainer
-        trainer = make(tok, task, problems, size, args, world)
-        t = time.perf_counter()
-        with trl_bridge.quiet():
-            trainer.train()
-        seconds = time.perf_counter() - t
-        logs = [h for h in trainer.state.log_history if "loss" in h]
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        params = {n: p.detach().clone() for n, p in model.named_parameters()}
-        out = Path(args.out) / method
-        out.mkdir(parents=True, exist_ok=True)
-        dist = torch.distributed.is_available() and torch.distributed.is_initialized()
-        backend = torch.distributed.get_backend() if dist else None
-        torch.save({"params": params, "logs": logs, "world": world, "backend": backend,
-                    "seconds": seconds},
-                   out / f"rank{rank}.pt")
-        if rank == 0:
-            print(f"{method}: {world} process(es), {args.steps} steps of {args.global_batch} in "
-                  f"{seconds:.2f} s; loss per step " + ", ".join(f"{h['loss']:.6f}" for h in logs))
+        train_and_save(make(tok, task, problems, size, args, world), method, args, world, rank)
+
 
 if __name__ == "__main__":
     main()

@@ -3,7 +3,7 @@
 # This is YOUR file: replace each `raise NotImplementedError(...)` with your code, then run
 # `python -m grader --only diagnosis` from the repository root. (The generator will not
 # overwrite a file you edited unless it is run with --force.)
-# generated-digest: 62df67dc1a2929c2
+# generated-digest: 337de5d8c224d3a6
 # ----------------------------------------------------------------------------------------------
 """Exercise: read the dashboard of a run that went wrong, name the failure and the remedy.
 

@@ -3,7 +3,7 @@
 # This is YOUR file: replace each `raise NotImplementedError(...)` with your code, then run
 # `python -m grader --only offline_online` from the repository root. (The generator will not
 # overwrite a file you edited unless it is run with --force.)
-# generated-digest: 7fdbaa28b16dbe15
+# generated-digest: 95a030dd090ab77f
 # ----------------------------------------------------------------------------------------------
 """Exercise 3: why an offline method cannot fix a failure mode its data does not cover.
 

@@ -18,8 +18,10 @@ Grade with ``python -m grader [PATH] [--only NAME ...]``, or from a notebook cel
 ``sandbox`` (the child process, its limits, the call proxy), ``child`` and ``codec`` (the
 untrusted side and the plain-data channel), ``reference`` (expected values from solutions/ or
 a release's stored file), ``report`` (scores, the table, Gradescope's results.json),
-``release`` (student release and autograder bundle) and ``make_exercises`` (solutions/ ->
-exercises/). docs/GRADING.md describes the trust model and the scoring.
+``release`` (student release and autograder bundle; ``delegates`` and ``student_calls`` hold
+the code it puts into the release's refimpl) and ``make_exercises`` (solutions/ ->
+exercises/). ``python -m grader`` (``__main__``) sends ``release`` and ``bundle`` to
+``release`` and the rest to ``runner``. docs/GRADING.md describes the trust model and the scoring.
 """
 
 

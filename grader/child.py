@@ -159,37 +159,45 @@ def listing(module) -> dict:
             if not k.startswith("_")}
 
 
-def main() -> None:
-    student_file, display, config = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+def start_up(config: dict) -> None:
+    """Before any limit: unbuffered output, the site folders, the preloaded modules and
+    autograd's start-up (one tiny backward pass)."""
     sys.stdout.reconfigure(line_buffering=True)  # -I ignores PYTHONUNBUFFERED: keep the last line
     sys.stderr.reconfigure(line_buffering=True)  # printed before an os._exit or a crash
     faulthandler.enable()
     sys.path += config["site"]
     sys.dont_write_bytecode = True
-    requests, replies = os.fdopen(config["fds"][0], "rb", buffering=0), os.fdopen(config["fds"][1], "wb")
     for name in config["preload"]:
         importlib.import_module(name)
     if "torch" in sys.modules:  # autograd's start-up, before any time limit
         torch = sys.modules["torch"]
         x = torch.ones(2, requires_grad=True)
         torch.autograd.grad([(x * x).sum()], [x], [torch.ones(())])  # explicit grad_outputs: ~2 s the first time
+
+
+def lock_down(config: dict) -> bool:
+    """Hide the course tree and drop root (when the grader runs as root), move to the empty
+    home folder and set the resource limits; returns whether the course tree is hidden."""
     hidden = False
     if config["uid"] is not None:
         hidden = hide_paths(config["hide"])
         drop_privileges(config["uid"], config["read_cap"])
     os.chdir(os.environ["HOME"])
     set_limits(config["limits"])
-    codec.send(replies, {"loaded": True, "course_hidden": hidden})
-    try:
-        spec = importlib.util.spec_from_file_location("student", student_file)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["student"] = module
-        spec.loader.exec_module(module)
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent
-        codec.send(replies, {"import_error": error(exc, student_file, display)["error"]})
-        return
-    codec.send(replies, {"ready": listing(module)})
-    server = Server(module, student_file, display)
+    return hidden
+
+
+def import_student(student_file: str):
+    """The student's module, imported from its file as ``student``."""
+    spec = importlib.util.spec_from_file_location("student", student_file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["student"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def serve(server: Server, requests, replies, student_file: str, display: str) -> None:
+    """Answer the parent's requests, one reply each, until the parent closes the channel."""
     while True:
         try:
             request = codec.receive(requests.read)
@@ -203,6 +211,22 @@ def main() -> None:
             codec.send(replies, reply)
         except (TypeError, ValueError) as exc:
             codec.send(replies, error(exc, student_file, display))
+
+
+def main() -> None:
+    """Start up, lock down, import the student's module and serve the parent's requests."""
+    student_file, display, config = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    requests, replies = os.fdopen(config["fds"][0], "rb", buffering=0), os.fdopen(config["fds"][1], "wb")
+    start_up(config)
+    hidden = lock_down(config)
+    codec.send(replies, {"loaded": True, "course_hidden": hidden})
+    try:
+        module = import_student(student_file)
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        codec.send(replies, {"import_error": error(exc, student_file, display)["error"]})
+        return
+    codec.send(replies, {"ready": listing(module)})
+    serve(Server(module, student_file, display), requests, replies, student_file, display)
 
 
 if __name__ == "__main__":

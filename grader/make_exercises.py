@@ -102,13 +102,35 @@ def _check_imports(tree: ast.AST, filename: str) -> None:
 
 def _strip(source: str, filename: str) -> tuple[str, list[str]]:
     """(exercise text, functions with a region) of one solutions file; see strip_solutions."""
+    tree = _parse_solution(source, filename)
+    _check_imports(tree, filename)
+    lines, names = _replace_regions(source, filename, _marker_lines(source, filename), _functions(tree))
+    return _exercise_text(lines, filename), list(dict.fromkeys(names))
+
+
+def _parse_solution(source: str, filename: str) -> ast.Module:
+    """The syntax tree of a solutions file; RegionError when it does not parse."""
     try:
-        tree = ast.parse(source, filename)
+        return ast.parse(source, filename)
     except SyntaxError as exc:
         raise RegionError(f"{filename}:{exc.lineno}: the solution does not parse: {exc.msg}") from None
-    _check_imports(tree, filename)
-    markers = _marker_lines(source, filename)
-    functions = _functions(tree)
+
+
+def _enclosing_function(functions: list[tuple[int, int, str]], line_no: int, filename: str) -> str:
+    """The name of the innermost function whose body holds the BEGIN marker of line line_no;
+    RegionError when no function does."""
+    inside = [f for f in functions if f[0] < line_no <= f[1]]
+    if not inside:
+        raise RegionError(f"{filename}:{line_no}: region is not inside a function body; "
+                          "only code in a function can be replaced by `raise NotImplementedError`")
+    return max(inside)[2]  # the innermost function
+
+
+def _replace_regions(source: str, filename: str, markers: dict[int, str],
+                     functions: list[tuple[int, int, str]]) -> tuple[list[str], list[str]]:
+    """(the exercise's lines, the function of each region): each region replaced by its
+    ``# BUGGY:`` lines as code, or by ``raise NotImplementedError``; RegionError for a nested
+    region, an END without BEGIN or a BEGIN without END."""
     out: list[str] = []
     names: list[str] = []
     open_at = None  # line of the open BEGIN
@@ -119,11 +141,7 @@ def _strip(source: str, filename: str) -> tuple[str, list[str]]:
             if open_at is not None:
                 raise RegionError(f"{filename}:{line_no}: '{BEGIN}' inside the region opened at line "
                                   f"{open_at}; regions cannot nest (close it with '{END}' first)")
-            inside = [f for f in functions if f[0] < line_no <= f[1]]
-            if not inside:
-                raise RegionError(f"{filename}:{line_no}: region is not inside a function body; "
-                                  "only code in a function can be replaced by `raise NotImplementedError`")
-            name = max(inside)[2]  # the innermost function
+            name = _enclosing_function(functions, line_no, filename)
             names.append(name)
             indent = line[: len(line) - len(line.lstrip())]
             open_at, buggy = line_no, []
@@ -138,7 +156,12 @@ def _strip(source: str, filename: str) -> tuple[str, list[str]]:
             buggy.append(indent + line.lstrip()[len(BUGGY):])
     if open_at is not None:
         raise RegionError(f"{filename}:{open_at}: '{BEGIN}' has no matching '{END}'")
-    text = "".join(out)
+    return out, names
+
+
+def _exercise_text(lines: list[str], filename: str) -> str:
+    """The exercise's lines as one text ending in a newline; RegionError when it does not parse."""
+    text = "".join(lines)
     if text and not text.endswith("\n"):
         text += "\n"
     try:
@@ -146,7 +169,7 @@ def _strip(source: str, filename: str) -> tuple[str, list[str]]:
     except SyntaxError as exc:
         raise RegionError(f"{filename}: the generated exercise does not parse (line {exc.lineno}: "
                           f"{exc.msg}); check the indentation of the regions") from None
-    return text, list(dict.fromkeys(names))
+    return text
 
 
 def strip_solutions(source: str, filename: str = "<solution>") -> str:

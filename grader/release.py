@@ -13,7 +13,9 @@ error that lists each line and its file.
 
 refimpl in the release: refimpl holds the course's own implementations of several graded
 functions, which the notebooks call through the trainers. In OUT/refimpl/ the body of each of
-these functions (DELEGATES) is replaced by a call to the student's exercise, so the notebooks
+these functions is replaced by the body of the function of the same name in
+grader/delegates.py (real code that tests call), which calls the student's exercise through
+``refimpl/_student.py`` (grader/student_calls.py, copied as it is), so the notebooks
 run on the student's code, and an unwritten stub stops them with a message that names the
 exercise file and the grader command. Options an exercise does not cover (IPO, label
 smoothing, a KL term inside grpo_loss, ...) raise NotImplementedError there; the ungraded
@@ -23,136 +25,43 @@ from __future__ import annotations
 
 import argparse
 import ast
+import inspect
 import json
 import shutil
 import sys
+import textwrap
 from pathlib import Path
 
-from grader import make_exercises, reference
+from grader import make_exercises, reference, runner, student_calls
+from grader.delegates import DELEGATES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-STUDENT_HELPER = '''"""Student release: refimpl's graded functions call the student's exercises/<topic>.py."""
-import importlib.util
-import sys
-from pathlib import Path
-
-EXERCISES = Path(__file__).resolve().parent.parent / "exercises"
-
-
-def student(topic: str, name: str):
-    """exercises/<topic>.py:<name>, re-raising an unwritten stub with directions."""
-    key = f"_student_exercise_{topic}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, EXERCISES / f"{topic}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[key] = module
-    fn = getattr(sys.modules[key], name)
-
-    def run(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except NotImplementedError as exc:
-            raise NotImplementedError(
-                f"this notebook runs your exercises/{topic}.py:{name}, which is not written yet: write it, "
-                f"then check it with `python -m grader --only {name}`") from exc
-    return run
-
-
-def beyond(name: str, option: str) -> str:
-    return (f"the student release computes {name} with your exercise, which covers {option} only; "
-            "use the course's refimpl for other options")
-'''
 IMPORT = "from refimpl._student import beyond, student\n"
-# (refimpl module, function) -> the new body (after the docstring), indented by 4 spaces
-DELEGATES = {
-    ("dpo", "dpo_gradient_weight"): "return student('dpo', 'dpo_gradient_weight')(chosen_rewards, rejected_rewards)",
-    ("dpo", "dpo_loss"): """\
-if loss_type != "sigmoid" or label_smoothing != 0.0:
-    raise NotImplementedError(beyond("dpo_loss", "loss_type='sigmoid' without label smoothing"))
-losses, chosen, rejected = student("dpo", "dpo_loss")(policy_chosen_logps, policy_rejected_logps,
-                                                      ref_chosen_logps, ref_rejected_logps, beta)
-metrics = {"rewards/chosen": chosen.mean().item(), "rewards/rejected": rejected.mean().item(),
-           "rewards/margins": (chosen - rejected).mean().item(),
-           "rewards/accuracies": (chosen > rejected).float().mean().item(),
-           "logps/chosen": policy_chosen_logps.mean().item(), "logps/rejected": policy_rejected_logps.mean().item()}
-return losses, metrics""",
-    ("grpo", "group_advantages"): """\
-if scale != "group" or not unbiased:
-    raise NotImplementedError(beyond("group_advantages", "scale='group' with the unbiased std"))
-return student("grpo", "group_advantages")(rewards, group_size, eps=eps)""",
-    ("grpo", "prob_uniform_group"): "return student('grpo', 'prob_uniform_group')(p, G)",
-    ("grpo", "grpo_loss"): """\
-if (beta != 0 or clip_eps_high not in (None, clip_eps) or loss_agg not in ("grpo", "dapo")
-        or surrogate != "clip" or importance_sampling_level != "token"):
-    raise NotImplementedError(beyond("grpo_loss", "beta=0, one clip_eps, the token-level clip and "
-                                     "loss_agg 'grpo' or 'dapo'"))
-loss = student("grpo", "grpo_clipped_loss")(logps, old_logps, advantages, mask, clip_eps=clip_eps,
-                                            loss_agg=loss_agg)
-with torch.no_grad():
-    ratio = torch.exp(logps - old_logps)  # (B, T)
-    n_tok = mask.sum().clamp(min=1)
-    metrics = {"ratio_mean": (ratio * mask).sum().item() / n_tok.item(), "loss/policy": loss.item()}
-return loss, metrics""",
-    ("kl", "kl_estimate"): """\
-if estimator == "k3":
-    return student("grpo", "kl_k3")(logps, ref_logps)
-return _estimate_from_logratio(ref_logps - logps, estimator)""",
-    ("kl", "_estimate_from_logratio"): """\
-if estimator == "k1":
-    return -logratio
-if estimator == "k2":
-    return 0.5 * logratio**2
-return student("grpo", "kl_k3")(torch.zeros_like(logratio), logratio)  # k3""",
-    ("grpo", "_aggregate"): """\
-raise NotImplementedError(beyond("the GRPO token aggregation", "grpo_clipped_loss as a whole"))""",
-    ("grpo", "_surrogate_per_token"): """\
-raise NotImplementedError(beyond("the per-token clipped surrogate", "grpo_clipped_loss as a whole"))""",
-    ("reinforce", "baseline"): """\
-if kind not in BASELINE_KINDS:
-    raise ValueError(f"unknown baseline kind {kind!r}; choose one of {BASELINE_KINDS}")
-_check_rewards(rewards, group_size, min_group=2 if kind in ("rloo", "group_mean") else 1)
-if not rewards.is_floating_point():
-    rewards = rewards.to(torch.get_default_dtype())  # (B*G,)
-if kind == "rloo":
-    return student("reinforce", "rloo_baseline")(rewards, group_size)
-groups = rewards.view(-1, group_size)  # (B, G)
-if kind == "none":
-    return torch.zeros_like(rewards)  # (B*G,)
-if kind == "group_mean":
-    return groups.mean(dim=1, keepdim=True).expand(-1, group_size).reshape(-1)  # (B*G,)
-if running is None or keys is None or len(keys) != groups.shape[0]:
-    raise ValueError("kind='running' needs running=RunningBaseline(...) and one key per prompt (B keys)")
-b = running.get(keys).to(rewards.dtype)  # (B,)
-running.update(keys, rewards)
-return b.repeat_interleave(group_size)  # (B*G,)""",
-    ("logprobs", "gather_token_logprobs"): """\
-B, T, V = logits.shape
-flat = student("logprobs", "sequence_logprobs_from_logits")(
-    logits.reshape(B * T, 1, V), ids.reshape(B * T, 1), mask.reshape(B * T, 1).bool())  # (B*T,)
-return flat.reshape(B, T)""",
-    ("offline_online", "dpo_logit_gradient"):
-        "return student('offline_online', 'dpo_logit_gradient')(logits, pairs, beta, ref_logits)",
-    ("offline_online", "policy_gradient_logits"):
-        "return student('offline_online', 'policy_gradient_logits')(logits, rewards)",
-    ("offline_online", "gradient_mass_outside"):
-        "return student('offline_online', 'gradient_mass_outside')(grad, support)",
-    ("reinforce", "reinforce_loss"): """\
-if (ref_logps is not None and beta != 0) or mask is not None:
-    raise NotImplementedError(beyond("reinforce_loss", "sequence log-probs without a KL term"))
-loss = student("reinforce", "reinforce_loss")(logps, rewards, baselines)
-return loss, {"loss": loss.item()}""",
-    ("rewards", "process_reward"): "return student('rewards', 'process_reward')(task, problem, text)",
-}
+
+
+def _first_after_docstring(node: ast.FunctionDef) -> ast.stmt:
+    """The first statement of a function's body after its docstring."""
+    return node.body[1] if ast.get_docstring(node) and len(node.body) > 1 else node.body[0]
+
+
+def delegate_body(fn) -> str:
+    """The body of a grader/delegates.py function after its docstring, at column 0."""
+    source = textwrap.dedent(inspect.getsource(fn))
+    node = ast.parse(source).body[0]
+    start = _first_after_docstring(node).lineno - 1
+    return textwrap.dedent("".join(source.splitlines(keepends=True)[start:node.end_lineno]))
+
+
 def replace_bodies(source: str, module: str) -> str:
-    """The source of refimpl/<module>.py with each DELEGATES function's body replaced."""
+    """The source of refimpl/<module>.py with the body of each function that grader/delegates.py
+    replaces (DELEGATES) replaced by the delegate's body, which calls the student's exercise."""
     tree = ast.parse(source)
     lines = source.splitlines(keepends=True)
     edits = []
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and (module, node.name) in DELEGATES:
-            first = node.body[1] if ast.get_docstring(node) and len(node.body) > 1 else node.body[0]
-            body = IMPORT + DELEGATES[(module, node.name)] + "\n"
+            first = _first_after_docstring(node)
+            body = IMPORT + delegate_body(DELEGATES[(module, node.name)])
             edits.append((first.lineno - 1, node.end_lineno, "".join("    " + l if l.strip() else l
                                                                       for l in body.splitlines(keepends=True))))
     for start, end, text in sorted(edits, reverse=True):
@@ -169,8 +78,6 @@ def build(outs: dict[str, Path]) -> list[str]:
 
     Raises SystemExit, after removing what it wrote, when the output would hold a line of a
     solution region (leaked_lines) or when the solutions lose points."""
-    from grader.runner import main as grade
-
     for out in outs.values():
         if out.exists() and any(out.iterdir()):
             raise SystemExit(f"error: {out} exists and is not empty")
@@ -182,7 +89,7 @@ def build(outs: dict[str, Path]) -> list[str]:
         _discard(outs, fresh)
         raise SystemExit(leak_report(leaks))
     reference.RECORDED.clear()
-    if grade([str(REPO_ROOT / "solutions"), "--expect", "full", "--hidden"]) != 0:
+    if runner.main([str(REPO_ROOT / "solutions"), "--expect", "full", "--hidden"]) != 0:
         _discard(outs, fresh)
         raise SystemExit("error: the solutions do not get full marks; fix them before releasing")
     notes = []
@@ -232,7 +139,7 @@ def _write(out: Path, bundle: bool, values: dict) -> None:
     _copy_tree(REPO_ROOT / "refimpl", out / "refimpl")
     for path in sorted((out / "refimpl").rglob("*.py")):
         path.write_text(replace_bodies(path.read_text(encoding="utf-8"), path.stem), encoding="utf-8")
-    (out / "refimpl" / "_student.py").write_text(STUDENT_HELPER, encoding="utf-8")
+    (out / "refimpl" / "_student.py").write_text(inspect.getsource(student_calls), encoding="utf-8")
     if (REPO_ROOT / "notebooks").is_dir():
         _copy_tree(REPO_ROOT / "notebooks", out / "notebooks")
     for name in ("requirements.txt", "requirements-trl.txt", "pyproject.toml"):

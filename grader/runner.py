@@ -2,7 +2,7 @@
 
     python -m grader [PATH] [--only NAME ...] [--timeout SECONDS] [--json] [--expect full|zero]
                      [--hidden] [--gradescope RESULTS_JSON] [--memory-mb MB]
-    python -m grader release OUT/      a student folder (grader/release.py)
+    python -m grader release OUT/      a student folder (grader/release.py, via grader/__main__.py)
     python -m grader bundle OUT/       a Gradescope autograder folder, with the hidden checks
 
 PATH is a folder (default ``exercises``) holding ``<topic>.py`` files, or one ``.py`` file
@@ -547,12 +547,9 @@ def _expect_status(expect: str | None, results: list[TopicResult]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] in (["release"], ["bundle"]):
-        from grader.release import main as release_main
-
-        return release_main(argv)
-    args = build_parser().parse_args(argv)
+    """Grade as the command line asks (``python -m grader`` sends ``release`` and ``bundle`` to
+    grader/release.py first, see grader/__main__.py); returns the exit code."""
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         settings = _settings(args)
         plan = make_plan(Path(args.path), Path(args.checks), args.only, args.topic)

@@ -6,9 +6,10 @@ gives the layers inside them; tests/test_architecture.py checks the imports):
 1. ``core``: tokenizer, model, sampling, log-probs, rollouts, tasks and verifiers, evaluation,
    the supervised base policy and what every trainer shares (``training``)
 2. ``methods``: per method a loss (pure tensor functions: ``dpo``, ``grpo``, ``kl``,
-   ``reinforce``, ``ppo``), its trainer (one config dataclass, collect -> update -> log) and its
-   analysis
-3. ``experiments``: the method registry, the labs, the head-to-head, the claims study, TRL
+   ``reinforce``, ``ppo``), its trainer (one config dataclass, collect -> update -> log) with
+   its registry row beside it, and its analysis; ``registry`` collects the rows
+3. ``experiments``, in folders by job: ``labs``, ``head_to_head``, ``claims_study``,
+   ``debugging`` (the run clinic) and ``to_trl``
 4. ``figures``: the notebooks' figures
 
 Import every module by its full path (``from refimpl.methods import grpo``,

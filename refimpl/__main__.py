@@ -76,7 +76,7 @@ def _positive(kind):
 
 def build_parser() -> argparse.ArgumentParser:
     from refimpl.core.utils import PRESETS
-    from refimpl.experiments.head_to_head.compare import DEFAULT_METHODS
+    from refimpl.experiments.head_to_head.compare import DEFAULT_METHODS, PRESET_DEFAULTS
     from refimpl.methods.registry import METHODS
 
     parser = argparse.ArgumentParser(prog="python -m refimpl",
@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="equal training wall time per run, in seconds, instead of samples")
     budget.add_argument("--budget-samples", type=_positive(int), default=None,
                         help="equal number of generated completions per run (default: the preset's, "
-                             f"{PRESETS['cpu'].study['budget_samples']:,} on cpu)")
+                             f"{PRESET_DEFAULTS['cpu']['budget_samples']:,} on cpu)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
                    help="model and study size: cpu (default), gpu (CUDA, larger), tiny (tests)")
     p.add_argument("--eval-problems", type=_positive(int), default=None,
@@ -103,10 +103,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "tiny and extra threads cost more than they save on a shared machine)")
     p.add_argument("--out", default="runs/compare", help="output folder (default runs/compare)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--jobs", type=_jobs, default=1,
-                   help="claims run at the same time, each in its own process with one torch "
-                        "thread (default 1; 2 on a 2-core machine halves the wall time). "
-                        "Progress bars are shown with --jobs 1 only")
     _study_parser(sub)
     _clinic_parser(sub)
     return parser

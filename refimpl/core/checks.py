@@ -191,15 +191,3 @@ def config(name: str, cfg, cls: type | tuple):
                         f"{type(cfg).__name__}; build one with {first.__name__}(...)")
     return cfg
 
-
-def study_run(who: str, method, methods: tuple, lr, cfg, cls, problems):
-    """The arguments of one claims-study run of ``who``: a method of ``registry``, an lr > 0, a
-    ``cls`` config (None: its defaults), validated, and at least one problem to measure on.
-    Returns the config."""
-    one_of("method", method, methods)
-    positive("lr", lr)
-    cfg = config("cfg", cfg, cls)
-    cfg.validate()
-    if not problems:
-        raise ValueError(f"{who} got no problems to measure on")
-    return cfg

@@ -129,8 +129,7 @@ def base_seed() -> int:
 def _cache_paths(preset: Preset, seed: int) -> tuple:
     """(weights, history) files of the cached base: a state dict that ``torch.load`` reads with
     ``weights_only=True`` and the SFT history as JSON beside it."""
-    fields = {k: v for k, v in asdict(preset).items() if k != "study"}   # study: not SFT
-    key = json.dumps({"preset": fields, "seed": seed, "v": SFT_VERSION,
+    key = json.dumps({"preset": asdict(preset), "seed": seed, "v": SFT_VERSION,
                       "torch": torch.__version__.split("+")[0]}, sort_keys=True, default=str)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     stem = cache_dir() / f"base-{preset.name}-{digest}"

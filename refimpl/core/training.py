@@ -1,16 +1,22 @@
-"""What every trainer shares: the result type, the held-out evaluation and the clock.
+"""What every trainer shares: the result type, the registry row, the evaluation and the clock.
 
-Each method's trainer (``train_dpo``, ``train_grpo``, ``train_reinforce``, ``train_ppo``) is a
-short loop over its pure loss function and returns a ``TrainResult``. Its ``history`` is a list
-of dicts, one per step, with at least ``step``, ``time_s`` (wall clock since the start),
-``samples`` (completions generated, or preference pairs consumed, so far) and, every
-``eval_every`` steps (and at step 0), ``heldout_acc``.
+Each method's trainer (``train_dpo``, ``train_grpo``, ``train_reinforce``, ``train_ppo``, and
+the scorers' ``train_reward_model``, ``train_prm``) has the one signature
+``train_x(base, cfg=None, *, <its own inputs>, progress=True, heldout=None) -> TrainResult``
+(a short loop over its pure loss function). A policy trainer's ``history`` is a list of dicts,
+one per step, with at least ``step``, ``time_s`` (wall clock since the start), ``samples``
+(completions generated so far: sampled by an online trainer, or generated to build an offline
+trainer's data) and, every ``eval_every`` steps (and at step 0), ``heldout_acc``.
+
+Each trainer module also declares its registry row(s) (``Method``, ``OfflineData``) beside its
+trainer; ``refimpl.methods.registry`` collects them.
 """
 from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Callable
 
 import torch
 
@@ -21,8 +27,17 @@ from refimpl.core.utils import seed_everything
 
 @dataclass
 class TrainResult:
-    policy: object                         # the trained GPT
+    """What every trainer returns.
+
+    model: the trained network (TRL's word): the policy GPT of a policy trainer, the scorer of
+        ``train_reward_model`` (a RewardModel) and ``train_prm`` (a ProcessRewardModel);
+    history: one dict per logged step (module docstring; the PRM: its one metrics row);
+    critic: PPO's trained ValueModel (None for every other trainer).
+    """
+
+    model: object
     history: list = field(default_factory=list)
+    critic: object = None
 
     def curve(self, key: str) -> tuple[list, list]:
         """(steps, values) for the rows that have ``key``."""
@@ -35,6 +50,77 @@ class TrainResult:
             if key in r:
                 return r[key]
         return None
+
+
+@dataclass(frozen=True)
+class OfflineData:
+    """How an offline method of the registry gets its data for a head-to-head run, and what
+    the data costs; ``refimpl.experiments.head_to_head.compare`` knows offline methods through
+    this alone, so another offline method (KTO, say) is one more ``Method`` row with its own.
+
+    what: the data's name, as a record's note shows it ("preference pairs");
+    arg: the trainer's keyword for the data (``train_dpo(..., pairs=...)``), which is also the
+        history key of the items consumed so far (DPO's ``pairs``); the data has a ``len``
+        and the config a ``batch_size`` (items per step);
+    sequences: completions in one item of the data (a preference pair: 2, chosen and rejected);
+    make: ``make(base, cc, seed, n_prompts) -> data or None``: the data built from base
+        samples, ``cc.group_size`` on each of ``n_prompts`` training prompts (``cc``: a
+        ``CompareConfig``); None when nothing could be formed;
+    tokens: ``tokens(data) -> float``: mean completion tokens of one sequence of the data;
+    flops: ``flops(data, n_generated, N, L) -> float``: FLOPs of making the data once
+        (sampling ``n_generated`` completions, and what the trainer computes once on it) for
+        a model of N parameters and L tokens per sequence.
+    """
+
+    what: str
+    arg: str
+    sequences: int
+    make: Callable
+    tokens: Callable
+    flops: Callable
+
+
+@dataclass(frozen=True)
+class Method:
+    """One training method of the registry (``refimpl.methods.registry``), declared in its
+    trainer's module beside the trainer.
+
+    name: the key learners type (``--methods dpo,grpo``); label: as tables and legends show it;
+    signal: what its update learns from; config: its trainer's config dataclass;
+    trainer: ``trainer(base, cfg, *, progress, heldout, [<offline.arg>=data]) -> TrainResult``;
+    study_fields: ``fn(cc) -> dict`` of the config fields a study run sets from ``cc`` (a
+        ``refimpl.experiments.head_to_head.compare.CompareConfig``, or any config with the
+        fields it reads, such as C3's ``CoverageRunConfig``: B and G);
+    flops: ``fn(cfg, N, L, N_critic) -> FLOPs`` of one update step (N parameters, L tokens per
+        sequence, N_critic parameters of a critic);
+    offline: None for an online method (it samples from the current policy while it trains);
+        an offline method's data (``OfflineData``: drawn once from the base).
+    """
+
+    name: str
+    label: str
+    signal: str
+    config: type
+    trainer: Callable
+    study_fields: Callable
+    flops: Callable
+    offline: OfflineData | None = None
+
+    @property
+    def online(self) -> bool:
+        """Whether the method samples from the current policy while it trains."""
+        return self.offline is None
+
+    def make_config(self, cc, **common):
+        """The trainer config of one run of the study ``cc``; ``common``: steps, seed, ..."""
+        cfg = self.config(**common, **self.study_fields(cc))
+        return replace(cfg, **cc.overrides.get(self.name, {}))
+
+    def train(self, base, cfg, *, heldout, data=None, progress: bool = False):
+        """Train from ``base`` with ``cfg``, judged on ``heldout`` (a list of problems); an
+        offline method learns from ``data`` (None: its trainer builds its own)."""
+        kw = {} if self.online else {self.offline.arg: data}
+        return self.trainer(base, cfg, progress=progress, heldout=heldout, **kw)
 
 
 class Clock:
@@ -155,7 +241,9 @@ def heldout_row(policy, base, problems) -> dict:
 
 def start_history(cfg, clock: Clock, evaluate, **counters) -> list[dict]:
     """Every trainer's history starts with the row of step 0: no samples yet (and zero for
-    each of ``counters``), evaluated as every later row is (``log_heldout``)."""
+    each of ``counters``), evaluated as every later row is (``log_heldout``). ``counters``:
+    {history key: its value at step 0}, usually 0; an offline trainer passes ``samples``, the
+    completions generated for its data before step 0."""
     row0 = {"step": 0, "time_s": 0.0, "samples": 0, **counters}
     log_heldout(row0, cfg, clock, evaluate)
     return [row0]

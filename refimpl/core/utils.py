@@ -63,10 +63,8 @@ class Preset:
     sft_eval_problems: int = 256
     device: str = "auto"
     extra: dict = field(default_factory=dict)
-    # Defaults of the head-to-head study at this size (refimpl.experiments.head_to_head.compare.CompareConfig fields).
-    # Budgets count generated completions, so a result does not depend on the machine's speed.
-    # Not part of the base's cache key: they do not change the SFT base.
-    study: dict = field(default_factory=dict)
+    # (the head-to-head study's defaults at each size live with it:
+    # refimpl.experiments.head_to_head.compare.PRESET_DEFAULTS)
 
     def __post_init__(self):
         for name in ("digits", "n_layer", "n_head", "n_embd", "block_size", "sft_batch_size",
@@ -81,20 +79,15 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "cpu": Preset(name="cpu", study=dict(budget_samples=2560, eval_problems=256,
-                                         prompts_per_step=16, group_size=8, dpo_prompts=256)),
+    "cpu": Preset(name="cpu"),
     # Same code, a wider and deeper model, a harder level mix, more SFT: for a CUDA GPU.
     "gpu": Preset(name="gpu", digits=5, n_layer=4, n_head=8, n_embd=256,
                   block_size=48, sft_lr=1e-3, sft_batch_size=512, sft_max_steps=4000,
-                  sft_eval_every=50, sft_target_acc=0.35, sft_eval_problems=1024,
-                  study=dict(budget_samples=20480, eval_problems=1024, prompts_per_step=64,
-                             group_size=8, dpo_prompts=2048)),
+                  sft_eval_every=50, sft_target_acc=0.35, sft_eval_problems=1024),
     # A very small preset that exercises the same code paths in tests.
     "tiny": Preset(name="tiny", digits=2, n_layer=1, n_head=2, n_embd=32, block_size=32,
                    sft_batch_size=64, sft_max_steps=40, sft_eval_every=20, sft_target_acc=1.01,
-                   sft_eval_problems=64,
-                   study=dict(budget_samples=64, eval_problems=16, prompts_per_step=4,
-                              group_size=4, dpo_prompts=16, evals=1)),
+                   sft_eval_problems=64),
 }
 
 

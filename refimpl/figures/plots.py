@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-# Readable axis labels (with units) for the history keys the trainers log.
-LABELS = {
+# Readable axis titles (with units) for the history keys the trainers log (the methods' own
+# labels are refimpl.methods.registry.LABELS).
+HISTORY_AXES = {
     "heldout_acc": "held-out greedy accuracy (share correct)",
     "reward": "mean reward per completion",
     "verified": "share of samples the verifier accepts",
@@ -20,7 +21,7 @@ LABELS = {
 
 def label_for(key: str) -> str:
     """The axis label of a history key (the key itself when it has none)."""
-    return LABELS.get(key, key)
+    return HISTORY_AXES.get(key, key)
 
 
 def plot_sft_history(history, target=None):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from matplotlib.figure import Figure
 
-from refimpl.experiments.labs.bandit import Bandit, beta_sweep, centred
+from refimpl.experiments.labs.bandit import PreferenceBandit, beta_sweep, centred
 
 
 def plot_tv_vs_pairs(rows: list[dict[str, float]]) -> Figure:
@@ -27,7 +27,7 @@ def plot_tv_vs_pairs(rows: list[dict[str, float]]) -> Figure:
     return fig
 
 
-def plot_optimal_policy(bandit: Bandit, betas, prompt: int = 0) -> Figure:
+def plot_optimal_policy(bandit: PreferenceBandit, betas, prompt: int = 0) -> Figure:
     """One panel per beta: pi_ref (outline) and pi* (filled) for one prompt; * marks argmax r."""
     ref = bandit.ref_probs[prompt]                                            # (N,)
     pis = beta_sweep(bandit.reward[prompt:prompt + 1], ref[None], betas)[:, 0]  # (len, N)

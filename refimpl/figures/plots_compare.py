@@ -8,8 +8,8 @@ from pathlib import Path
 from refimpl.experiments.head_to_head.compare import CompareResult
 from refimpl.methods.registry import LABELS, METHODS
 
-X_LABELS = {"time_s": "training wall time (s)", "samples": "completions generated",
-            "flops": "estimated training FLOPs"}
+X_AXES = {"time_s": "training wall time (s)", "samples": "completions generated",
+          "flops": "estimated training FLOPs"}                # x axis -> its title
 
 
 def plot_compare(result: CompareResult, x: str = "time_s", ax=None):
@@ -20,8 +20,8 @@ def plot_compare(result: CompareResult, x: str = "time_s", ax=None):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    if x not in X_LABELS:
-        raise ValueError(f"unknown x {x!r}: use one of {sorted(X_LABELS)}")
+    if x not in X_AXES:
+        raise ValueError(f"unknown x {x!r}: use one of {sorted(X_AXES)}")
     if ax is None:
         _, ax = plt.subplots(figsize=(5.2, 3.4))
     for i, (m, rs) in enumerate(result.by_method().items()):
@@ -46,7 +46,7 @@ def plot_compare(result: CompareResult, x: str = "time_s", ax=None):
         ax.plot(grid, Y.mean(0), "-", color=color, label=f"{LABELS[m]} (n={len(rs)})", **kw)
         ax.fill_between(grid, Y.min(0), Y.max(0), color=color, alpha=0.18,
                         step="post" if step else None)
-    ax.set(xlabel=X_LABELS[x], ylabel="held-out greedy accuracy",
+    ax.set(xlabel=X_AXES[x], ylabel="held-out greedy accuracy",
            title=f"C17: same base, same budget ({result.meta.get('budget', '')})")
     ax.legend(fontsize=7)
     ax.figure.tight_layout()
@@ -59,7 +59,7 @@ def plot_compare_panels(result: CompareResult):
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6), sharey=True)
     for ax, x in zip(axes, ("time_s", "samples", "flops")):
         plot_compare(result, x, ax=ax)
-        ax.set_title(f"C16/C17: accuracy vs {X_LABELS[x].split(' (')[0]}", fontsize=9)
+        ax.set_title(f"C16/C17: accuracy vs {X_AXES[x].split(' (')[0]}", fontsize=9)
     fig.suptitle(f"Same base, same budget ({result.meta.get('budget', '')}), "
                  f"mean and min-max over seeds {list(result.config.seeds)}", fontsize=10)
     fig.tight_layout()

@@ -21,7 +21,8 @@ import textwrap
 import matplotlib.pyplot as plt
 import numpy as np
 
-from refimpl.experiments.claims_study.study import LABELS, comparison_label
+from refimpl.experiments.claims_study.study import comparison_label
+from refimpl.methods.registry import LABELS
 
 MARKERS = "os^Dv<>p"
 

@@ -16,10 +16,16 @@ as long as log pi(y_l) falls faster ("likelihood displacement"); the NLL term pi
 up.
 
 History rows: ``step``, ``time_s`` (training wall clock, evaluation excluded), ``samples``
-(pairs consumed), ``loss``, ``nll``, the TRL metrics of ``dpo_loss`` for the batch and, at step
-0 and every ``eval_every`` steps, ``heldout_acc`` plus the same metrics over a fixed subset of
-(up to EVAL_PAIRS) training pairs (``pairs/...``) and the mean log-prob of each probe set
+(the completions generated to build the pairs, ``pairs.stats["samples_generated"]``: all drawn
+before step 0, so the same in every row; a subset of a pair set keeps the count of the set it
+was cut from; 0 for pairs that carry no count), ``pairs`` (pairs consumed so far), ``loss``,
+``nll``, the TRL metrics of ``dpo_loss`` for the batch and, at step 0 and every ``eval_every``
+steps, ``heldout_acc`` plus the same metrics over a fixed subset of (up to EVAL_PAIRS) training
+pairs (``pairs/...``) and the mean log-prob of each probe set
 (``logps/<name>``).
+
+The registry rows of DPO and RPO (``METHODS``) sit at the end of the module: their study
+fields, their FLOPs model and their data in a head-to-head (``PAIRS``).
 """
 from __future__ import annotations
 
@@ -32,8 +38,8 @@ from refimpl.core import checks
 from refimpl.core.logprobs import token_logprobs
 from refimpl.core.model import eval_mode
 from refimpl.core.preferences import PreferencePairs, build_pairs, check_pairs, pair_batches
-from refimpl.core.training import (Clock, StepBar, TrainResult, adamw, check_fields, heldout_accuracy,
-                             log_heldout, start_history)
+from refimpl.core.training import (Clock, Method, OfflineData, StepBar, TrainResult, adamw,
+                                   check_fields, heldout_accuracy, log_heldout, start_history)
 from refimpl.core.utils import seed_everything
 from refimpl.methods.dpo import LOSS_TYPES, dpo_loss
 
@@ -159,18 +165,22 @@ def dpo_evaluate(policy, base, heldout, eval_pairs: PreferencePairs, ref_chosen:
     return out
 
 
-def train_dpo(base, cfg: DPOConfig | None = None, pairs: PreferencePairs | None = None, *,
-              policy=None, reward_fn=None, progress: bool = True, heldout=None,
-              probes: dict | None = None) -> TrainResult:
+def train_dpo(base, cfg: DPOConfig | None = None, *, pairs: PreferencePairs | None = None,
+              policy=None, reward_fn=None, probes: dict | None = None, progress: bool = True,
+              heldout=None) -> TrainResult:
     """Train ``policy`` (default ``base.policy()``) with DPO against the frozen base.
 
+    base: the SFT Base (its model is the frozen reference); cfg: a DPOConfig (None: defaults).
     pairs: the preference data; None builds it from base samples on ``cfg.n_prompts``
         training prompts (``refimpl.core.preferences.build_pairs``, judged by ``reward_fn``,
         default ``base.task.verify``).
-    heldout: problems for ``heldout_acc`` (default ``base.heldout(cfg.eval_problems)``).
+    policy: the GPT to train (default a trainable copy of the base).
     probes: optional {name: (prompt_ids (N,P), prompt_mask, completion_ids (N,T), mask)};
         the mean sequence log-prob of each is logged as ``logps/<name>`` at every evaluation
         (e.g. the correct completions of held-out prompts: where did the mass go?).
+    progress: show a progress bar.
+    heldout: problems for ``heldout_acc`` (default ``base.heldout(cfg.eval_problems)``).
+    Returns a TrainResult (model: the trained policy; history: module docstring).
     """
     cfg = checks.config("cfg", cfg, DPOConfig)
     cfg.validate()
@@ -189,8 +199,9 @@ def train_dpo(base, cfg: DPOConfig | None = None, pairs: PreferencePairs | None 
     batches = pair_batches(N, cfg.batch_size, torch.Generator().manual_seed(cfg.seed))
     evaluate = partial(dpo_evaluate, policy, base, heldout, eval_pairs, ref_chosen[sub],
                        ref_rejected[sub], cfg, probes)
+    generated = pairs.stats.get("samples_generated", 0)    # completions behind the pairs
     clock = Clock()
-    history = start_history(cfg, clock, evaluate)
+    history = start_history(cfg, clock, evaluate, samples=generated, pairs=0)
     consumed = 0
     bar = StepBar(cfg.steps, "DPO", progress)
     for step in bar:
@@ -198,10 +209,66 @@ def train_dpo(base, cfg: DPOConfig | None = None, pairs: PreferencePairs | None 
         consumed += len(idx)
         metrics = dpo_update(policy, opt, pairs[idx], ref_chosen[idx.to(device)],
                              ref_rejected[idx.to(device)], cfg)
-        row = {"step": step, "time_s": clock(), "samples": consumed, **metrics}
+        row = {"step": step, "time_s": clock(), "samples": generated, "pairs": consumed,
+               **metrics}
         if log_heldout(row, cfg, clock, evaluate):
             bar.set_postfix(acc=f"{row['heldout_acc']:.2f}",
                             margin=f"{row['pairs/rewards/margins']:.2f}")
         history.append(row)
     bar.close()
     return TrainResult(policy, history)
+
+
+# ---- the registry rows of DPO and RPO (refimpl.methods.registry collects them) ----
+def dpo_study_fields(cc, nll_coef: float = 0.0) -> dict:
+    """The DPOConfig fields a head-to-head run sets from ``cc`` (a CompareConfig): the data's
+    G and pairs per prompt, its prompts under a wall-time budget, and the NLL weight."""
+    return dict(group_size=cc.group_size, n_prompts=cc.dpo_prompts,
+                pairs_per_prompt=cc.dpo_pairs_per_prompt, nll_coef=nll_coef)
+
+
+def rpo_study_fields(cc) -> dict:
+    """RPO's fields: DPO's, with the NLL weight ``cc.rpo_nll_coef``."""
+    return dpo_study_fields(cc, nll_coef=cc.rpo_nll_coef)
+
+
+def dpo_flops(cfg, N, L, N_critic=0) -> float:
+    """FLOPs of one DPO / RPO step: a forward + backward pass (6 N per token) over chosen and
+    rejected of each of the cfg.batch_size pairs, 6 N * 2B L (N parameters, L tokens per
+    sequence; no critic). The data's own cost is ``pairs_flops``."""
+    return 6 * N * 2 * cfg.batch_size * L
+
+
+def study_pairs(base, cc, seed: int, n_prompts: int) -> PreferencePairs | None:
+    """DPO's data in a head-to-head run: pairs of base samples, ``cc.group_size`` on each of
+    ``n_prompts`` training prompts (seed ``seed``), at most ``cc.dpo_pairs_per_prompt`` per
+    prompt, temperature 1; None when no group had both a correct and a wrong sample."""
+    try:
+        return build_pairs(base.model, base.tokenizer, base.task,
+                           base.train_problems(n_prompts, seed=seed), cc.group_size,
+                           cc.dpo_pairs_per_prompt, 1.0, seed)
+    except ValueError:          # no group had both a correct and a wrong sample
+        return None
+
+
+def pair_tokens(pairs: PreferencePairs) -> float:
+    """Mean completion tokens of one sequence of the pairs (chosen and rejected alike)."""
+    return (pairs.chosen_mask.sum() + pairs.rejected_mask.sum()).item() / (2 * len(pairs))
+
+
+def pairs_flops(pairs: PreferencePairs, n_generated: int, N, L) -> float:
+    """FLOPs of DPO's data: sampling the n_generated completions once (2 N per token) and the
+    frozen reference on chosen and rejected of each pair, 2 N n_gen L + 2 N * 2 n_pairs L."""
+    return 2 * N * n_generated * L + 2 * N * 2 * len(pairs) * L
+
+
+PAIRS = OfflineData("preference pairs", "pairs", 2, study_pairs, pair_tokens, pairs_flops)
+
+METHODS = (
+    # Rafailov et al. 2023, eq. 7
+    Method("dpo", "DPO", "implicit (pairs)", DPOConfig, train_dpo, dpo_study_fields, dpo_flops,
+           offline=PAIRS),
+    # DPO + NLL on the chosen completions, Pang et al. 2024
+    Method("rpo", "DPO+NLL (RPO)", "implicit (pairs) + NLL", DPOConfig, train_dpo,
+           rpo_study_fields, dpo_flops, offline=PAIRS),
+)

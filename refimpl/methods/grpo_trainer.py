@@ -36,8 +36,9 @@ from refimpl.core import checks
 from refimpl.core.logprobs import (completion_logits, gather_token_logprobs, token_entropy,
                                    token_logprobs)
 from refimpl.core.rollouts import completion_stats, mixed_groups, sample_groups, select_groups
-from refimpl.core.training import (Clock, StepBar, TrainResult, adamw, check_fields, heldout_row,
-                             log_heldout, problem_sets, start_history, start_policy)
+from refimpl.core.training import (Clock, Method, StepBar, TrainResult, adamw, check_fields,
+                                   heldout_row, log_heldout, problem_sets, start_history,
+                                   start_policy)
 from refimpl.methods.grpo import (IS_LEVELS, LOSS_AGGS, SCALES, SURROGATES, frac_reward_zero_std,
                    group_advantages, grpo_loss)
 from refimpl.methods.kl import ESTIMATORS
@@ -55,7 +56,7 @@ class GRPOConfig:
     max_grad_norm: float = 1.0        # gradient clipping (TRL's default)
     clip_eps: float = 0.2             # eps_low of the ratio clip
     clip_eps_high: float | None = None  # DAPO clip-higher; None = clip_eps
-    beta: float = 0.04                # KL coefficient (DeepSeekMath: 0.04); 0 disables it
+    beta: float = 0.04                # weight of the per-token KL in the loss (DeepSeekMath 0.04)
     entropy_coef: float = 0.0         # entropy bonus: minus this x mean token entropy; 0 = none
     entropy_target: float | None = None  # with a bonus: push only while mean entropy < this
     kl_estimator: str = "k3"
@@ -75,27 +76,28 @@ class GRPOConfig:
     eval_problems: int = 256
     seed: int = 0
 
-
-def validate_config(cfg: GRPOConfig) -> None:
-    """Raise TypeError or ValueError naming the first bad field of ``cfg``."""
-    check_fields(cfg, {"steps": 1, "prompts_per_step": 1, "group_size": 2, "inner_updates": 1,
-                       "max_sampling_rounds": 1, "train_pool": 1, "eval_problems": 1,
-                       "eval_every": None, "seed": None, "level": 0, "max_new_tokens": 1},
-                 positive=("temperature", "lr", "max_grad_norm", "clip_eps_high",
-                           "entropy_target"),
-                 nonnegative=("beta", "eps", "entropy_coef"), intervals={"clip_eps": (0, 1, "()")},
-                 choices={"loss_agg": LOSS_AGGS, "scale": SCALES, "kl_estimator": ESTIMATORS,
-                          "surrogate": SURROGATES, "importance_sampling_level": IS_LEVELS},
-                 flags=("dynamic_sampling", "kl_importance_weight"),
-                 optional=("clip_eps_high", "level", "max_new_tokens", "entropy_target"),
-                 why={"group_size": "a group needs two samples to compare",
-                      "beta": "0 disables the KL penalty"})
-    if cfg.surrogate == "cispo" and (cfg.clip_eps_high is None or cfg.clip_eps_high < 1):
-        raise ValueError("GRPOConfig.surrogate='cispo' caps the ratio at clip_eps_high = eps_max, "
-                         "which must be set and >= 1 (TRL recommends 5.0), "
-                         f"got {cfg.clip_eps_high!r}")
-    checks.at_least("GRPOConfig.train_pool", cfg.train_pool, "prompts_per_step", cfg.prompts_per_step,
-                    "each step draws that many different prompts from the pool")
+    def validate(self) -> None:
+        """Raise TypeError or ValueError naming the first bad field."""
+        check_fields(self, {"steps": 1, "prompts_per_step": 1, "group_size": 2, "inner_updates": 1,
+                            "max_sampling_rounds": 1, "train_pool": 1, "eval_problems": 1,
+                            "eval_every": None, "seed": None, "level": 0, "max_new_tokens": 1},
+                     positive=("temperature", "lr", "max_grad_norm", "clip_eps_high",
+                               "entropy_target"),
+                     nonnegative=("beta", "eps", "entropy_coef"),
+                     intervals={"clip_eps": (0, 1, "()")},
+                     choices={"loss_agg": LOSS_AGGS, "scale": SCALES, "kl_estimator": ESTIMATORS,
+                              "surrogate": SURROGATES, "importance_sampling_level": IS_LEVELS},
+                     flags=("dynamic_sampling", "kl_importance_weight"),
+                     optional=("clip_eps_high", "level", "max_new_tokens", "entropy_target"),
+                     why={"group_size": "a group needs two samples to compare",
+                          "beta": "0 disables the KL penalty"})
+        if self.surrogate == "cispo" and (self.clip_eps_high is None or self.clip_eps_high < 1):
+            raise ValueError("GRPOConfig.surrogate='cispo' caps the ratio at clip_eps_high = "
+                             "eps_max, which must be set and >= 1 (TRL recommends 5.0), "
+                             f"got {self.clip_eps_high!r}")
+        checks.at_least("GRPOConfig.train_pool", self.train_pool, "prompts_per_step",
+                        self.prompts_per_step,
+                        "each step draws that many different prompts from the pool")
 
 
 def _timed(reward_fn, clock: list):
@@ -267,12 +269,14 @@ def grpo_log(batch, st: dict, inner: list, cfg: GRPOConfig, eos_id: int | None =
 
 
 def train_grpo(base, cfg: GRPOConfig | None = None, *, policy=None, reward_fn=None,
-               progress: bool = True, heldout=None, policy_loss=None) -> TrainResult:
+               policy_loss=None, progress: bool = True, heldout=None) -> TrainResult:
     """Train ``policy`` (default: a copy of the base) with GRPO against the frozen base.
 
-    reward_fn(problem, text) -> float defaults to the verifier base.task.verify; heldout is a
-    list of problems for greedy accuracy (default base.heldout(cfg.eval_problems));
-    policy_loss: a learner's own clipped surrogate, passed to ``grpo_update`` (its hook).
+    base: the SFT Base (its model is the frozen reference); cfg: a GRPOConfig (None: defaults).
+    reward_fn(problem, text) -> float defaults to the verifier base.task.verify;
+    policy_loss: a learner's own clipped surrogate, passed to ``grpo_update`` (its hook);
+    progress: show a progress bar; heldout is a list of problems for greedy accuracy (default
+    base.heldout(cfg.eval_problems)). Returns a TrainResult (model: the trained policy).
 
     History rows: step, time_s (training wall time, evaluation excluded), samples and
     samples_wasted (cumulative completions generated / in uniform groups), reward (mean),
@@ -287,7 +291,7 @@ def train_grpo(base, cfg: GRPOConfig | None = None, *, policy=None, reward_fn=No
     eval_every steps.
     """
     cfg = checks.config("cfg", cfg, GRPOConfig)
-    validate_config(cfg)
+    cfg.validate()
     checks.function("reward_fn", reward_fn)
     reward_fn = reward_fn or base.task.verify
     policy, device, gen = start_policy(base, policy, cfg.seed)
@@ -342,3 +346,20 @@ def benchmark_grpo(base, cfg: GRPOConfig | None = None, steps: int = 5) -> dict:
             "sample_per_s": per(generated, sample_s), "score_per_s": per(generated, score_s),
             "update_per_s": per(trained, update_s), "total_per_s": per(generated, total),
             "s_per_step": total / steps}
+
+
+# ---- the registry row of GRPO (refimpl.methods.registry collects it); in the FLOPs model N is
+# the parameter count, L the tokens per sequence (prompt + mean completion), N_critic unused ----
+def grpo_study_fields(cc) -> dict:
+    """The GRPOConfig fields a head-to-head run sets from ``cc`` (a CompareConfig): B and G."""
+    return dict(prompts_per_step=cc.prompts_per_step, group_size=cc.group_size)
+
+
+def grpo_flops(cfg, N, L, N_critic=0) -> float:
+    """GRPO: sample, reference pass (when beta > 0), mu inner updates, over B x G sequences."""
+    BG = cfg.prompts_per_step * cfg.group_size
+    return (2 + (2 if cfg.beta > 0 else 0) + 6 * cfg.inner_updates) * N * BG * L
+
+
+# Shao et al. 2024
+METHOD = Method("grpo", "GRPO", "verifier", GRPOConfig, train_grpo, grpo_study_fields, grpo_flops)

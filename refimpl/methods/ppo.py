@@ -8,7 +8,10 @@ token t is s_t = (x, y_<t) and whose action is y_t.
 Per-token reward (the outcome reward R(x, y) arrives once, on the last completion token,
 normally EOS; an optional KL penalty to the frozen reference is paid on every token):
 
-    r_t = -kl_coef * (log pi_old(y_t | s_t) - log pi_ref(y_t | s_t)) + [t = L-1] * R(x, y)
+    r_t = -reward_kl_coef * (log pi_old(y_t | s_t) - log pi_ref(y_t | s_t)) + [t = L-1] * R(x, y)
+
+(``reward_kl_coef``, kappa in the notebooks: it weighs a KL subtracted from the reward, where
+GRPO's ``beta`` weighs a KL added to the loss).
 
 Critic: V_phi(s_t) predicts the return-to-go G_t = sum_{l >= t} gamma^(l-t) r_l. Here it is a
 *separate* copy of the base transformer with a scalar head on ``model.hidden`` (the
@@ -112,12 +115,13 @@ def _check_mask(mask: torch.Tensor, shape, name="mask") -> None:
 
 
 def token_rewards(scores: torch.Tensor, mask: torch.Tensor, kl: torch.Tensor | None = None,
-                  kl_coef: float = 0.0) -> torch.Tensor:
-    """Per-token rewards r_t: the score on the last completion token, minus kl_coef * kl_t.
+                  reward_kl_coef: float = 0.0) -> torch.Tensor:
+    """Per-token rewards r_t: the score on the last completion token, minus reward_kl_coef * kl_t.
 
     scores: (B,) outcome rewards R(x, y); mask: (B, T) bool, right-padded, at least one
     token per row; kl: (B, T) per-token KL estimates log pi_old - log pi_ref (the k1
-    estimator of refimpl.methods.kl), needed when kl_coef > 0. Returns (B, T), 0 where masked.
+    estimator of refimpl.methods.kl), needed when reward_kl_coef > 0; reward_kl_coef: the
+    weight (>= 0) of the KL penalty in the reward. Returns (B, T), 0 where masked.
     """
     checks.tensor("scores", scores, dims=(1,))
     checks.tensor("mask", mask, dims=(2,), floating=False)
@@ -127,9 +131,9 @@ def token_rewards(scores: torch.Tensor, mask: torch.Tensor, kl: torch.Tensor | N
     _check_mask(mask, mask.shape)
     if not mask[:, 0].all():
         raise ValueError("every completion needs at least one token (mask[:, 0] must be True)")
-    checks.positive("kl_coef", kl_coef, "0 disables the KL penalty", allow_zero=True)
-    if kl_coef > 0 and kl is None:
-        raise ValueError("kl_coef > 0 needs the per-token kl: pass kl=logps_old - ref_logps")
+    checks.positive("reward_kl_coef", reward_kl_coef, "0 disables the KL penalty", allow_zero=True)
+    if reward_kl_coef > 0 and kl is None:
+        raise ValueError("reward_kl_coef > 0 needs the per-token kl: pass kl=logps_old - ref_logps")
     checks.finite("scores", scores, hint="fix the reward function")
     if kl is not None:
         checks.finite("kl", checks.tensor("kl", kl, shape=mask.shape), mask)
@@ -137,8 +141,8 @@ def token_rewards(scores: torch.Tensor, mask: torch.Tensor, kl: torch.Tensor | N
     last = mask.sum(1) - 1                                                 # (B,)
     rewards = torch.zeros(B, T, dtype=scores.dtype, device=scores.device)  # (B, T)
     rewards[torch.arange(B, device=mask.device), last] = scores            # (B, T)
-    if kl is not None and kl_coef > 0:
-        rewards = rewards - kl_coef * torch.where(mask, kl.to(scores.dtype), 0.0)  # (B, T)
+    if kl is not None and reward_kl_coef > 0:
+        rewards = rewards - reward_kl_coef * torch.where(mask, kl.to(scores.dtype), 0.0)  # (B, T)
     return rewards
 
 

@@ -96,7 +96,12 @@ def critic_run(method: str, base, lr: float, cfg: CriticRunConfig, problems) -> 
     "half_oracle_ev", "corr_v0_p" (Pearson of V at the first token, mean per prompt, with
     p(x)), "steps", "samples"}.
     """
-    cfg = checks.study_run("critic_run", method, CRITIC_METHODS, lr, cfg, CriticRunConfig, problems)
+    checks.one_of("method", method, CRITIC_METHODS)
+    checks.positive("lr", lr)
+    cfg = checks.config("cfg", cfg, CriticRunConfig)
+    cfg.validate()
+    if not problems:
+        raise ValueError("critic_run got no problems to measure on")
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     critic = ValueModel(base.model)

@@ -4,7 +4,7 @@ One step (Ouyang et al. 2022, InstructGPT, with Schulman et al. 2017's clipped u
 
 1. draw B prompts and sample G completions for each from the current policy (pi_old);
 2. score them (verifier or reward model); run the frozen reference and the critic on them;
-3. per-token rewards r_t (the score on the last token, minus kl_coef * KL_t on every token),
+3. per-token rewards r_t (the score on the last token, minus reward_kl_coef * KL_t on every token),
    GAE(gamma, lam) advantages and returns (refimpl.methods.ppo), advantages whitened over the batch;
 4. ``inner_updates`` steps of the clipped policy surrogate (policy optimiser) and the
    clipped value loss (critic optimiser) on that batch.
@@ -18,6 +18,8 @@ on the clock) to estimate the pass rate p(x) = E[R | x], the true value of the p
 Then r - p(x) is each sampled completion's advantage measured against the best possible
 prompt-level baseline, and the history records how well each method's baseline and
 advantage track it: the critic's V(x) (PPO) and the group mean (GRPO), on the same batch.
+
+The registry row of PPO (``METHOD``) sits at the end of the module.
 """
 from __future__ import annotations
 
@@ -30,8 +32,9 @@ import torch
 from refimpl.core import checks
 from refimpl.core.logprobs import token_logprobs
 from refimpl.core.rollouts import completion_stats, sample_groups
-from refimpl.core.training import (Clock, StepBar, TrainResult, adamw, check_fields, heldout_row,
-                             log_heldout, problem_sets, start_history, start_policy)
+from refimpl.core.training import (Clock, Method, StepBar, TrainResult, adamw, check_fields,
+                                   heldout_row, log_heldout, problem_sets, start_history,
+                                   start_policy)
 from refimpl.methods.ppo import (ValueModel, explained_variance, gae_advantages, ppo_policy_loss, rl_memory,
                   token_rewards, value_loss, whiten)
 from refimpl.methods.ppo_analysis import advantage_quality, mc_pass_rates
@@ -51,7 +54,7 @@ class PPOConfig:
     clip_eps: float = 0.2             # policy ratio clip
     clip_range_value: float | None = 0.2  # value clip around the rollout-time values (None: off)
     vf_coef: float = 0.5              # weight of the value loss (reported total loss only)
-    kl_coef: float = 0.04             # per-token KL penalty in the reward; 0 disables it
+    reward_kl_coef: float = 0.04      # weight of the per-token KL taken off the reward; 0: none
     gamma: float = 1.0
     lam: float = 0.95                 # GAE lambda (TRL's default)
     whiten_advantages: bool = True
@@ -65,25 +68,22 @@ class PPOConfig:
     mc_samples: int = 32              # extra samples per prompt for the p(x) estimate
     seed: int = 0
 
-
-def validate_config(cfg: PPOConfig) -> None:
-    """Raise TypeError or ValueError naming the first bad field of ``cfg``."""
-    check_fields(cfg, {"steps": 1, "prompts_per_step": 1, "group_size": 1, "inner_updates": 1,
-                       "critic_warmup_steps": 0, "train_pool": 1, "eval_problems": 1,
-                       "mc_every": 0, "mc_samples": 2, "eval_every": None, "seed": None,
-                       "level": 0},
-                 positive=("temperature", "lr", "critic_lr", "max_grad_norm", "clip_range_value"),
-                 nonnegative=("kl_coef", "vf_coef"),
-                 intervals={"clip_eps": (0, 1, "()"), "gamma": (0, 1, "[]"), "lam": (0, 1, "[]")},
-                 flags=("whiten_advantages",), optional=("clip_range_value", "level"),
-                 why={"kl_coef": "0 disables the KL penalty"})
-    checks.at_least("PPOConfig.train_pool", cfg.train_pool, "prompts_per_step", cfg.prompts_per_step,
-                    "each step draws that many different prompts from the pool")
-
-
-@dataclass
-class PPOResult(TrainResult):
-    critic: object = None             # the trained ValueModel
+    def validate(self) -> None:
+        """Raise TypeError or ValueError naming the first bad field."""
+        check_fields(self, {"steps": 1, "prompts_per_step": 1, "group_size": 1, "inner_updates": 1,
+                            "critic_warmup_steps": 0, "train_pool": 1, "eval_problems": 1,
+                            "mc_every": 0, "mc_samples": 2, "eval_every": None, "seed": None,
+                            "level": 0},
+                     positive=("temperature", "lr", "critic_lr", "max_grad_norm",
+                               "clip_range_value"),
+                     nonnegative=("reward_kl_coef", "vf_coef"),
+                     intervals={"clip_eps": (0, 1, "()"), "gamma": (0, 1, "[]"),
+                                "lam": (0, 1, "[]")},
+                     flags=("whiten_advantages",), optional=("clip_range_value", "level"),
+                     why={"reward_kl_coef": "0 disables the KL penalty"})
+        checks.at_least("PPOConfig.train_pool", self.train_pool, "prompts_per_step",
+                        self.prompts_per_step,
+                        "each step draws that many different prompts from the pool")
 
 
 def _adam_state_numel(opt) -> int:
@@ -106,7 +106,7 @@ def rollout_advantages(critic, ref_model, batch, cfg: PPOConfig) -> dict:
                                group_size=batch.group_size)              # (B*G, T)
     old_values = critic(*args)                                           # (B*G, T)
     kl = torch.where(mask, batch.old_logps - ref_logps, 0.0)            # (B*G, T)
-    rewards = token_rewards(batch.rewards, mask, kl, cfg.kl_coef)        # (B*G, T)
+    rewards = token_rewards(batch.rewards, mask, kl, cfg.reward_kl_coef)  # (B*G, T)
     advantages, returns = gae_advantages(rewards, old_values, mask, cfg.gamma, cfg.lam)  # (B*G, T)
     return {"ref_logps": ref_logps, "old_values": old_values, "kl": kl, "rewards": rewards,
             "advantages": advantages, "returns": returns}
@@ -223,11 +223,13 @@ def ppo_measurements(step: int, p, batch, st: dict, cfg: PPOConfig, policy, crit
 
 
 def train_ppo(base, cfg: PPOConfig | None = None, *, policy=None, reward_fn=None,
-              progress: bool = True, heldout=None) -> PPOResult:
+              progress: bool = True, heldout=None) -> TrainResult:
     """Train ``policy`` (default: a copy of the base) with PPO and a separate critic.
 
-    reward_fn(problem, text) -> float defaults to base.task.verify; heldout defaults to
-    base.heldout(cfg.eval_problems). Returns a PPOResult (policy, history, critic).
+    base: the SFT Base (its model is the frozen reference); cfg: a PPOConfig (None: defaults);
+    reward_fn(problem, text) -> float defaults to base.task.verify; progress: show a progress
+    bar; heldout (a list of problems) defaults to base.heldout(cfg.eval_problems). Returns a
+    TrainResult (model: the trained policy; critic: the trained ValueModel; history).
 
     History rows: step, time_s (training clock, evaluation and Monte-Carlo checks excluded),
     samples (completions generated so far), reward, reward_std, completions/mean_length, entropy,
@@ -240,7 +242,7 @@ def train_ppo(base, cfg: PPOConfig | None = None, *, policy=None, reward_fn=None
     head), even when ``policy`` is given.
     """
     cfg = checks.config("cfg", cfg, PPOConfig)
-    validate_config(cfg)
+    cfg.validate()
     checks.function("reward_fn", reward_fn)
     reward_fn = reward_fn or base.task.verify
     policy, device, gen = start_policy(base, policy, cfg.seed)
@@ -274,4 +276,22 @@ def train_ppo(base, cfg: PPOConfig | None = None, *, policy=None, reward_fn=None
             bar.set_postfix(acc=f"{row['heldout_acc']:.2f}", reward=f"{row['reward']:.2f}")
         history.append(row)
     bar.close()
-    return PPOResult(policy.eval(), history, critic.eval())
+    return TrainResult(policy.eval(), history, critic.eval())
+
+
+# ---- the registry row of PPO (refimpl.methods.registry collects it); in the FLOPs model N is the
+# parameter count, L the tokens per sequence (prompt + mean completion), N_critic the critic's ----
+def ppo_study_fields(cc) -> dict:
+    """The PPOConfig fields a head-to-head run sets from ``cc`` (a CompareConfig): B and G."""
+    return dict(prompts_per_step=cc.prompts_per_step, group_size=cc.group_size)
+
+
+def ppo_flops(cfg, N, L, N_critic=0) -> float:
+    """PPO: sample, reference, critic values, mu updates of policy and critic."""
+    BG = cfg.prompts_per_step * cfg.group_size
+    return (2 * N + 2 * N + 2 * N_critic + cfg.inner_updates * 6 * (N + N_critic)) * BG * L
+
+
+# PPO with a learned critic, Ouyang et al. 2022
+METHOD = Method("ppo", "PPO (critic)", "verifier + critic", PPOConfig, train_ppo,
+                ppo_study_fields, ppo_flops)

@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from refimpl.core import checks
-from refimpl.core.training import adamw, check_fields
+from refimpl.core.training import TrainResult, adamw, check_fields
 from refimpl.core.utils import seed_everything
 
 REDUCTIONS = ("mean", "min")
@@ -186,16 +186,18 @@ def prm_metrics(pred: torch.Tensor, y: torch.Tensor, train: torch.Tensor, test: 
     return metrics
 
 
-def train_prm(base, problems, texts, cfg: PRMConfig | None = None):
-    """Fit a PRM on sampled completions; returns (prm, metrics).
+def train_prm(base, cfg: PRMConfig | None = None, *, problems, texts) -> TrainResult:
+    """Fit a PRM on sampled completions; returns a TrainResult (model: the ProcessRewardModel;
+    history: one row, its metrics).
 
+    base: the SFT Base (its GPT, frozen, is the PRM's trunk); cfg: a PRMConfig (None: defaults).
     problems, texts: N completions of the base policy (one Problem per text; a Rollout's
         ``[r.problems[i // G] for i in ...]`` and ``r.texts``). Labels: ``step_labels``.
-    Prompts are split into train / held-out (cfg.heldout_frac); metrics (all on held-out
+    Prompts are split into train / held-out (cfg.heldout_frac); the metrics (all on held-out
     steps that are present in the text): step_accuracy, majority_rate (accuracy of always
     predicting the more common label), false_positive_rate (wrong steps scored >= 0.5),
     false_negative_rate, accuracy per step index ("acc/step_k", the last is the answer),
-    and the train accuracy, plus n_train / n_heldout step counts.
+    and the train accuracy, plus n_train / n_heldout step counts and the final ``loss``.
     """
     cfg = checks.config("cfg", cfg, PRMConfig)
     cfg.validate()
@@ -220,4 +222,4 @@ def train_prm(base, problems, texts, cfg: PRMConfig | None = None):
     with torch.no_grad():
         pred = prm.head(h).squeeze(-1) > 0  # (N, K+1)
     metrics = {**prm_metrics(pred, y, train, test), "loss": loss.item()}
-    return prm, metrics
+    return TrainResult(prm, [metrics])

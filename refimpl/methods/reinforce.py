@@ -23,9 +23,10 @@ in groups of G samples per prompt (row b*G + g is sample g of prompt b):
 
 `reinforce_loss` is the surrogate whose autograd gradient is the sample estimate of (1):
 loss = -mean_i (r_i - b_i) * log pi(y_i | x_i), with (r - b) detached.
-`exact_bandit_gradient` enumerates every group of samples on a small softmax "bandit" to
-get the exact mean and variance of that estimator for each baseline; `gradient_variance`
-(the trace of a covariance) and `per_sample_grads` measure the same on a real model.
+`exact_reward_bandit_gradient` enumerates every group of samples on the reward bandit (a small
+softmax policy over N actions of M prompts, with a table of verifier rewards) to get the exact
+mean and variance of that estimator for each baseline; `gradient_variance` (the trace of a
+covariance) and `per_sample_grads` measure the same on a real model.
 
 A baseline lowers the variance only when it is close to the right value. For one sample
 and a constant b, Var(b) = Var(0) - 2b E[r |s|^2] + b^2 E[|s|^2] with s = grad log pi(y|x),
@@ -47,18 +48,6 @@ from refimpl.methods.kl import ESTIMATORS as KL_ESTIMATORS
 from refimpl.methods.kl import kl_estimate
 
 BASELINE_KINDS = ("none", "rloo", "group_mean", "running")
-
-
-@dataclass
-class ReinforceConfig:
-    """Loss settings of REINFORCE with a baseline (the trainer adds its own loop settings)."""
-
-    group_size: int = 8            # G samples per prompt
-    baseline: str = "rloo"         # one of BASELINE_KINDS
-    running_momentum: float | None = None  # for "running": None = count average, else EMA
-    running_init: float = 0.0      # for "running": b(x) of a prompt not seen before
-    beta: float = 0.0           # weight of the KL(pi || pi_ref) penalty; 0 disables it
-    kl_estimator: str = "k3"
 
 
 def _check_rewards(rewards: torch.Tensor, group_size: int, min_group: int = 1) -> None:
@@ -148,7 +137,7 @@ def baseline(rewards: torch.Tensor, group_size: int, kind: str = "none",
     return b.repeat_interleave(G)  # (B*G,)
 
 
-def _check_loss_inputs(logps, rewards, baselines, ref_logps, beta, group_size, mask,
+def _check_loss_inputs(logps, rewards, baselines, ref_logps, seq_kl_coef, group_size, mask,
                        kl_estimator) -> torch.Tensor:
     """Validate reinforce_loss's arguments; return the bool tensor of the entries that count."""
     checks.tensor("logps", logps, dims=(1, 2))
@@ -163,17 +152,17 @@ def _check_loss_inputs(logps, rewards, baselines, ref_logps, beta, group_size, m
         checks.finite(name, checks.tensor(name, t, shape=logps.shape[:1], floating=False,
                                           like="logps' rows").double())
     _check_rewards(rewards, group_size)
-    checks.positive("beta", beta, "0 disables the KL penalty", allow_zero=True)
+    checks.positive("seq_kl_coef", seq_kl_coef, "0 disables the KL penalty", allow_zero=True)
     checks.one_of("kl_estimator", kl_estimator, KL_ESTIMATORS)
-    if beta > 0 and ref_logps is None:
-        raise ValueError("beta > 0 needs ref_logps from the reference policy")
+    if seq_kl_coef > 0 and ref_logps is None:
+        raise ValueError("seq_kl_coef > 0 needs ref_logps from the reference policy")
     if ref_logps is not None:
         checks.logprobs("ref_logps", ref_logps, shape=logps.shape, mask=keep, like="logps")
     return keep
 
 
 def reinforce_loss(logps: torch.Tensor, rewards: torch.Tensor, baselines: torch.Tensor,
-                   ref_logps: torch.Tensor | None = None, beta: float = 0.0, *,
+                   ref_logps: torch.Tensor | None = None, seq_kl_coef: float = 0.0, *,
                    group_size: int, mask: torch.Tensor | None = None,
                    kl_estimator: str = "k3") -> tuple[torch.Tensor, dict[str, float]]:
     """REINFORCE surrogate loss with a baseline and an optional KL penalty.
@@ -181,13 +170,14 @@ def reinforce_loss(logps: torch.Tensor, rewards: torch.Tensor, baselines: torch.
     logps: (B*G,) sequence log-probs log pi(y|x), or (B*G, T) per-token log-probs with `mask`.
     rewards, baselines: (B*G,); the advantage (rewards - baselines) is detached, so no
         gradient reaches a reward model or a learned baseline.
-    ref_logps: same shape as logps, from the frozen reference policy (needed if beta > 0).
-    beta: the KL weight, >= 0 (the name GRPO's config uses too). The penalty is beta * mean
-        over sequences of the sequence KL estimate, so that it sits on the same per-sequence scale as the policy term and the
-        loss is the surrogate of E[r] - beta * KL(pi(.|x) || pi_ref(.|x)). With per-token
-        inputs the sequence KL is the masked SUM of per-token estimates (refimpl.methods.kl; the KL
-        of sequences is the sum of per-token KLs, by the chain rule), so this beta weighs
-        about T times more than GRPO's per-token-averaged beta. With sequence inputs the
+    ref_logps: same shape as logps, from the frozen reference policy (needed if seq_kl_coef > 0).
+    seq_kl_coef: the weight (>= 0) of the SEQUENCE KL in the loss (beta in the notebooks). The
+        penalty is seq_kl_coef * mean over sequences of the sequence KL estimate, so that it
+        sits on the same per-sequence scale as the policy term and the loss is the surrogate of
+        E[r] - seq_kl_coef * KL(pi(.|x) || pi_ref(.|x)). With per-token inputs the sequence KL
+        is the masked SUM of per-token estimates (refimpl.methods.kl; the KL of sequences is
+        the sum of per-token KLs, by the chain rule), so this weight counts about T times more
+        than GRPO's ``beta`` on the per-token-averaged KL. With sequence inputs the
         estimator is applied to the sequence log-ratio: unbiased for k1/k3 but noisy for
         long sequences; prefer per-token inputs when you have them.
     group_size: G, the layout of the rows, used for the group metrics only.
@@ -199,8 +189,8 @@ def reinforce_loss(logps: torch.Tensor, rewards: torch.Tensor, baselines: torch.
     when ref_logps is given, kl (mean per completion token as in TRL, or per sequence for
     sequence inputs) and kl/sequence (the mean sequence KL that the penalty uses).
     """
-    keep = _check_loss_inputs(logps, rewards, baselines, ref_logps, beta, group_size, mask,
-                              kl_estimator)  # like logps: where the log-probs count
+    keep = _check_loss_inputs(logps, rewards, baselines, ref_logps, seq_kl_coef, group_size,
+                              mask, kl_estimator)  # like logps: where the log-probs count
     if logps.dim() == 2:
         seq_logps = torch.where(mask, logps, 0.0).sum(dim=1)  # (B*G,)
     else:
@@ -223,7 +213,7 @@ def reinforce_loss(logps: torch.Tensor, rewards: torch.Tensor, baselines: torch.
         kl_elem = kl_estimate(torch.where(keep, logps, 0.0), torch.where(keep, ref_logps, 0.0),
                               kl_estimator)  # like logps, 0 off the mask
         kl_seq = kl_elem.sum(dim=1) if logps.dim() == 2 else kl_elem  # (B*G,)
-        loss = loss + beta * kl_seq.mean()
+        loss = loss + seq_kl_coef * kl_seq.mean()
         metrics["kl/sequence"] = kl_seq.mean().item()
         n_tok = keep.sum().clamp(min=1)
         metrics["kl"] = (kl_elem.sum() / n_tok).item() if logps.dim() == 2 else metrics["kl/sequence"]
@@ -266,8 +256,9 @@ def gradient_variance(grads: torch.Tensor, weights: torch.Tensor | None = None) 
 
 
 @dataclass
-class BanditGradients:
-    """true_grad (M, N): grad of E[r]; mean[kind] (M, N) and variance[kind] of the estimator."""
+class RewardBanditGradients:
+    """The REINFORCE estimator on the reward bandit (``exact_reward_bandit_gradient``):
+    true_grad (M, N): grad of E[r]; mean[kind] (M, N) and variance[kind] of the estimator."""
 
     true_grad: torch.Tensor
     mean: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -275,8 +266,8 @@ class BanditGradients:
     exact: bool = True
 
 
-def _check_bandit(logits, reward_table, group_size, running_values) -> None:
-    """exact_bandit_gradient's inputs: finite (M, N) logits and rewards, G >= 1, and (M,)
+def _check_reward_bandit(logits, reward_table, group_size, running_values) -> None:
+    """exact_reward_bandit_gradient's inputs: finite (M, N) logits and rewards, G >= 1, and (M,)
     running values when given."""
     if logits.dim() != 2 or reward_table.shape != logits.shape:
         raise ValueError("logits and reward_table must both be (M, N)")
@@ -305,12 +296,13 @@ def prompt_estimates(pi: torch.Tensor, R: torch.Tensor, actions: torch.Tensor, k
     return ((r - b)[..., None] * score).sum(dim=1) / (M * G)  # (Z, N)
 
 
-def exact_bandit_gradient(logits: torch.Tensor, reward_table: torch.Tensor, group_size: int,
-                          kinds: Sequence[str] = BASELINE_KINDS,
-                          running_values: torch.Tensor | None = None,
-                          max_enumerate: int = 20_000, n_samples: int = 20_000,
-                          generator: torch.Generator | None = None) -> BanditGradients:
-    """Mean and variance of the REINFORCE estimator on a softmax bandit, per baseline kind.
+def exact_reward_bandit_gradient(logits: torch.Tensor, reward_table: torch.Tensor,
+                                 group_size: int, kinds: Sequence[str] = BASELINE_KINDS,
+                                 running_values: torch.Tensor | None = None,
+                                 max_enumerate: int = 20_000, n_samples: int = 20_000,
+                                 generator: torch.Generator | None = None
+                                 ) -> RewardBanditGradients:
+    """Mean and variance of the REINFORCE estimator on the reward bandit, per baseline kind.
 
     logits: (M, N) policy pi(a|m) = softmax(logits[m]) over N actions for M prompts.
     reward_table: (M, N) reward of action a on prompt m.
@@ -322,7 +314,7 @@ def exact_bandit_gradient(logits: torch.Tensor, reward_table: torch.Tensor, grou
     If N**G <= max_enumerate every group is enumerated exactly; otherwise `n_samples`
     groups per prompt are drawn (Monte Carlo, exact=False) with `generator`.
     """
-    _check_bandit(logits, reward_table, group_size, running_values)
+    _check_reward_bandit(logits, reward_table, group_size, running_values)
     M, N = logits.shape
     G = group_size
     theta = logits.detach().double().requires_grad_(True)  # (M, N)
@@ -335,7 +327,7 @@ def exact_bandit_gradient(logits: torch.Tensor, reward_table: torch.Tensor, grou
     exact = N ** G <= max_enumerate
     if exact:
         every_group = torch.tensor(list(itertools.product(range(N), repeat=G)))  # (N**G, G)
-    out = BanditGradients(true_grad=true_grad, exact=exact)
+    out = RewardBanditGradients(true_grad=true_grad, exact=exact)
     for kind in kinds:
         means, var = [], 0.0
         for m in range(M):

@@ -12,12 +12,15 @@ whose running average is keyed by prompt, by difficulty level or globally (``run
 a per-prompt key only helps when prompts recur (a small ``train_pool``).
 
 The variance of the gradient estimate of each baseline on the real model (claim C12) is
-measured in ``refimpl.methods.reinforce_analysis``.
+measured in ``refimpl.methods.reinforce_analysis``. The loss is a pure function of tensors
+(``refimpl.methods.reinforce.reinforce_loss``) that takes its settings as plain arguments;
+``ReinforceConfig`` here is the method's one config. The registry row of REINFORCE
+(``METHOD``) sits at the end of the module.
 """
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
@@ -26,21 +29,25 @@ from refimpl.core.evaluation import accuracy
 from refimpl.core.logprobs import token_logprobs
 from refimpl.core.rollouts import completion_stats, sample_groups
 from refimpl.core.tasks import get_task
-from refimpl.core.training import (Clock, StepBar, TrainResult, adamw, check_fields, log_heldout,
-                             start_history, start_policy)
+from refimpl.core.training import (Clock, Method, StepBar, TrainResult, adamw, check_fields,
+                                   log_heldout, start_history, start_policy)
 from refimpl.methods.kl import ESTIMATORS
-from refimpl.methods.reinforce import (BASELINE_KINDS, ReinforceConfig, RunningBaseline, baseline,
-                                       reinforce_loss)
+from refimpl.methods.reinforce import BASELINE_KINDS, RunningBaseline, baseline, reinforce_loss
 
 RUNNING_KEYS = ("prompt", "level", "global")
 
 
 @dataclass
-class ReinforceTrainConfig(ReinforceConfig):
-    """REINFORCE loop settings on top of the loss settings of ReinforceConfig (group_size,
-    baseline, running_momentum, running_init, beta, kl_estimator). The defaults (30 steps
-    of 16 prompts x 8 samples) take about 10-15 s on the cpu base."""
+class ReinforceConfig:
+    """REINFORCE settings: the loss's (group_size to kl_estimator) and the loop's. The
+    defaults (30 steps of 16 prompts x 8 samples) take about 10-15 s on the cpu base."""
 
+    group_size: int = 8               # G samples per prompt
+    baseline: str = "rloo"            # one of BASELINE_KINDS
+    running_momentum: float | None = None  # for "running": None = count average, else EMA
+    running_init: float = 0.0         # for "running": b(x) of a prompt not seen before
+    seq_kl_coef: float = 0.0          # weight of the sequence KL(pi || pi_ref) in the loss; 0: none
+    kl_estimator: str = "k3"
     steps: int = 30
     prompts_per_step: int = 16        # B prompts per update batch
     temperature: float = 1.0          # sampling temperature (log-probs use the same one)
@@ -54,28 +61,27 @@ class ReinforceTrainConfig(ReinforceConfig):
     eval_problems: int = 256
     seed: int = 0
 
+    def validate(self) -> None:
+        """Raise TypeError or ValueError naming the first bad field."""
+        check_fields(self, {"steps": 1, "prompts_per_step": 1, "group_size": 1, "train_pool": 1,
+                            "eval_problems": 1, "eval_every": None, "seed": None, "level": 0,
+                            "digits": 1},
+                     positive=("temperature", "lr", "max_grad_norm"),
+                     nonnegative=("seq_kl_coef",),
+                     intervals={"running_momentum": (0, 1, "[)"), "digits": (1, 6, "[]")},
+                     choices={"baseline": BASELINE_KINDS, "running_key": RUNNING_KEYS,
+                              "kl_estimator": ESTIMATORS},
+                     optional=("running_momentum", "level", "digits"),
+                     why={"seq_kl_coef": "0 disables the KL penalty",
+                          "running_momentum": "None keeps a count average",
+                          "digits": "None trains on the base's task"})
+        checks.number("ReinforceConfig.running_init", self.running_init)
+        if self.baseline in ("rloo", "group_mean") and self.group_size < 2:
+            raise ValueError(f"baseline {self.baseline!r} needs group_size >= 2 (the other "
+                             f"samples of the prompt), got {self.group_size}")
 
-def validate_config(cfg: ReinforceTrainConfig) -> None:
-    """Raise TypeError or ValueError naming the first bad field of ``cfg``."""
-    check_fields(cfg, {"steps": 1, "prompts_per_step": 1, "group_size": 1, "train_pool": 1,
-                       "eval_problems": 1, "eval_every": None, "seed": None, "level": 0,
-                       "digits": 1},
-                 positive=("temperature", "lr", "max_grad_norm"),
-                 nonnegative=("beta",), intervals={"running_momentum": (0, 1, "[)"),
-                                                   "digits": (1, 6, "[]")},
-                 choices={"baseline": BASELINE_KINDS, "running_key": RUNNING_KEYS,
-                          "kl_estimator": ESTIMATORS},
-                 optional=("running_momentum", "level", "digits"),
-                 why={"beta": "0 disables the KL penalty",
-                      "running_momentum": "None keeps a count average",
-                      "digits": "None trains on the base's task"})
-    checks.number("ReinforceTrainConfig.running_init", cfg.running_init)
-    if cfg.baseline in ("rloo", "group_mean") and cfg.group_size < 2:
-        raise ValueError(f"baseline {cfg.baseline!r} needs group_size >= 2 (the other samples "
-                         f"of the prompt), got {cfg.group_size}")
 
-
-def task_for(base, cfg: ReinforceTrainConfig):
+def task_for(base, cfg: ReinforceConfig):
     """The task the run trains on: the base's, or "add" with cfg.digits digits."""
     if cfg.digits is None:
         return base.task
@@ -100,7 +106,7 @@ def collect_groups(policy, tok, task, problems, cfg, reward_fn, running, gen):
 
 def reinforce_update(policy, ref_model, opt, ro, baselines, cfg) -> dict:
     """Update: one on-policy step on ``reinforce_loss`` (no ratio, no clip). ref_model: the
-    frozen reference, or None when cfg.beta = 0. Returns the loss metrics and grad_norm
+    frozen reference, or None when cfg.seq_kl_coef = 0. Returns the loss metrics and grad_norm
     (before clipping to cfg.max_grad_norm)."""
     G = cfg.group_size
     args = (ro.prompt_ids, ro.prompt_mask, ro.completion_ids, ro.completion_mask)
@@ -110,7 +116,7 @@ def reinforce_update(policy, ref_model, opt, ro, baselines, cfg) -> dict:
         with torch.no_grad():
             ref_logps = token_logprobs(ref_model, *args, temperature=cfg.temperature,
                                        group_size=G)                     # (B*G, T)
-    loss, metrics = reinforce_loss(logps, ro.rewards, baselines, ref_logps, cfg.beta,
+    loss, metrics = reinforce_loss(logps, ro.rewards, baselines, ref_logps, cfg.seq_kl_coef,
                                    group_size=G, mask=ro.completion_mask,
                                    kl_estimator=cfg.kl_estimator)
     opt.zero_grad(set_to_none=True)
@@ -137,7 +143,7 @@ def verified_rates(ro, verify) -> dict:
     return row
 
 
-def training_pool(task, cfg: ReinforceTrainConfig, pool=None) -> list:
+def training_pool(task, cfg: ReinforceConfig, pool=None) -> list:
     """The problems train_reinforce draws its prompts from: ``pool``, or cfg.train_pool
     training problems of the task at cfg.level; at least cfg.prompts_per_step of them."""
     if pool is None:
@@ -149,17 +155,18 @@ def training_pool(task, cfg: ReinforceTrainConfig, pool=None) -> list:
 
 
 def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, reward_fn=None,
-                    progress: bool = True, heldout=None, pool=None) -> TrainResult:
+                    pool=None, progress: bool = True, heldout=None) -> TrainResult:
     """Train ``policy`` (default: a copy of the base) with REINFORCE and a baseline.
 
-    cfg: a ReinforceTrainConfig (a plain ReinforceConfig gets the default loop settings).
-    reward_fn(problem, text) -> float defaults to the task's outcome verifier (a reward_fn
-    with a ``.score(problems, texts)`` attribute scores the whole step at once, see
-    ``rollouts.score_texts``); heldout is a
-    list of problems for greedy accuracy (default: cfg.eval_problems held-out problems);
-    pool is the list of training problems to draw prompts from (default: cfg.train_pool
-    problems of the task at cfg.level). A small pool revisits its prompts, which is what a
-    per-prompt running baseline needs; its problems' ``level`` labels the per-level rates.
+    base: the SFT Base (its model is the frozen reference); cfg: a ReinforceConfig (None:
+    defaults). reward_fn(problem, text) -> float defaults to the task's outcome verifier (a
+    reward_fn with a ``.score(problems, texts)`` attribute scores the whole step at once, see
+    ``rollouts.score_texts``); pool is the list of training problems to draw prompts from
+    (default: cfg.train_pool problems of the task at cfg.level). A small pool revisits its
+    prompts, which is what a per-prompt running baseline needs; its problems' ``level``
+    labels the per-level rates. progress: show a progress bar; heldout is a list of problems
+    for greedy accuracy (default: cfg.eval_problems held-out problems). Returns a
+    TrainResult (model: the trained policy).
 
     History rows: step, time_s (training wall time, evaluation excluded), samples
     (completions generated so far), reward (mean of reward_fn), verified (mean of the
@@ -167,20 +174,18 @@ def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, re
     rewards), pass_rate/level_k (verified pass rate of this step's samples at level k),
     frac_reward_zero_std, frac_all_wrong (groups whose rewards are all 0; also per level as
     frac_all_wrong/level_k), reward_std,
-    advantage_mean, completions/mean_length, entropy, kl (when beta > 0), loss, grad_norm (before
+    advantage_mean, completions/mean_length, entropy, kl (when seq_kl_coef > 0), loss, grad_norm (before
     clipping) and, at step 0, every eval_every steps and at the end, heldout_acc.
     """
     cfg = checks.config("cfg", cfg, ReinforceConfig)
-    if type(cfg) is ReinforceConfig:
-        cfg = ReinforceTrainConfig(**asdict(cfg))
-    validate_config(cfg)
+    cfg.validate()
     checks.function("reward_fn", reward_fn)
     task, tok = task_for(base, cfg), base.tokenizer
     verify = task.verify
     reward_fn = reward_fn or verify
     pool = training_pool(task, cfg, pool)
     policy, device, gen = start_policy(base, policy, cfg.seed)
-    ref_model = base.reference().to(device) if cfg.beta > 0 else None
+    ref_model = base.reference().to(device) if cfg.seq_kl_coef > 0 else None
     opt = adamw(policy.parameters(), cfg.lr)
     running = (RunningBaseline(cfg.running_momentum, cfg.running_init)
                if cfg.baseline == "running" else None)
@@ -210,3 +215,20 @@ def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, re
     return TrainResult(policy.eval(), history)
 
 
+# ---- the registry row of REINFORCE (refimpl.methods.registry collects it); in the FLOPs model N
+# is the parameter count, L the tokens per sequence (prompt + mean completion), N_critic unused ----
+def reinforce_study_fields(cc) -> dict:
+    """The ReinforceConfig fields a head-to-head run sets from ``cc`` (a CompareConfig): B, G
+    and the RLOO baseline."""
+    return dict(prompts_per_step=cc.prompts_per_step, group_size=cc.group_size, baseline="rloo")
+
+
+def reinforce_flops(cfg, N, L, N_critic=0) -> float:
+    """REINFORCE: sample, one update [, reference pass with a KL term]."""
+    BG = cfg.prompts_per_step * cfg.group_size
+    return (2 + 6 + (2 if cfg.seq_kl_coef > 0 else 0)) * N * BG * L
+
+
+# REINFORCE with the RLOO baseline, Ahmadian et al. 2024
+METHOD = Method("reinforce", "REINFORCE (RLOO)", "verifier", ReinforceConfig, train_reinforce,
+                reinforce_study_fields, reinforce_flops)

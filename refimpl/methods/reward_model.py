@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from refimpl.core import checks
 from refimpl.core.model import eval_mode
 from refimpl.core.preferences import PreferencePairs, build_pairs, check_pairs, pair_batches
-from refimpl.core.training import Clock, StepBar, adamw, check_fields, log_heldout, start_history
+from refimpl.core.training import (Clock, StepBar, TrainResult, adamw, check_fields, log_heldout,
+                                   start_history)
 from refimpl.core.utils import seed_everything
 
 
@@ -172,17 +173,22 @@ def rm_evaluate(rm: RewardModel, pairs: PreferencePairs, heldout_pairs: Preferen
                 "heldout_pairwise_acc": rm.pairwise_accuracy(heldout_pairs)}
 
 
-def train_reward_model(base, pairs: PreferencePairs | None = None, cfg: RMConfig | None = None,
-                       *, heldout_pairs: PreferencePairs | None = None, progress: bool = True,
-                       ) -> tuple[RewardModel, list]:
+def train_reward_model(base, cfg: RMConfig | None = None, *, pairs: PreferencePairs | None = None,
+                       heldout_pairs: PreferencePairs | None = None,
+                       progress: bool = True) -> TrainResult:
     """Fit a Bradley-Terry reward model on ``pairs`` (default: base samples on
     ``cfg.n_prompts`` training prompts, judged by the verifier).
 
+    base: the SFT Base (the model starts from a copy of its GPT); cfg: an RMConfig (None:
+        defaults).
     heldout_pairs: pairs for ``heldout_pairwise_acc`` (default: base samples on
         ``cfg.heldout_prompts`` held-out prompts).
-    Returns the trained model (eval mode, gradients off) and its history: rows with
-    ``step``, ``time_s``, ``samples`` (pairs consumed), ``loss``, the batch metrics and, at
-    step 0 and every ``cfg.eval_every`` steps, ``train_pairwise_acc`` and
+    progress: show a progress bar.
+    Returns a TrainResult: model, the trained RewardModel (eval mode, gradients off), and
+    history, rows with ``step``, ``time_s``, ``samples`` (the completions generated to build
+    the training pairs, ``pairs.stats["samples_generated"]``, the same in every row; 0 for
+    pairs that carry no count), ``pairs`` (pairs consumed so far), ``loss``, the batch metrics
+    and, at step 0 and every ``cfg.eval_every`` steps, ``train_pairwise_acc`` and
     ``heldout_pairwise_acc``.
     """
     cfg = checks.config("cfg", cfg, RMConfig)
@@ -195,8 +201,9 @@ def train_reward_model(base, pairs: PreferencePairs | None = None, cfg: RMConfig
     opt = adamw(rm.parameters(), cfg.lr)
     batches = pair_batches(len(pairs), cfg.batch_size, torch.Generator().manual_seed(cfg.seed))
     evaluate = partial(rm_evaluate, rm, pairs, heldout_pairs)
+    generated = pairs.stats.get("samples_generated", 0)    # completions behind the pairs
     clock = Clock()
-    history = start_history(cfg, clock, evaluate)
+    history = start_history(cfg, clock, evaluate, samples=generated, pairs=0)
     consumed = 0
     bar = StepBar(cfg.steps, "reward model", progress)
     for step in bar:
@@ -208,10 +215,10 @@ def train_reward_model(base, pairs: PreferencePairs | None = None, cfg: RMConfig
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        row = {"step": step, "time_s": clock(), "samples": consumed, "loss": loss.item(),
-               **metrics}
+        row = {"step": step, "time_s": clock(), "samples": generated, "pairs": consumed,
+               "loss": loss.item(), **metrics}
         log_heldout(row, cfg, clock, evaluate)
         history.append(row)
     bar.close()
     rm.eval().requires_grad_(False)
-    return rm, history
+    return TrainResult(rm, history)

@@ -29,7 +29,7 @@ from refimpl.methods.ppo import ppo_loss, token_rewards
 from refimpl.methods.ppo_trainer import PPOConfig, train_ppo
 from refimpl.methods.prm import PRMConfig, train_prm
 from refimpl.methods.reinforce import RunningBaseline, baseline, reinforce_loss
-from refimpl.methods.reinforce_trainer import ReinforceTrainConfig, train_reinforce
+from refimpl.methods.reinforce_trainer import ReinforceConfig, train_reinforce
 from refimpl.methods.reward_model import RMConfig, bradley_terry_loss, train_reward_model
 
 f64 = torch.float64
@@ -140,16 +140,16 @@ LOSSES = {
     "reinforce_loss": (reinforce_loss,
                        lambda: dict(logps=_lp(B, T), rewards=torch.tensor([1.0, 0.0, 1.0, 1.0]),
                                     baselines=torch.full((B,), 0.5), ref_logps=_lp(B, T) - 1,
-                                    beta=0.1, group_size=G, mask=_mask(),
+                                    seq_kl_coef=0.1, group_size=G, mask=_mask(),
                                     kl_estimator="k3"),
                        dict(logps="logp", rewards="reward", baselines="reward",
-                            ref_logps="logp", beta="nonneg", group_size="count",
+                            ref_logps="logp", seq_kl_coef="nonneg", group_size="count",
                             mask="mask", kl_estimator="choice")),
     "token_rewards": (token_rewards,
                       lambda: dict(scores=torch.tensor([1.0, 0.0, 1.0, 0.0]),
                                    mask=torch.ones(B, T, dtype=torch.bool),
-                                   kl=_lp(B, T), kl_coef=0.1),
-                      dict(scores="finite", kl="finite", kl_coef="nonneg")),
+                                   kl=_lp(B, T), reward_kl_coef=0.1),
+                      dict(scores="finite", kl="finite", reward_kl_coef="nonneg")),
     "ppo_loss": (ppo_loss,
                  lambda: dict(logps=_lp(B, T), old_logps=_lp(B, T), advantages=_lp(B, T) + 1,
                               values=_lp(B, T), old_values=_lp(B, T), returns=_lp(B, T),
@@ -244,18 +244,18 @@ CONFIGS = {
                       importance_sampling_level="choice", kl_importance_weight="flag")),
     PPOConfig: (lambda b, c: train_ppo(b, c),
                 dict(ONLINE, critic_lr="pos", clip_eps="open01", clip_range_value="pos",
-                     vf_coef="nonneg", kl_coef="nonneg", gamma="unit", lam="unit",
+                     vf_coef="nonneg", reward_kl_coef="nonneg", gamma="unit", lam="unit",
                      whiten_advantages="flag", inner_updates="count",
                      critic_warmup_steps="count", mc_every="count", mc_samples="count")),
-    ReinforceTrainConfig: (lambda b, c: train_reinforce(b, c),
-                           dict(ONLINE, baseline="choice", running_momentum="unit_open_high",
-                                running_init="finite_real", beta="nonneg",
-                                kl_estimator="choice", running_key="choice", digits="count")),
-    RMConfig: (lambda b, c: train_reward_model(b, cfg=c),
+    ReinforceConfig: (lambda b, c: train_reinforce(b, c),
+                      dict(ONLINE, baseline="choice", running_momentum="unit_open_high",
+                           running_init="finite_real", seq_kl_coef="nonneg",
+                           kl_estimator="choice", running_key="choice", digits="count")),
+    RMConfig: (lambda b, c: train_reward_model(b, c),
                dict(lr="pos", batch_size="count", steps="count", eval_every="count",
                     seed="int", n_prompts="count", heldout_prompts="count",
                     group_size="count", pairs_per_prompt="count")),
-    PRMConfig: (lambda b, c: train_prm(b, [], [], c),
+    PRMConfig: (lambda b, c: train_prm(b, c, problems=[], texts=[]),
                 dict(hidden="count", window="count", steps="count", lr="pos",
                      weight_decay="nonneg", heldout_frac="open01", seed="int")),
     OfflineOnlineConfig: (lambda b, c: run_offline_online(b, c),
@@ -290,7 +290,7 @@ def test_trainers_take_only_their_own_config(cls):
 
 def test_train_dpo_refuses_empty_or_foreign_pairs():
     for pairs in ([], (), "pairs"):
-        _assert_clear_error(lambda: train_dpo(_Untouchable(), DPOConfig(), pairs), "pairs")
+        _assert_clear_error(lambda: train_dpo(_Untouchable(), DPOConfig(), pairs=pairs), "pairs")
 
 
 @pytest.mark.parametrize("cls", [GRPOConfig, PPOConfig])

@@ -15,7 +15,8 @@ import torch  # noqa: E402
 from refimpl.experiments.claims_study import study  # noqa: E402
 from refimpl.experiments.labs import bandit, kl_lab  # noqa: E402
 from refimpl.figures import (diagrams, plots, plots_bandit, plots_compare, plots_dpo,  # noqa: E402
-                             plots_grpo, plots_kl, plots_offline, plots_ppo, plots_rl, plots_study)
+                             plots_grpo, plots_kl, plots_offline, plots_ppo, plots_reinforce,
+                             plots_study)
 from refimpl.core.training import TrainResult  # noqa: E402
 from refimpl.experiments.head_to_head.compare import CompareConfig, CompareResult  # noqa: E402
 
@@ -58,7 +59,7 @@ def check_reads_alone(fig):
     plt.close(fig)
 
 
-LAB = bandit.make_bandit(bandit.BanditConfig())
+LAB = bandit.make_preference_bandit(bandit.PreferenceBanditConfig())
 ROWS_TV = [{"n_pairs": n, "tv_dpo_opt": 1 / n, "tv_rlhf_opt": 1.1 / n, "tv_predicted": 1 / n,
             "tv_dpo_rlhf": 0.01 / n} for n in (10, 100, 1000)]
 DPO_RUN = history(**{"rewards/chosen": 0.1, "rewards/rejected": -0.1,
@@ -116,9 +117,9 @@ FIGURES = {
     "ppo_vs_grpo": lambda: plots_ppo.plot_ppo_vs_grpo(PPO, PPO),
     "advantage_quality": lambda: plots_ppo.plot_advantage_quality({"critic": QUALITY}),
     "reward_hacking": lambda: plots_ppo.plot_reward_hacking(PPO, PPO),
-    "level_curves": lambda: plots_rl.plot_level_curves(RL, {0: "level 0"}),
-    "variance": lambda: plots_rl.plot_variance({4: {"none": 1.0, "rloo": 0.5}}),
-    "runs": lambda: plots_rl.plot_runs({"outcome": RL, "process": RL}, claim="C13"),
+    "level_curves": lambda: plots_reinforce.plot_level_curves(RL, {0: "level 0"}),
+    "variance": lambda: plots_reinforce.plot_variance({4: {"none": 1.0, "rloo": 0.5}}),
+    "runs": lambda: plots_reinforce.plot_runs({"outcome": RL, "process": RL}, claim="C13"),
     "tabular": lambda: plots_offline.plot_tabular(TAB, TAB),
     "rate_changes": lambda: plots_offline.plot_rate_changes([RATES, RATES]),
     "compare": lambda: plots_compare.plot_compare(COMPARE, "samples"),
@@ -146,7 +147,7 @@ def test_the_check_can_fail():
 
 
 def test_rewards_on_different_scales_get_their_own_axes():
-    fig = plots_rl.plot_runs({"outcome": RL, "process": RL}, keys=("heldout_acc", "reward"))
+    fig = plots_reinforce.plot_runs({"outcome": RL, "process": RL}, keys=("heldout_acc", "reward"))
     reward_axes = [ax for ax in fig.axes if "reward" in ax.get_ylabel()]
     assert len(reward_axes) == 2 and all(len(ax.lines) == 1 for ax in reward_axes)
     plt.close(fig)

@@ -161,12 +161,15 @@ def test_reference_logps_are_computed_once(cpu_base, few, monkeypatch):
     monkeypatch.setattr(cpu_base, "reference", reference)
     for steps in (2, 7):
         cfg = DPOConfig(steps=steps, eval_every=100, eval_problems=8, batch_size=16)
-        res = train_dpo(cpu_base, cfg, few, progress=False)
+        res = train_dpo(cpu_base, cfg, pairs=few, progress=False)
         # One chunk of pairs (< 512): one prompt pass, one chosen+rejected pass, whatever steps.
         assert counters[-1].calls == 2
         # At step 0 the policy is the reference: every implicit reward is exactly zero.
         assert res.history[0]["pairs/rewards/margins"] == pytest.approx(0.0, abs=1e-6)
-        assert [r["samples"] for r in res.history] == [16 * s for s in range(steps + 1)]
+        assert [r["pairs"] for r in res.history] == [16 * s for s in range(steps + 1)]
+        # samples: the completions generated to build the pairs, all before step 0
+        generated = few.stats["samples_generated"]
+        assert generated > 0 and [r["samples"] for r in res.history] == [generated] * (steps + 1)
 
 
 def test_first_step_loss_closed_form(cpu_base, few):
@@ -175,7 +178,7 @@ def test_first_step_loss_closed_form(cpu_base, few):
     for kw, dpo0 in ((dict(), math.log(2)), (dict(label_smoothing=0.3), math.log(2)),
                      (dict(loss_type="ipo", beta=0.1), 25.0)):
         cfg = DPOConfig(steps=1, eval_every=100, eval_problems=8, nll_coef=0.5, **kw)
-        row = train_dpo(cpu_base, cfg, few, progress=False).history[1]
+        row = train_dpo(cpu_base, cfg, pairs=few, progress=False).history[1]
         assert row["loss"] == pytest.approx(dpo0 + 0.5 * row["nll"], rel=1e-5)
         assert row["nll"] > 0
 
@@ -184,7 +187,7 @@ def test_same_seed_same_numbers(cpu_base, few):
     def run(seed):
         cfg = DPOConfig(steps=3, eval_every=3, eval_problems=16, seed=seed, nll_coef=1.0)
         return [(r.get("loss"), r.get("heldout_acc"), r.get("pairs/rewards/margins")) for r in
-                train_dpo(cpu_base, cfg, few, progress=False).history]
+                train_dpo(cpu_base, cfg, pairs=few, progress=False).history]
 
     a, b, c = run(0), run(0), run(1)
     assert a == b
@@ -197,7 +200,7 @@ def test_same_seed_same_numbers(cpu_base, few):
                                  dict(eval_every=0), dict(group_size=1)])
 def test_bad_config_raises(cpu_base, few, bad):
     with pytest.raises(ValueError):
-        train_dpo(cpu_base, DPOConfig(**bad), few, progress=False)
+        train_dpo(cpu_base, DPOConfig(**bad), pairs=few, progress=False)
 
 
 def test_bad_data_raises(cpu_base):
@@ -217,10 +220,10 @@ def test_stable_dpo_raises_heldout_accuracy(cpu_base, pairs):
     # DPO + NLL on the chosen answers (RPO), a fixed seed and a small budget.
     cfg = DPOConfig(lr=1e-4, nll_coef=1.0, batch_size=16, steps=30, eval_every=100,
                     eval_problems=8, seed=0)
-    res = train_dpo(cpu_base, cfg, pairs, progress=False)
+    res = train_dpo(cpu_base, cfg, pairs=pairs, progress=False)
     problems = cpu_base.heldout(400, seed=11)
     before = _correct(cpu_base.model, cpu_base, problems)
-    after = _correct(res.policy, cpu_base, problems)
+    after = _correct(res.model, cpu_base, problems)
     gained = sum(a and not b for a, b in zip(after, before))
     lost = sum(b and not a for a, b in zip(after, before))
     # Paired sign test on the same 400 problems: under "no change" gained - lost has mean 0 and
@@ -232,7 +235,7 @@ def test_pure_dpo_lowers_the_chosen_logprob(cpu_base, pairs):
     # Likelihood displacement (C4): the margin grows, yet log pi(y_w) ends below where it began,
     # so the chosen answers' implicit reward beta * log pi/pi_ref is negative too.
     cfg = DPOConfig(lr=3e-5, batch_size=16, steps=60, eval_every=60, eval_problems=8, seed=0)
-    h = train_dpo(cpu_base, cfg, pairs, progress=False).history
+    h = train_dpo(cpu_base, cfg, pairs=pairs, progress=False).history
     first, last = h[0], h[-1]
     assert last["pairs/rewards/margins"] > 0.05
     assert last["pairs/logps/chosen"] < first["pairs/logps/chosen"]

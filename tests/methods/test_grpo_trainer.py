@@ -164,7 +164,7 @@ def test_same_seed_same_history(tiny):
     c = train_grpo(tiny, replace(cfg, seed=1), reward_fn=parity_reward, progress=False)
     assert _strip(a.history) == _strip(b.history)
     assert _strip(a.history) != _strip(c.history)
-    for pa, pb in zip(a.policy.parameters(), b.policy.parameters()):
+    for pa, pb in zip(a.model.parameters(), b.model.parameters()):
         assert torch.equal(pa, pb)
 
 

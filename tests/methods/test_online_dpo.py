@@ -23,7 +23,7 @@ def tiny():
     return load_base("tiny", progress=False)
 
 
-CFG = dict(steps=1, prompts_per_step=8, group_size=4, updates_per_step=1, eval_every=0,
+CFG = dict(steps=1, prompts_per_step=8, group_size=4, inner_updates=1, eval_every=0,
            train_pool=64, lr=1e-3, seed=3)
 
 
@@ -40,10 +40,11 @@ def test_one_step_equals_the_slow_procedure(tiny):
     with torch.no_grad():
         rc, rr = pair_logps(tiny.reference(), pairs)
     dpo_update(policy, adamw(policy.parameters(), cfg.lr), pairs, rc.sum(-1), rr.sum(-1), cfg)
-    for a, b in zip(res.policy.parameters(), policy.parameters()):
+    for a, b in zip(res.model.parameters(), policy.parameters()):
         torch.testing.assert_close(a, b)
-    assert res.history[1]["pairs"] == len(pairs) > 0
-    assert any((a != b).any() for a, b in zip(res.policy.parameters(), tiny.model.parameters()))
+    assert res.history[1]["pairs_formed"] == len(pairs) > 0
+    assert "pairs" not in res.history[1]      # "pairs": pairs consumed so far, offline DPO only
+    assert any((a != b).any() for a, b in zip(res.model.parameters(), tiny.model.parameters()))
 
 
 def test_budget_counts_every_completion(tiny):
@@ -58,14 +59,14 @@ def test_no_mixed_group_means_no_update(tiny, monkeypatch):
     base = copy.copy(tiny)
     base.task = task
     res = train_online_dpo(base, OnlineDPOConfig(**CFG), progress=False)
-    assert res.history[1]["pairs"] == 0 and "loss" not in res.history[1]
-    for a, b in zip(res.policy.parameters(), tiny.model.parameters()):
+    assert res.history[1]["pairs_formed"] == 0 and "loss" not in res.history[1]
+    for a, b in zip(res.model.parameters(), tiny.model.parameters()):
         torch.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize("field, value, match", [
     ("group_size", 1, "group_size"), ("lr", 0.0, "lr"), ("beta", float("nan"), "beta"),
-    ("updates_per_step", 0, "updates_per_step"), ("loss_type", "hinge", "loss_type"),
+    ("inner_updates", 0, "inner_updates"), ("loss_type", "hinge", "loss_type"),
     ("nll_coef", float("nan"), "nll_coef"), ("label_smoothing", 0.5, "label_smoothing"),
 ])
 def test_bad_config_names_the_field(tiny, field, value, match):

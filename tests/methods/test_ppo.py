@@ -10,7 +10,7 @@ import torch
 from refimpl.methods.ppo import (ValueModel, explained_variance, gae_advantages, pearson, ppo_loss,
                                  ppo_policy_loss, rl_memory, token_rewards, value_loss, whiten)
 from refimpl.methods.ppo_analysis import advantage_quality
-from refimpl.methods.ppo_trainer import PPOConfig, train_ppo, validate_config
+from refimpl.methods.ppo_trainer import PPOConfig, train_ppo
 
 DT = torch.float64
 
@@ -37,7 +37,7 @@ def test_token_rewards_puts_score_on_last_token_and_kl_everywhere():
     mask = lengths_mask([3, 1, 4], 4)
     scores = torch.tensor([1.0, 0.0, 2.0], dtype=DT)
     kl = torch.arange(12, dtype=DT).view(3, 4) / 10
-    r = token_rewards(scores, mask, kl, kl_coef=0.5)
+    r = token_rewards(scores, mask, kl, reward_kl_coef=0.5)
     expect = torch.tensor([[-0.0, -0.05, 1 - 0.1, 0.0],
                            [-0.2, 0.0, 0.0, 0.0],
                            [-0.4, -0.45, -0.5, 2 - 0.55]], dtype=DT)
@@ -187,8 +187,8 @@ def test_losses_reject_bad_input():
         gae_advantages(x, x, mask, lam=1.5)
     with pytest.raises(ValueError, match="right-padded"):
         gae_advantages(x, x, torch.tensor([[True, False, True], [True, True, True]]))
-    with pytest.raises(ValueError, match="kl_coef"):
-        token_rewards(torch.zeros(2), mask, None, kl_coef=0.1)
+    with pytest.raises(ValueError, match="reward_kl_coef"):
+        token_rewards(torch.zeros(2), mask, None, reward_kl_coef=0.1)
     with pytest.raises(ValueError, match="bool"):
         value_loss(x, x, x, mask.float())
 
@@ -231,7 +231,7 @@ def test_value_model_reads_the_state_before_each_token(cpu_base):
 # ----------------------------------------------------------------------------- trainer ----
 
 FAST = PPOConfig(steps=4, prompts_per_step=6, group_size=4, eval_every=4, eval_problems=128,
-                 kl_coef=0.04, lam=1.0, critic_lr=3e-3, mc_every=4, mc_samples=8, seed=0)
+                 reward_kl_coef=0.04, lam=1.0, critic_lr=3e-3, mc_every=4, mc_samples=8, seed=0)
 
 
 def shifted_verifier(task):
@@ -266,7 +266,7 @@ def test_ppo_keeps_the_policy_and_fits_the_critic(cpu_base, ppo_run):
     # On fresh samples, with targets = outcome reward R in {1, 2} (lam = 1): V = 0 has loss
     # E[R^2] / 2 >= 1/2, a constant V = c has E[(R - c)^2] / 2, at best Var(R) / 2 <= 1/8.
     from refimpl.core.rollouts import sample_groups
-    ro = sample_groups(ppo_run.policy, cpu_base.tokenizer, cpu_base.task,
+    ro = sample_groups(ppo_run.model, cpu_base.tokenizer, cpu_base.task,
                        cpu_base.train_problems(32, seed=7), 4,
                        reward_fn=shifted_verifier(cpu_base.task),
                        generator=torch.Generator().manual_seed(1))
@@ -279,7 +279,7 @@ def test_ppo_keeps_the_policy_and_fits_the_critic(cpu_base, ppo_run):
     start, _ = value_loss(torch.zeros_like(v), v, returns, ro.completion_mask, None)
     assert start >= 0.5 and trained < 0.5 * start, (trained.item(), start.item())
     # memory: weights of policy, reference and critic, and two Adam buffers per trainable float
-    mem = rl_memory(ppo_run.policy, ppo_run.critic)
+    mem = rl_memory(ppo_run.model, ppo_run.critic)
     assert h[1]["memory/params"] == mem["params"] == 3 * cpu_base.model.num_params() + 129
     assert h[1]["memory/optimizer_state"] == mem["optimizer_state"]
     # the Monte-Carlo check logged the C15 metrics
@@ -299,12 +299,12 @@ def test_same_seed_same_numbers(cpu_base, ppo_run):
 
 @pytest.mark.parametrize("field,value,match", [
     ("group_size", 0, "group_size"), ("lam", 1.5, "lam"), ("gamma", -0.1, "gamma"),
-    ("clip_eps", 0.0, "clip_eps"), ("critic_lr", 0.0, "critic_lr"), ("kl_coef", -1.0, "kl_coef"),
+    ("clip_eps", 0.0, "clip_eps"), ("critic_lr", 0.0, "critic_lr"), ("reward_kl_coef", -1.0, "reward_kl_coef"),
     ("clip_range_value", -0.2, "clip_range_value"), ("steps", 2.5, "steps"),
     ("mc_samples", 1, "mc_samples")])
 def test_bad_config_raises(field, value, match):
     with pytest.raises((ValueError, TypeError), match=match):
-        validate_config(replace(PPOConfig(), **{field: value}))
+        replace(PPOConfig(), **{field: value}).validate()
 
 
 def test_group_size_one_and_snapshot(cpu_base):
@@ -318,7 +318,7 @@ def test_group_size_one_and_snapshot(cpu_base):
     # a snapshot computes every critic on the same samples: equal critics, equal numbers;
     # a critic that says V = 0 is off by exactly the mean pass rate, |0 - p(x)| = p(x)
     cfg2 = replace(cfg, group_size=2)
-    snap = advantage_snapshot(res.policy, {"a": res.critic, "b": res.critic,
+    snap = advantage_snapshot(res.model, {"a": res.critic, "b": res.critic,
                                            "zero": ValueModel(cpu_base.model)},
                               cpu_base, cpu_base.train_problems(3, seed=3), cfg2, mc_samples=4,
                               generator=torch.Generator().manual_seed(0))

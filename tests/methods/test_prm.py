@@ -27,7 +27,8 @@ def samples(cpu_base):
 
 @pytest.fixture(scope="module")
 def trained(cpu_base, samples):
-    return train_prm(cpu_base, *samples, PRMConfig(steps=100))
+    res = train_prm(cpu_base, PRMConfig(steps=100), problems=samples[0], texts=samples[1])
+    return res.model, res.history[-1]
 
 
 # ---------------------------------------------------------------- step positions -----
@@ -99,17 +100,17 @@ def test_reward_fn_single_and_batch_agree_and_never_raise(trained):
 
 def test_same_seed_same_prm(cpu_base, samples):
     problems, texts = samples[0][:200], samples[1][:200]
-    _, m1 = train_prm(cpu_base, problems, texts, PRMConfig(steps=20, seed=3))
-    _, m2 = train_prm(cpu_base, problems, texts, PRMConfig(steps=20, seed=3))
+    m1 = train_prm(cpu_base, PRMConfig(steps=20, seed=3), problems=problems, texts=texts).history
+    m2 = train_prm(cpu_base, PRMConfig(steps=20, seed=3), problems=problems, texts=texts).history
     assert m1 == m2
 
 
 def test_bad_inputs_raise(cpu_base, samples):
     problems, texts = samples
     with pytest.raises(ValueError, match="one problem per text"):
-        train_prm(cpu_base, problems[:3], texts[:4])
+        train_prm(cpu_base, problems=problems[:3], texts=texts[:4])
     with pytest.raises(ValueError, match="heldout_frac"):
-        train_prm(cpu_base, problems[:8], texts[:8], PRMConfig(heldout_frac=1.0))
+        train_prm(cpu_base, PRMConfig(heldout_frac=1.0), problems=problems[:8], texts=texts[:8])
     with pytest.raises(ValueError, match="window"):
         ProcessRewardModel(cpu_base.model, cpu_base.tokenizer, cpu_base.task, window=0)
     prm = ProcessRewardModel(cpu_base.model, cpu_base.tokenizer, cpu_base.task)

@@ -24,10 +24,12 @@ def test_every_row_is_complete_and_named_by_its_key():
         assert registry.LABELS[name] == m.label
 
 
-def test_offline_methods_take_pairs_and_online_ones_do_not():
+def test_offline_methods_take_their_data_by_keyword_and_online_ones_take_none():
     for m in registry.METHODS.values():
-        params = list(inspect.signature(m.trainer).parameters)
-        assert (params[2] == "pairs") == (not m.online), m.name
+        params = inspect.signature(m.trainer).parameters
+        assert m.online == (m.offline is None), m.name
+        if not m.online:
+            assert params[m.offline.arg].kind is inspect.Parameter.KEYWORD_ONLY, m.name
 
 
 def test_study_fields_are_fields_of_the_config_and_overrides_apply():
@@ -50,15 +52,20 @@ def test_unknown_method_names_the_choices():
         registry.get_method(None)
 
 
-def test_presets_hold_the_study_defaults_and_the_cache_key_ignores_them():
+def test_the_study_defaults_of_each_preset_live_with_the_head_to_head():
+    """compare.PRESET_DEFAULTS holds the head-to-head's defaults at each preset's size (a preset
+    itself holds only the model and its SFT, which is all the base's cache key reads)."""
     from refimpl.core.sft import _cache_paths
-    for p in PRESETS.values():
-        assert {"budget_samples", "eval_problems", "prompts_per_step", "group_size"} <= set(p.study)
+    assert set(compare.PRESET_DEFAULTS) == set(PRESETS)
+    for d in compare.PRESET_DEFAULTS.values():
+        assert {"budget_samples", "eval_problems", "prompts_per_step", "group_size"} <= set(d)
     cpu = PRESETS["cpu"]
-    assert _cache_paths(cpu, 0) == _cache_paths(dataclasses.replace(cpu, study={}), 0)
     assert _cache_paths(cpu, 0) != _cache_paths(dataclasses.replace(cpu, sft_lr=1e-3), 0)
     cc = compare.config_for_preset("gpu")
     assert (cc.budget_samples, cc.prompts_per_step) == (20480, 64)
+    assert compare.config_for_preset("tiny").evals == 1
+    with pytest.raises(ValueError, match="unknown preset"):
+        compare.config_for_preset("huge")
 
 
 def test_eval_due_every_eval_every_steps_and_at_the_end():
@@ -95,10 +102,10 @@ def test_every_trainer_returns_a_train_result_with_the_shared_history(cpu_base):
     cc = compare.config_for_preset("cpu", tuned=False, prompts_per_step=4, group_size=4,
                                    eval_problems=4)
     heldout = cpu_base.heldout(4)
-    pairs = compare._make_pairs(cpu_base, cc, 0, 16)[0]
+    pairs = compare.make_data("dpo", cpu_base, cc, 0, 16)[0]
     for name, m in registry.METHODS.items():
         cfg = compare.method_config(name, cc, seed=0, steps=2, eval_every=1)
-        res = m.train(cpu_base, cfg, heldout=heldout, pairs=pairs)
+        res = m.train(cpu_base, cfg, heldout=heldout, data=pairs)
         assert isinstance(res, TrainResult), name
         assert [r["step"] for r in res.history] == [0, 1, 2], name
         assert all({"time_s", "samples", "heldout_acc"} <= set(r) for r in res.history), name

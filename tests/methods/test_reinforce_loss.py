@@ -13,9 +13,9 @@ import types
 import pytest
 import torch
 
-from refimpl.methods.reinforce import (BASELINE_KINDS, ReinforceConfig, RunningBaseline, baseline,
-                                       exact_bandit_gradient, gradient_variance, per_sample_grads,
-                                       reinforce_loss)
+from refimpl.methods.reinforce import (BASELINE_KINDS, RunningBaseline, baseline,
+                                       exact_reward_bandit_gradient, gradient_variance,
+                                       per_sample_grads, reinforce_loss)
 
 DT = torch.float64
 
@@ -45,7 +45,7 @@ def per_prompt_moments(logits, rewards):
 
 def test_true_gradient_matches_softmax_closed_form():
     logits, rewards = random_bandit(3, 4, seed=0)
-    out = exact_bandit_gradient(logits, rewards, group_size=2, kinds=())
+    out = exact_reward_bandit_gradient(logits, rewards, group_size=2, kinds=())
     pi = torch.softmax(logits, -1)  # (M, N)
     closed = pi * (rewards - (pi * rewards).sum(-1, keepdim=True)) / 3  # (M, N)
     torch.testing.assert_close(out.true_grad, closed, rtol=0, atol=1e-14)
@@ -57,9 +57,9 @@ def test_action_independent_baselines_are_unbiased(seed, G, binary):
     # the running b(x) (a function of past batches only) and RLOO (other samples only).
     logits, rewards = random_bandit(2, 3, seed, binary)
     constants = torch.tensor([0.7, -1.3], dtype=DT)
-    out = exact_bandit_gradient(logits, rewards, G, kinds=("none", "rloo"))
-    out_const = exact_bandit_gradient(logits, rewards, G, kinds=("running",), running_values=constants)
-    out_default = exact_bandit_gradient(logits, rewards, G, kinds=("running",))
+    out = exact_reward_bandit_gradient(logits, rewards, G, kinds=("none", "rloo"))
+    out_const = exact_reward_bandit_gradient(logits, rewards, G, kinds=("running",), running_values=constants)
+    out_default = exact_reward_bandit_gradient(logits, rewards, G, kinds=("running",))
     assert out.exact
     for mean in (out.mean["none"], out.mean["rloo"], out_const.mean["running"], out_default.mean["running"]):
         torch.testing.assert_close(mean, out.true_grad, rtol=0, atol=1e-14)
@@ -70,7 +70,7 @@ def test_group_mean_is_biased_by_g_minus_one_over_g(G):
     # b_i = r_i/G + (G-1)/G * b_i^rloo, so r_i - b_i = (G-1)/G * (r_i - b_i^rloo) sample by
     # sample: the mean shrinks by (G-1)/G and the variance by ((G-1)/G)^2.
     logits, rewards = random_bandit(2, 3, seed=10 + G)
-    out = exact_bandit_gradient(logits, rewards, G, kinds=("rloo", "group_mean"))
+    out = exact_reward_bandit_gradient(logits, rewards, G, kinds=("rloo", "group_mean"))
     k = (G - 1) / G
     torch.testing.assert_close(out.mean["group_mean"], k * out.true_grad, rtol=0, atol=1e-14)
     assert out.variance["group_mean"] == pytest.approx(k**2 * out.variance["rloo"], rel=1e-10)
@@ -86,7 +86,7 @@ def test_constant_baseline_variance_closed_form(seed):
     M, N, G = 2, 3, 2
     logits, rewards = random_bandit(M, N, seed)
     b = torch.tensor([0.3, 1.1], dtype=DT)
-    out = exact_bandit_gradient(logits, rewards, G, kinds=("none", "running"), running_values=b)
+    out = exact_reward_bandit_gradient(logits, rewards, G, kinds=("none", "running"), running_values=b)
     mo = per_prompt_moments(logits, rewards)
     var_none = ((mo["pi"] * rewards**2 * (1 - 2 * mo["pi"] + (mo["pi"] ** 2).sum(-1, keepdim=True))).sum(-1)
                 - mo["v2"]).sum() / (M**2 * G)
@@ -104,7 +104,7 @@ def test_pass_rate_baseline_lowers_variance_when_score_norms_are_equal(p_correct
     logits = torch.zeros(1, N, dtype=DT)
     rewards = torch.tensor([[1.0] * p_correct + [0.0] * (N - p_correct)], dtype=DT)
     p = p_correct / N
-    out = exact_bandit_gradient(logits, rewards, G, kinds=("none", "running"))
+    out = exact_reward_bandit_gradient(logits, rewards, G, kinds=("none", "running"))
     assert out.variance["none"] - out.variance["running"] == pytest.approx((1 - 1 / N) * p**2 / G, rel=1e-10)
     assert out.variance["running"] < out.variance["none"]
 
@@ -119,14 +119,14 @@ def test_pass_rate_baseline_can_raise_variance_on_a_confident_policy():
     q = 0.9
     logits = torch.tensor([[math.log(q / (1 - q)), 0.0]], dtype=DT)
     rewards = torch.tensor([[1.0, 0.0]], dtype=DT)
-    out = exact_bandit_gradient(logits, rewards, 1, kinds=("none", "running"))
+    out = exact_reward_bandit_gradient(logits, rewards, 1, kinds=("none", "running"))
     mean2 = 2 * q**2 * (1 - q) ** 2
     var_none = 2 * q * (1 - q) ** 2 - mean2
     var_p = 2 * q * (1 - q) * ((1 - q) ** 3 + q**3) - mean2
     assert out.variance["none"] == pytest.approx(var_none, rel=1e-9)
     assert out.variance["running"] == pytest.approx(var_p, rel=1e-9)
     assert out.variance["running"] / out.variance["none"] == pytest.approx(64.0, rel=1e-9)
-    best = exact_bandit_gradient(logits, rewards, 1, kinds=("running",),
+    best = exact_reward_bandit_gradient(logits, rewards, 1, kinds=("running",),
                                  running_values=torch.tensor([1 - q], dtype=DT))
     assert best.variance["running"] < out.variance["none"]
 
@@ -138,7 +138,7 @@ def test_rloo_variance_closed_form(seed, G):
     #   Var_rloo = (E[u^2 |s|^2] + E[|s|^2] Var(r) / (G-1)) / G - (G-2) / (G (G-1)) |v|^2.
     M, N = 2, 3
     logits, rewards = random_bandit(M, N, seed)
-    out = exact_bandit_gradient(logits, rewards, G, kinds=("rloo",))
+    out = exact_reward_bandit_gradient(logits, rewards, G, kinds=("rloo",))
     mo = per_prompt_moments(logits, rewards)
     closed = ((mo["Eus"] + mo["Es"] * mo["var_r"] / (G - 1)) / G - (G - 2) / (G * (G - 1)) * mo["v2"]).sum() / M**2
     assert out.variance["rloo"] == pytest.approx(closed.item(), rel=1e-10)
@@ -154,7 +154,7 @@ def test_rloo_beats_no_baseline_on_easy_prompts_not_on_hard_ones(n_correct, G):
     p = n_correct / N
     logits = torch.zeros(1, N, dtype=DT)
     rewards = torch.tensor([[1.0] * n_correct + [0.0] * (N - n_correct)], dtype=DT)
-    out = exact_bandit_gradient(logits, rewards, G, kinds=("none", "rloo"))
+    out = exact_reward_bandit_gradient(logits, rewards, G, kinds=("none", "rloo"))
     gap = p * ((1 - 1 / N) * (G * p - 1) - (1 - p) / N) / (G * (G - 1))
     assert out.variance["none"] - out.variance["rloo"] == pytest.approx(gap, rel=1e-9, abs=1e-15)
     assert (out.variance["rloo"] < out.variance["none"]) == (gap > 0)
@@ -162,8 +162,8 @@ def test_rloo_beats_no_baseline_on_easy_prompts_not_on_hard_ones(n_correct, G):
 
 def test_monte_carlo_path_agrees_with_enumeration():
     logits, rewards = random_bandit(2, 3, seed=4, binary=True)
-    exact = exact_bandit_gradient(logits, rewards, 3)
-    mc = exact_bandit_gradient(logits, rewards, 3, max_enumerate=1, n_samples=20_000,
+    exact = exact_reward_bandit_gradient(logits, rewards, 3)
+    mc = exact_reward_bandit_gradient(logits, rewards, 3, max_enumerate=1, n_samples=20_000,
                                generator=torch.Generator().manual_seed(0))
     assert exact.exact and not mc.exact
     for kind in BASELINE_KINDS:
@@ -219,11 +219,6 @@ def test_running_baseline_exponential_moving_average():
     torch.testing.assert_close(rb.get(["x", "new"]), torch.tensor([0.55, 0.0], dtype=DT))
 
 
-def test_config_defaults_are_valid():
-    cfg = ReinforceConfig()
-    assert cfg.baseline in BASELINE_KINDS and cfg.group_size >= 2 and cfg.beta >= 0
-
-
 # ---------------------------------------------------------------- the loss ----------------
 
 def test_loss_gradient_is_minus_advantage_over_n():
@@ -241,7 +236,7 @@ def test_loss_gradient_is_minus_advantage_over_n():
 
 def test_loss_autograd_on_bandit_equals_the_estimator():
     # d(-loss)/d logits = 1/(M G) sum (r - b)(onehot(a) - pi): the sample that
-    # exact_bandit_gradient averages over.
+    # exact_reward_bandit_gradient averages over.
     M, N, G = 3, 4, 4
     logits, table = random_bandit(M, N, seed=7, binary=True)
     theta = logits.clone().requires_grad_(True)
@@ -284,22 +279,23 @@ def test_metrics_hand_built():
     assert m1["frac_reward_zero_std"] == 1.0 and m1["reward_std"] == pytest.approx(0.5)
 
 
-def test_kl_penalty_is_beta_times_summed_k3():
+def test_kl_penalty_is_seq_kl_coef_times_summed_k3():
     gen = torch.Generator().manual_seed(3)
     mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]], dtype=torch.bool)
     logps = torch.where(mask, -torch.rand(2, 4, generator=gen), 0.0)  # (B*G, T)
     ref = torch.where(mask, -torch.rand(2, 4, generator=gen), 0.0)  # (B*G, T)
     rewards, b = torch.tensor([1.0, 0.0]), torch.tensor([0.5, 0.5])
-    beta = 0.3
+    seq_kl_coef = 0.3
     base, _ = reinforce_loss(logps, rewards, b, group_size=2, mask=mask)
-    loss, m = reinforce_loss(logps, rewards, b, ref, beta, group_size=2, mask=mask)
+    loss, m = reinforce_loss(logps, rewards, b, ref, seq_kl_coef, group_size=2, mask=mask)
     lr = ref - logps  # (B*G, T)
     k3 = torch.where(mask, lr.exp() - lr - 1, 0.0)  # (B*G, T)
-    assert (loss - base).item() == pytest.approx(beta * k3.sum(1).mean().item())
+    assert (loss - base).item() == pytest.approx(seq_kl_coef * k3.sum(1).mean().item())
     assert m["kl/sequence"] == pytest.approx(k3.sum(1).mean().item())
     assert m["kl"] == pytest.approx((k3.sum() / mask.sum()).item())
     # Sequence inputs: the estimator on the sequence log-ratio.
-    seq_loss, ms = reinforce_loss(logps.sum(1), rewards, b, ref.sum(1), beta, group_size=2, kl_estimator="k1")
+    seq_loss, ms = reinforce_loss(logps.sum(1), rewards, b, ref.sum(1), seq_kl_coef, group_size=2,
+                                  kl_estimator="k1")
     assert ms["kl"] == pytest.approx((logps.sum(1) - ref.sum(1)).mean().item())
 
 
@@ -354,16 +350,16 @@ def _loss_kwargs(**over):
     (lambda: reinforce_loss(**_loss_kwargs(logps=torch.zeros(4, 3))), "mask"),
     (lambda: reinforce_loss(**_loss_kwargs(logps=torch.zeros(4, 3), mask=torch.ones(4, 2, dtype=torch.bool))), "mask"),
     (lambda: reinforce_loss(**_loss_kwargs(mask=torch.ones(4, dtype=torch.bool))), "mask"),
-    (lambda: reinforce_loss(**_loss_kwargs(beta=-0.1)), "beta"),
-    (lambda: reinforce_loss(**_loss_kwargs(beta=float("nan"))), "beta"),
-    (lambda: reinforce_loss(**_loss_kwargs(beta=0.1)), "ref_logps"),
+    (lambda: reinforce_loss(**_loss_kwargs(seq_kl_coef=-0.1)), "seq_kl_coef"),
+    (lambda: reinforce_loss(**_loss_kwargs(seq_kl_coef=float("nan"))), "seq_kl_coef"),
+    (lambda: reinforce_loss(**_loss_kwargs(seq_kl_coef=0.1)), "ref_logps"),
     (lambda: reinforce_loss(**_loss_kwargs(ref_logps=torch.zeros(3))), "ref_logps"),
     (lambda: reinforce_loss(**_loss_kwargs(kl_estimator="k4")), "unknown kl_estimator"),
     (lambda: gradient_variance(torch.zeros(1, 3)), "at least 2"),
     (lambda: gradient_variance(torch.zeros(2, 3), torch.tensor([0.5, 0.6])), "summing to 1"),
-    (lambda: exact_bandit_gradient(torch.zeros(2, 3), torch.zeros(2, 2), 2), r"\(M, N\)"),
-    (lambda: exact_bandit_gradient(torch.zeros(2, 3), torch.zeros(2, 3), 1, kinds=("rloo",)), "group_size"),
-    (lambda: exact_bandit_gradient(torch.zeros(2, 3), torch.zeros(2, 3), 2, running_values=torch.zeros(3)), "running_values"),
+    (lambda: exact_reward_bandit_gradient(torch.zeros(2, 3), torch.zeros(2, 2), 2), r"\(M, N\)"),
+    (lambda: exact_reward_bandit_gradient(torch.zeros(2, 3), torch.zeros(2, 3), 1, kinds=("rloo",)), "group_size"),
+    (lambda: exact_reward_bandit_gradient(torch.zeros(2, 3), torch.zeros(2, 3), 2, running_values=torch.zeros(3)), "running_values"),
 ])
 def test_bad_input_raises_value_error(call, match):
     with pytest.raises(ValueError, match=match):

@@ -14,9 +14,9 @@ from refimpl.core.model import GPT, GPTConfig
 from refimpl.core.rollouts import sample_groups
 from refimpl.core.tasks import get_task
 from refimpl.core.tokenizer import CharTokenizer
-from refimpl.methods.reinforce import ReinforceConfig, baseline, gradient_variance, per_sample_grads
+from refimpl.methods.reinforce import baseline, gradient_variance, per_sample_grads
 from refimpl.methods.reinforce_analysis import estimator_variance, score_gram
-from refimpl.methods.reinforce_trainer import ReinforceTrainConfig, train_reinforce, validate_config
+from refimpl.methods.reinforce_trainer import ReinforceConfig, train_reinforce
 
 
 def _strip(history):
@@ -33,27 +33,27 @@ def _strip(history):
     (dict(kl_estimator="k4"), "unknown .*kl_estimator"),
     (dict(lr=0.0), "lr"),
     (dict(temperature=-1.0), "temperature"),
-    (dict(beta=-0.1), "beta"),
-    (dict(beta=float("nan")), "beta"),
+    (dict(seq_kl_coef=-0.1), "seq_kl_coef"),
+    (dict(seq_kl_coef=float("nan")), "seq_kl_coef"),
     (dict(running_momentum=1.0), "running_momentum"),
     (dict(digits=9), "digits"),
     (dict(prompts_per_step=2.5), "prompts_per_step"),
 ])
 def test_bad_config_raises(change, match):
     with pytest.raises((ValueError, TypeError), match=match):
-        validate_config(ReinforceTrainConfig(**change))
+        ReinforceConfig(**change).validate()
 
 
 def test_group_size_one_is_fine_without_a_group_baseline():
-    validate_config(ReinforceTrainConfig(group_size=1, baseline="none"))
-    validate_config(ReinforceTrainConfig(group_size=1, baseline="running"))
+    ReinforceConfig(group_size=1, baseline="none").validate()
+    ReinforceConfig(group_size=1, baseline="running").validate()
 
 
 def test_train_raises_on_bad_config_and_small_pool(cpu_base):
     with pytest.raises(ValueError, match="unknown .*baseline"):
-        train_reinforce(cpu_base, ReinforceTrainConfig(baseline="avg"), progress=False)
+        train_reinforce(cpu_base, ReinforceConfig(baseline="avg"), progress=False)
     with pytest.raises(ValueError, match="fewer than prompts_per_step"):
-        train_reinforce(cpu_base, ReinforceTrainConfig(eval_every=0), progress=False,
+        train_reinforce(cpu_base, ReinforceConfig(eval_every=0), progress=False,
                         pool=cpu_base.train_problems(3))
 
 
@@ -63,7 +63,7 @@ def test_reinforce_improves_heldout_accuracy(cpu_base):
     """15 steps of 16 prompts x 8 samples (lr 1e-4, seed 0) must beat the base by more than
     two standard errors of a 256-problem accuracy, sqrt(p (1 - p) / 256) <= 0.031."""
     heldout = cpu_base.heldout(256)
-    res = train_reinforce(cpu_base, ReinforceTrainConfig(steps=15, eval_every=15, seed=0),
+    res = train_reinforce(cpu_base, ReinforceConfig(steps=15, eval_every=15, seed=0),
                           heldout=heldout, progress=False)
     acc0, acc1 = res.history[0]["heldout_acc"], res.last("heldout_acc")
     se = math.sqrt(acc0 * (1 - acc0) / len(heldout))
@@ -77,21 +77,21 @@ def test_reinforce_improves_heldout_accuracy(cpu_base):
 
 
 def test_same_seed_same_numbers(cpu_base):
-    cfg = ReinforceTrainConfig(steps=2, prompts_per_step=4, group_size=4, eval_every=0, seed=5)
+    cfg = ReinforceConfig(steps=2, prompts_per_step=4, group_size=4, eval_every=0, seed=5)
     a = train_reinforce(cpu_base, cfg, progress=False)
     b = train_reinforce(cpu_base, cfg, progress=False)
     assert _strip(a.history) == _strip(b.history)
-    assert all(torch.equal(p, q) for p, q in zip(a.policy.parameters(), b.policy.parameters()))
-    c = train_reinforce(cpu_base, ReinforceTrainConfig(**{**cfg.__dict__, "seed": 6}), progress=False)
+    assert all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters()))
+    c = train_reinforce(cpu_base, ReinforceConfig(**{**cfg.__dict__, "seed": 6}), progress=False)
     assert _strip(c.history) != _strip(a.history)
 
 
 def test_all_zero_rewards_leave_the_policy_unchanged(cpu_base):
     """RLOO advantages of an all-zero group are 0: no gradient, and AdamW (no decay) stays put."""
-    res = train_reinforce(cpu_base, ReinforceTrainConfig(steps=2, prompts_per_step=4, eval_every=0),
+    res = train_reinforce(cpu_base, ReinforceConfig(steps=2, prompts_per_step=4, eval_every=0),
                           reward_fn=lambda problem, text: 0.0, progress=False)
     assert all(r["grad_norm"] == 0.0 and r["frac_all_wrong"] == 1.0 for r in res.history[1:])
-    assert all(torch.equal(p, q) for p, q in zip(res.policy.parameters(), cpu_base.model.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(res.model.parameters(), cpu_base.model.parameters()))
 
 
 def test_batched_reward_fn_gives_the_same_run(cpu_base):
@@ -103,7 +103,7 @@ def test_batched_reward_fn_gives_the_same_run(cpu_base):
     def batched(problem, text):
         raise AssertionError("the trainer must use .score when it exists")
     batched.score = lambda problems, texts: [task.verify(p, t) for p, t in zip(problems, texts)]
-    cfg = ReinforceTrainConfig(steps=2, prompts_per_step=4, group_size=4, eval_every=0)
+    cfg = ReinforceConfig(steps=2, prompts_per_step=4, group_size=4, eval_every=0)
     a = train_reinforce(cpu_base, cfg, reward_fn=fn, progress=False)
     b = train_reinforce(cpu_base, cfg, reward_fn=batched, progress=False)
     assert _strip(a.history) == _strip(b.history)
@@ -112,25 +112,30 @@ def test_batched_reward_fn_gives_the_same_run(cpu_base):
 @pytest.mark.parametrize("kind, key", [("running", "prompt"), ("running", "level"),
                                        ("none", "level"), ("group_mean", "level")])
 def test_every_baseline_runs(cpu_base, kind, key):
-    cfg = ReinforceTrainConfig(steps=2, prompts_per_step=4, group_size=4, eval_every=0,
+    cfg = ReinforceConfig(steps=2, prompts_per_step=4, group_size=4, eval_every=0,
                                baseline=kind, running_key=key)
     res = train_reinforce(cpu_base, cfg, progress=False)
     assert all(math.isfinite(r["loss"]) for r in res.history[1:])
 
 
 def test_kl_penalty_is_logged(cpu_base):
-    cfg = ReinforceTrainConfig(steps=2, prompts_per_step=4, group_size=4, eval_every=0, beta=0.05)
+    cfg = ReinforceConfig(steps=2, prompts_per_step=4, group_size=4, eval_every=0, seq_kl_coef=0.05)
     res = train_reinforce(cpu_base, cfg, progress=False)
     assert all("kl" in r and r["kl"] >= 0 for r in res.history[1:])
 
 
-def test_plain_reinforce_config_is_accepted_and_validated(cpu_base):
-    with pytest.raises(ValueError, match="unknown .*baseline"):  # converted, then validated
-        train_reinforce(cpu_base, ReinforceConfig(baseline="avg"), progress=False)
+def test_config_defaults_are_valid():
+    """The default config passes the config's own validation, which can fail: the defaults
+    with one bad field do not."""
+    ReinforceConfig().validate()
+    for bad, match in ((dict(baseline="avg"), "baseline"), (dict(steps=-1), "steps"),
+                       (dict(kl_estimator="k9"), "kl_estimator")):
+        with pytest.raises((ValueError, TypeError), match=match):
+            ReinforceConfig(**bad).validate()
 
 
 def test_digits_trains_on_a_harder_task(cpu_base):
-    cfg = ReinforceTrainConfig(steps=1, prompts_per_step=4, group_size=4, eval_every=1,
+    cfg = ReinforceConfig(steps=1, prompts_per_step=4, group_size=4, eval_every=1,
                                eval_problems=8, digits=4)
     res = train_reinforce(cpu_base, cfg, progress=False)
     assert "heldout_acc" in res.history[-1] and res.history[-1]["samples"] == 16

@@ -110,8 +110,11 @@ def test_reward_model_learns_and_generalises(cpu_base):
     assert all(cpu_base.task.verify(p, w) == 1.0 and cpu_base.task.verify(p, l) == 0.0
                for p, w, l in zip(heldout.problems, heldout.chosen_texts, heldout.rejected_texts))
     cfg = RMConfig(steps=60, eval_every=60, seed=0)
-    rm, history = train_reward_model(cpu_base, train, cfg, heldout_pairs=heldout, progress=False)
+    res = train_reward_model(cpu_base, cfg, pairs=train, heldout_pairs=heldout, progress=False)
+    rm, history = res.model, res.history
     first, last = history[0], history[-1]
+    assert [r["pairs"] for r in history] == [min(32, len(train)) * s for s in range(61)]
+    assert all(r["samples"] == 0 for r in history)         # hand-built pairs: no generation counted
     assert first["heldout_pairwise_acc"] == 0.0            # a zero head ties every pair
     assert last["loss"] < math.log(2)
     # Held-out prompts never seen in training: chance is 1/2 with sd 0.5 / sqrt(256) = 0.031;
@@ -123,8 +126,8 @@ def test_reward_model_learns_and_generalises(cpu_base):
 def test_same_seed_same_numbers(cpu_base, small_pairs):
     def run(seed):
         cfg = RMConfig(steps=3, eval_every=3, seed=seed)
-        _, h = train_reward_model(cpu_base, small_pairs, cfg, heldout_pairs=small_pairs,
-                                  progress=False)
+        h = train_reward_model(cpu_base, cfg, pairs=small_pairs, heldout_pairs=small_pairs,
+                               progress=False).history
         return [(r.get("loss"), r["heldout_pairwise_acc"] if "heldout_pairwise_acc" in r else None)
                 for r in h]
 
@@ -136,8 +139,8 @@ def test_same_seed_same_numbers(cpu_base, small_pairs):
                                  dict(eval_every=0), dict(group_size=1), dict(n_prompts=0)])
 def test_bad_config_raises(cpu_base, small_pairs, bad):
     with pytest.raises(ValueError):
-        train_reward_model(cpu_base, small_pairs, RMConfig(**bad), heldout_pairs=small_pairs,
-                           progress=False)
+        train_reward_model(cpu_base, RMConfig(**bad), pairs=small_pairs,
+                           heldout_pairs=small_pairs, progress=False)
 
 
 def test_bad_inputs_raise():

@@ -9,17 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from refimpl.experiments.claims_study.dpo_runs import DPO_LABELS
-from refimpl.experiments.claims_study.length_runs import LENGTH_LABELS
-from refimpl.experiments.labs.offline_online import C3_LABELS
-from refimpl.methods.registry import LABELS as _METHOD_LABELS
-from refimpl.experiments.claims_study.reward_runs import REWARD_LABELS
-
-CRITIC_LABELS = {"critic": "PPO critic (trunk + head)", "critic_head": "PPO critic (head only)"}
-# every method a claim may name, as tables and figures show it
-LABELS = {**_METHOD_LABELS, **C3_LABELS, **REWARD_LABELS, **CRITIC_LABELS, **DPO_LABELS,
-          **LENGTH_LABELS}
-
 
 @dataclass(frozen=True)
 class Comparison:
@@ -43,7 +32,8 @@ class Claim:
     hypothesis: str               # in measurable form
     metric: str
     budget_samples: int           # generated completions per run
-    methods: tuple
+    methods: tuple                # the arms: registry methods by their registry name, and
+                                  # variants; each has one label in refimpl.methods.registry.LABELS
     comparisons: tuple            # of Comparison; the first decides the verdict
     contradicts: str              # what result would contradict the article
     not_shown: str                # what result would leave it not shown
@@ -169,20 +159,20 @@ CLAIMS = {
         metric="greedy accuracy on 256 test problems (held-out half never used for tuning); "
                "also the mean exact process reward of the same completions",
         budget_samples=2560,
-        methods=("base", "outcome", "process"),
+        methods=("base", "reinforce", "process"),
         comparisons=(
-            Comparison("process", "outcome", 1, "dense process reward vs sparse outcome reward, "
+            Comparison("process", "reinforce", 1, "dense process reward vs sparse outcome reward, "
                        "on accuracy: does density buy accuracy at this budget?"),
-            Comparison("process", "outcome", 1, "on the step score the process reward "
+            Comparison("process", "reinforce", 1, "on the step score the process reward "
                        "optimises: does it raise right columns more?", metric="process_score"),
-            Comparison("outcome", "base", 1, "the outcome reward alone raises accuracy "
+            Comparison("reinforce", "base", 1, "the outcome reward alone raises accuracy "
                        "(the sparse signal is enough here)"),
         ),
         contradicts="the 95% CI of process - outcome accuracy lies entirely below 0",
         not_shown="that CI contains 0",
         # the first grid (5e-5, 1e-4, 2e-4) put both picks at its lower edge; widened to 2e-5
         # before the record was made (the runs of the first grid are reused)
-        grids={"outcome": REWARD_GRID, "process": REWARD_GRID, "base": (1e-4,)},
+        grids={"reinforce": REWARD_GRID, "process": REWARD_GRID, "base": (1e-4,)},
         caveats=((2, ("holds",), "the outcome reward is not too sparse to learn from here: it "
                                  "raises accuracy on its own, because the base already solves a "
                                  "large share of the problems (base accuracy in the record), so "
@@ -201,28 +191,28 @@ CLAIMS = {
         metric="greedy accuracy on 256 test problems, and the false-accept rate "
                "tolerant_acc - accuracy of the same completions",
         budget_samples=2560,
-        methods=("base", "outcome", "tolerant"),
+        methods=("base", "reinforce", "tolerant"),
         comparisons=(
-            Comparison("outcome", "base", 1, "the exact verifier: reward gains are accuracy "
+            Comparison("reinforce", "base", 1, "the exact verifier: reward gains are accuracy "
                        "gains (nothing to hack)"),
-            Comparison("tolerant", "outcome", 1, "the buggy grader vs the exact one, on the "
+            Comparison("tolerant", "reinforce", 1, "the buggy grader vs the exact one, on the "
                        "near misses it accepts: does the policy find the gap?",
                        metric="false_accept"),
             Comparison("tolerant", "base", 1, "the buggy grader: do false accepts rise above "
                        "the base's?", metric="false_accept"),
-            Comparison("tolerant", "outcome", -1, "the cost of the bug in real accuracy"),
+            Comparison("tolerant", "reinforce", -1, "the cost of the bug in real accuracy"),
         ),
         contradicts="the 95% CI of the exact-verifier run's accuracy - the base's lies entirely "
                     "below 0",
         not_shown="that CI contains 0",
         # each arm is tuned by the reward it trains on, as its practitioner would see it
-        grids={"outcome": REWARD_GRID, "tolerant": REWARD_GRID, "base": (1e-4,)},
+        grids={"reinforce": REWARD_GRID, "tolerant": REWARD_GRID, "base": (1e-4,)},
         caveats=((1, ("holds",), "a grader with a realistic bug is gamed: training against a "
                                  "1% answer tolerance leaves more accepted near misses than "
                                  "training against the exact verifier"),
                  (3, ("holds",), "the bug costs real accuracy at this budget")),
         runner="reward",
-        tune_by={"outcome": "final_acc", "tolerant": "tolerant_acc", "base": "final_acc"},
+        tune_by={"reinforce": "final_acc", "tolerant": "tolerant_acc", "base": "final_acc"},
     ),
     # C15 has its own kind of run (RUNNERS["critic"], refimpl.methods.ppo_analysis.critic_run): the
     # critic fitted alone to the base policy's returns, measured on held-out rollouts.
@@ -278,22 +268,22 @@ CLAIMS = {
                "step 0 to the end, the final implicit-reward margin on the pairs, and greedy "
                "accuracy on 256 test problems",
         budget_samples=4096,
-        methods=("pure", "nll"),
+        methods=("dpo", "rpo"),
         comparisons=(
-            Comparison("pure", "pure", -1, "pure DPO lowers the log-probability of the right "
+            Comparison("dpo", "dpo", -1, "pure DPO lowers the log-probability of the right "
                        "answers it is trained to prefer", metric="chosen_logp_change",
                        control_metric="0"),
-            Comparison("pure", "pure", 1, "while the implicit-reward margin it optimises "
+            Comparison("dpo", "dpo", 1, "while the implicit-reward margin it optimises "
                        "rises", metric="margin", control_metric="0"),
-            Comparison("pure", "nll", -1, "an NLL term on the chosen completions holds their "
+            Comparison("dpo", "rpo", -1, "an NLL term on the chosen completions holds their "
                        "log-probability up", metric="chosen_logp_change"),
-            Comparison("nll", "pure", 1, "and ends with higher test accuracy"),
+            Comparison("rpo", "dpo", 1, "and ends with higher test accuracy"),
         ),
         contradicts="the 95% CI of pure DPO's change of log pi(y_w) lies entirely above 0",
         not_shown="that CI contains 0",
-        # the first grids (pure 1e-5..5e-5, nll 5e-5..2e-4) put both picks at their lower
+        # the first grids (dpo 1e-5..5e-5, rpo 5e-5..2e-4) put both picks at their lower
         # edges; widened down by one step before the record was made
-        grids={"pure": (5e-6, 1e-5, 2e-5, 5e-5), "nll": (2e-5, 5e-5, 1e-4, 2e-4)},
+        grids={"dpo": (5e-6, 1e-5, 2e-5, 5e-5), "rpo": (2e-5, 5e-5, 1e-4, 2e-4)},
         caveats=((0, ("holds",), "the mechanism is not the reference, which DPO keeps frozen: "
                                  "the policy lowers the likelihood of the chosen answers too, "
                                  "only less than that of the rejected ones"),
@@ -313,17 +303,17 @@ CLAIMS = {
                    "base samples: with 40% of the labels flipped at random < with clean labels.",
         metric="greedy accuracy on 256 test problems (held-out half never used for tuning)",
         budget_samples=4096,
-        methods=("nll", "nll_flip", "cdpo_flip"),
+        methods=("rpo", "rpo_flip", "crpo_flip"),
         comparisons=(
-            Comparison("nll_flip", "nll", -1, "flipped labels against clean ones: the "
+            Comparison("rpo_flip", "rpo", -1, "flipped labels against clean ones: the "
                        "article's claim"),
-            Comparison("cdpo_flip", "nll_flip", 1, "the robust variant, cDPO with label "
+            Comparison("crpo_flip", "rpo_flip", 1, "the robust variant, cDPO with label "
                        "smoothing 0.4, on the same flipped labels"),
         ),
         contradicts="the 95% CI of flipped - clean accuracy lies entirely above 0",
         not_shown="that CI contains 0",
         # C4's first grid put DPO + NLL's pick at its lower edge: this grid starts one step lower
-        grids={m: (2e-5, 5e-5, 1e-4, 2e-4) for m in ("nll", "nll_flip", "cdpo_flip")},
+        grids={m: (2e-5, 5e-5, 1e-4, 2e-4) for m in ("rpo", "rpo_flip", "crpo_flip")},
         caveats=((1, ("not shown", "contradicted (erratum)"),
                   "cDPO, the textbook robust variant, does not recover the loss at this budget"),),
         runner="dpo",
@@ -343,15 +333,15 @@ CLAIMS = {
         metric="mean length in tokens (EOS included) of the wrong ones of 8 sampled completions "
                "per test problem, 256 test problems (held-out half never used for tuning)",
         budget_samples=2560,
-        methods=("agg_grpo", "agg_dapo", "agg_dr_grpo"),
+        methods=("grpo", "agg_dapo", "agg_dr_grpo"),
         comparisons=(
-            Comparison("agg_grpo", "agg_dr_grpo", 1, "per-sequence mean vs constant normaliser, "
+            Comparison("grpo", "agg_dr_grpo", 1, "per-sequence mean vs constant normaliser, "
                        "on the length of the wrong answers: the claim", metric="len_wrong"),
-            Comparison("agg_grpo", "agg_dapo", 1, "per-sequence mean vs token mean (DAPO), on "
+            Comparison("grpo", "agg_dapo", 1, "per-sequence mean vs token mean (DAPO), on "
                        "the same lengths", metric="len_wrong"),
-            Comparison("agg_grpo", "agg_dr_grpo", -1, "and on the right answers, which the "
+            Comparison("grpo", "agg_dr_grpo", -1, "and on the right answers, which the "
                        "per-sequence mean should make shorter", metric="len_right"),
-            Comparison("agg_dr_grpo", "agg_grpo", 1, "does removing the bias change greedy "
+            Comparison("agg_dr_grpo", "grpo", 1, "does removing the bias change greedy "
                        "test accuracy?", metric="final_acc"),
         ),
         contradicts="the 95% CI of the wrong answers' length, GRPO - Dr. GRPO, lies entirely "
@@ -362,7 +352,7 @@ CLAIMS = {
         # read "contradicted" (results/study/superseded/C11b.json). The claim is about the
         # aggregation alone, so after reading that record the rule became one shared lr, picked
         # on validation by the three arms' mean accuracy; notebook 03 says so.
-        grids={m: (2e-5, 5e-5, 1e-4, 2e-4) for m in ("agg_grpo", "agg_dapo", "agg_dr_grpo")},
+        grids={m: (2e-5, 5e-5, 1e-4, 2e-4) for m in ("grpo", "agg_dapo", "agg_dr_grpo")},
         shared_lr=True,
         caveats=((2, ("not shown", "contradicted (erratum)"),
                   "the other half of the mechanism, right answers made shorter, is not seen: "
@@ -370,7 +360,7 @@ CLAIMS = {
                   "choose among them"),
                  (3, ("not shown",), "the bias moves lengths, not accuracy, at this budget")),
         metric_key="len_wrong",
-        tune_by={m: "final_acc" for m in ("agg_grpo", "agg_dapo", "agg_dr_grpo")},
+        tune_by={m: "final_acc" for m in ("grpo", "agg_dapo", "agg_dr_grpo")},
         runner="length",
         task="add_mixed",
     ),
@@ -388,16 +378,16 @@ CLAIMS = {
         metric="greedy accuracy on 256 test problems (held-out half never used for tuning); "
                "also the reward model's mean score of the same completions",
         budget_samples=2560,
-        methods=("outcome_grpo", "rm_grpo"),
+        methods=("grpo", "rm_grpo"),
         comparisons=(
-            Comparison("rm_grpo", "outcome_grpo", -1, "GRPO on the learned reward model vs GRPO "
+            Comparison("rm_grpo", "grpo", -1, "GRPO on the learned reward model vs GRPO "
                        "on the verifier, on accuracy: the article's claim"),
             Comparison("rm_grpo", "rm_grpo", 1, "the proxy rises: the reward model scores the "
                        "trained policy's completions above the base's", metric="rm_score",
                        control_metric="base_rm_score"),
             Comparison("rm_grpo", "rm_grpo", -1, "and accuracy falls below the base's, not only "
                        "behind the verifier run's", control_metric="base_acc"),
-            Comparison("rm_grpo", "outcome_grpo", 1, "the run on the reward model scores higher "
+            Comparison("rm_grpo", "grpo", 1, "the run on the reward model scores higher "
                        "on it than the run on the verifier: it optimises the proxy's errors",
                        metric="rm_score"),
         ),
@@ -408,12 +398,12 @@ CLAIMS = {
         # reward-model run by the reward model's score on validation, the other by accuracy
         # the first grids (2e-5..2e-4 each) put the verifier run's pick at the lower edge and the
         # reward-model run's at the upper: each was widened by one step and C10 rerun
-        grids={"outcome_grpo": (1e-5, 2e-5, 5e-5, 1e-4, 2e-4),
+        grids={"grpo": (1e-5, 2e-5, 5e-5, 1e-4, 2e-4),
                "rm_grpo": (2e-5, 5e-5, 1e-4, 2e-4, 5e-4)},
         caveats=((2, ("not shown",), "accuracy stalls rather than falls: it ends behind the "
                                      "verifier run's but not below the base's"),),
         runner="reward",
-        tune_by={"outcome_grpo": "final_acc", "rm_grpo": "rm_score"},
+        tune_by={"grpo": "final_acc", "rm_grpo": "rm_score"},
     ),
     "C12": Claim(
         id="C12",
@@ -424,9 +414,9 @@ CLAIMS = {
                    "test accuracy than REINFORCE with no baseline (b = 0).",
         metric="greedy accuracy on 256 test problems (held-out half never used for tuning)",
         budget_samples=2560,
-        methods=("base", "nobaseline", "outcome"),
+        methods=("base", "nobaseline", "reinforce"),
         comparisons=(
-            Comparison("outcome", "nobaseline", 1, "with the RLOO baseline vs without: the "
+            Comparison("reinforce", "nobaseline", 1, "with the RLOO baseline vs without: the "
                        "article's claim, in what the learner gets"),
             Comparison("nobaseline", "base", 1, "without a baseline REINFORCE still learns: the "
                        "0/1 reward's zeros give no gradient, its ones are positive "
@@ -436,7 +426,7 @@ CLAIMS = {
         not_shown="that CI contains 0",
         # the first grid of the run without a baseline (5e-5..5e-4) put its pick at the lower
         # edge; widened down by one step and C12 rerun
-        grids={"outcome": REWARD_GRID, "nobaseline": (2e-5, 5e-5, 1e-4, 2e-4, 5e-4),
+        grids={"reinforce": REWARD_GRID, "nobaseline": (2e-5, 5e-5, 1e-4, 2e-4, 5e-4),
                "base": (1e-4,)},
         caveats=((1, ("holds",), "with 0/1 rewards b = 0 is already a reasonable baseline "
                                  "(notebook 05: the variance-minimising b* lies well below the "

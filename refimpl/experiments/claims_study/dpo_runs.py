@@ -11,26 +11,26 @@ optionally flips a share of the labels, trains DPO on the pairs and measures:
                          is measured on its truly right completion), from step 0 to the end
     margin               the final mean implicit-reward margin on that subset
 
-Methods (the loss and the labels; every other setting is shared):
+Methods (the loss and the labels; every other setting is shared), named as the method
+registry (``refimpl.methods.registry``) names the loss, "_flip" for the flipped labels:
 
-    "pure"          pure DPO (Rafailov et al. 2023, eq. 7) on clean labels
-    "nll"           DPO + NLL on the chosen completions (RPO, Pang et al. 2024) on clean labels
-    "nll_flip"      DPO + NLL with a share ``flip_eps`` of the labels flipped at random
-    "cdpo_flip"     the same flipped labels with conservative DPO (label smoothing = flip_eps,
-                    Mitchell 2023), the textbook robust variant
+    "dpo"           pure DPO (Rafailov et al. 2023, eq. 7) on clean labels
+    "rpo"           DPO + NLL on the chosen completions (RPO, Pang et al. 2024) on clean labels
+    "rpo_flip"      DPO + NLL with a share ``flip_eps`` of the labels flipped at random
+    "crpo_flip"     the same flipped labels with conservative DPO + NLL (cDPO's label
+                    smoothing = flip_eps, Mitchell 2023, the textbook robust variant, on RPO's
+                    loss)
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from refimpl.core import checks
 from refimpl.core.preferences import build_pairs, flip_labels
 from refimpl.core.training import check_fields
+from refimpl.experiments.claims_study.study_checks import check_study_run
 from refimpl.methods.dpo_trainer import DPOConfig, train_dpo
 
-DPO_METHODS = ("pure", "nll", "nll_flip", "cdpo_flip")
-DPO_LABELS = {"pure": "pure DPO", "nll": "DPO + NLL", "nll_flip": "DPO + NLL, flipped labels",
-              "cdpo_flip": "cDPO + NLL, flipped labels"}
+DPO_METHODS = ("dpo", "rpo", "rpo_flip", "crpo_flip")     # labels: refimpl.methods.registry.LABELS
 
 
 @dataclass
@@ -60,7 +60,7 @@ def dpo_run(method: str, base, lr: float, cfg: DpoRunConfig, problems) -> dict:
 
     Returns {"final_acc", "base_acc", "chosen_logp_change", "margin", "pairs", "flipped",
     "steps", "samples" (completions generated for the pairs)}."""
-    cfg = checks.study_run("dpo_run", method, DPO_METHODS, lr, cfg, DpoRunConfig, problems)
+    cfg = check_study_run("dpo_run", method, DPO_METHODS, lr, cfg, DpoRunConfig, problems)
     clean = build_pairs(base.model, base.tokenizer, base.task,
                         base.train_problems(cfg.n_prompts, seed=cfg.seed), cfg.group_size,
                         cfg.pairs_per_prompt, 1.0, cfg.seed)
@@ -68,11 +68,11 @@ def dpo_run(method: str, base, lr: float, cfg: DpoRunConfig, problems) -> dict:
     pairs = flip_labels(clean, cfg.flip_eps, seed=cfg.seed) if flip else clean
     dcfg = DPOConfig(lr=lr, beta=cfg.beta, batch_size=cfg.batch_size, steps=cfg.steps,
                      eval_every=cfg.steps, seed=cfg.seed,
-                     nll_coef=0.0 if method == "pure" else 1.0,
-                     label_smoothing=cfg.flip_eps if method == "cdpo_flip" else 0.0)
+                     nll_coef=0.0 if method == "dpo" else 1.0,
+                     label_smoothing=cfg.flip_eps if method == "crpo_flip" else 0.0)
     probe = (clean.prompt_ids[:256], clean.prompt_mask[:256], clean.chosen_ids[:256],
              clean.chosen_mask[:256])                    # the truly right completions
-    res = train_dpo(base, dcfg, pairs, progress=False, heldout=problems,
+    res = train_dpo(base, dcfg, pairs=pairs, progress=False, heldout=problems,
                     probes={"right": probe})
     first, last = res.history[0], res.history[-1]
     return {"final_acc": last["heldout_acc"], "base_acc": first["heldout_acc"],

@@ -30,17 +30,16 @@ from dataclasses import dataclass
 
 import torch
 
-from refimpl.core import checks
 from refimpl.core.evaluation import accuracy
 from refimpl.core.rollouts import sample_groups
 from refimpl.core.training import check_fields
+from refimpl.experiments.claims_study.study_checks import check_study_run
 from refimpl.methods.grpo import LOSS_AGGS
 from refimpl.methods.grpo_trainer import GRPOConfig, train_grpo
 
-# a method is "agg_" + its loss aggregation (refimpl.methods.grpo.LOSS_AGGS)
-LENGTH_LABELS = {"agg_grpo": "GRPO, per-sequence mean", "agg_dapo": "GRPO, token mean (DAPO)",
-                 "agg_dr_grpo": "GRPO, constant normaliser (Dr. GRPO)"}
-LENGTH_METHODS = tuple(LENGTH_LABELS)
+# a method is "agg_" + its loss aggregation (refimpl.methods.grpo.LOSS_AGGS), except GRPO's own
+# per-sequence mean, which is GRPOConfig's default: the method registry's "grpo"
+LENGTH_METHODS = ("grpo", "agg_dapo", "agg_dr_grpo")     # labels: refimpl.methods.registry.LABELS
 assert tuple(m.removeprefix("agg_") for m in LENGTH_METHODS) == LOSS_AGGS
 
 
@@ -78,18 +77,18 @@ def length_stats(policy, base, problems, samples: int, seed: int) -> dict:
 
 def length_run(method: str, base, lr: float, cfg: LengthRunConfig, problems) -> dict:
     """Train GRPO from ``base`` at ``lr`` with the loss aggregation of ``method`` (one of
-    LENGTH_METHODS: "agg_grpo", "agg_dapo", "agg_dr_grpo") and measure the lengths and accuracy on ``problems`` (module docstring).
+    LENGTH_METHODS: "grpo", "agg_dapo", "agg_dr_grpo") and measure the lengths and accuracy on ``problems`` (module docstring).
 
     Returns {"final_acc", "len_wrong", "len_right", "mean_length", "short_share",
     "sampled_acc", "base_acc", "base_<each length value>", "steps", "samples"}."""
-    cfg = checks.study_run("length_run", method, LENGTH_METHODS, lr, cfg, LengthRunConfig,
+    cfg = check_study_run("length_run", method, LENGTH_METHODS, lr, cfg, LengthRunConfig,
                            problems)
     measure_seed = 10_000 + cfg.seed                   # the same draws for every method
     before = length_stats(base.model, base, problems, cfg.samples_per_problem, measure_seed)
     steps = -(-cfg.budget_samples // (cfg.prompts_per_step * cfg.group_size))
     gcfg = GRPOConfig(steps=steps, lr=lr, prompts_per_step=cfg.prompts_per_step,
                       group_size=cfg.group_size, loss_agg=method.removeprefix("agg_"), eval_every=0, seed=cfg.seed)
-    policy = train_grpo(base, gcfg, progress=False).policy
+    policy = train_grpo(base, gcfg, progress=False).model
     after = length_stats(policy, base, problems, cfg.samples_per_problem, measure_seed)
     tok, task = base.tokenizer, base.task
     return {**after, **{f"base_{k}": v for k, v in before.items()},

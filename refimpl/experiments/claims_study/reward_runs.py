@@ -2,7 +2,7 @@
 C12, C13 and C19 in the claims study (``refimpl.experiments.claims_study.claims``).
 
 A run trains REINFORCE with the leave-one-out baseline (Ahmadian et al. 2024; notebook 05), or
-GRPO for the ``*_grpo`` methods, from an SFT base against one reward and then grades the greedy
+GRPO for the GRPO_METHODS, from an SFT base against one reward and then grades the greedy
 completions of the trained policy on test problems with all of them:
 
     for step = 1 .. budget / (B G):
@@ -14,11 +14,13 @@ completions of the trained policy on test problems with all of them:
     tolerant_acc   = mean_x V_tol(x, y)          the grader with the 1% tolerance bug
     false_accept   = tolerant_acc - accuracy     near misses that grader lets through
     process_score  = mean_x R_proc(x, y)         the exact step reward, eq. (1) of rewards
-    rm_score       = mean_x r_phi(x, y)          the learned reward model (``*_grpo`` runs)
+    rm_score       = mean_x r_phi(x, y)          the learned reward model (GRPO runs)
 
-Methods: "outcome", "process", "tolerant" (REINFORCE, RLOO, on that reward); "nobaseline"
-(REINFORCE on the outcome reward with b = 0, claim C12); "outcome_grpo" and "rm_grpo" (GRPO on
-the verifier, or on a Bradley-Terry reward model fitted to 128 prompts' worth of base pairs,
+Methods, named as the method registry (``refimpl.methods.registry``) names the ones it holds:
+"reinforce" (REINFORCE, RLOO, on the outcome reward: the registry's "reinforce"), "process" and
+"tolerant" (the same on that reward); "nobaseline" (REINFORCE on the outcome reward with b = 0,
+claim C12); "grpo" and "rm_grpo" (GRPO on the verifier, the registry's "grpo", or on a
+Bradley-Terry reward model fitted to 128 prompts' worth of base pairs,
 ``refimpl.methods.reward_model``, one per base: claim C10). "base" trains nothing (0 steps) and
 measures the base the same way, as a control that is the same for every run seed of a base.
 """
@@ -26,20 +28,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from refimpl.core import checks
 from refimpl.core.evaluation import completions_for
 from refimpl.core.rewards import make_reward_fn, process_reward, tolerant_verify
 from refimpl.core.training import check_fields
+from refimpl.experiments.claims_study.study_checks import check_study_run
 from refimpl.methods.grpo_trainer import GRPOConfig, train_grpo
-from refimpl.methods.reinforce_trainer import ReinforceTrainConfig, train_reinforce
+from refimpl.methods.reinforce_trainer import ReinforceConfig, train_reinforce
 from refimpl.methods.reward_model import RMConfig, train_reward_model
 
-REWARD_LABELS = {"base": "base (no training)", "outcome": "REINFORCE, outcome reward",
-                 "process": "REINFORCE, exact process reward",
-                 "tolerant": "REINFORCE, tolerant grader",
-                 "nobaseline": "REINFORCE, outcome reward, no baseline",
-                 "outcome_grpo": "GRPO, verifier reward", "rm_grpo": "GRPO, learned reward model"}
-REWARD_METHODS = tuple(REWARD_LABELS)
+# the REINFORCE methods and the reward each trains on (refimpl.core.rewards.make_reward_fn)
+REINFORCE_REWARDS = {"reinforce": "outcome", "process": "process", "tolerant": "tolerant",
+                     "nobaseline": "outcome"}
+GRPO_METHODS = ("grpo", "rm_grpo")      # on the verifier, on the base's learned reward model
+REWARD_METHODS = ("base", "reinforce", "process", "tolerant", "nobaseline", *GRPO_METHODS)
 _RMS: dict = {}                  # (preset, base seed) -> the base's reward model (C10)
 
 
@@ -63,7 +64,7 @@ def base_reward_model(base):
     once per base and kept: every C10 run of a base optimises the same flawed proxy."""
     key = (repr(base.preset), base.seed)
     if key not in _RMS:
-        _RMS[key] = train_reward_model(base, cfg=RMConfig(), progress=False)[0]
+        _RMS[key] = train_reward_model(base, RMConfig(), progress=False).model
     return _RMS[key]
 
 
@@ -87,16 +88,16 @@ def _train(method: str, base, lr: float, cfg: RewardRunConfig, steps: int, rm):
     """The trained policy of one run and its last step's mean reward."""
     shape = dict(steps=steps, lr=lr, prompts_per_step=cfg.prompts_per_step,
                  group_size=cfg.group_size, eval_every=0, seed=cfg.seed)
-    if method.endswith("_grpo"):
+    if method in GRPO_METHODS:
         reward_fn = (rm.as_reward_fn(base.tokenizer) if method == "rm_grpo"
                      else make_reward_fn(base.task, "outcome"))
         res = train_grpo(base, GRPOConfig(**shape), reward_fn=reward_fn, progress=False)
     else:
-        kind = "outcome" if method == "nobaseline" else method
-        tcfg = ReinforceTrainConfig(baseline="none" if method == "nobaseline" else "rloo", **shape)
+        kind = REINFORCE_REWARDS[method]
+        tcfg = ReinforceConfig(baseline="none" if method == "nobaseline" else "rloo", **shape)
         res = train_reinforce(base, tcfg, reward_fn=make_reward_fn(base.task, kind),
                               progress=False)
-    return res.policy, res.history[-1]["reward"]
+    return res.model, res.history[-1]["reward"]
 
 
 def reward_run(method: str, base, lr: float, cfg: RewardRunConfig, problems) -> dict:
@@ -104,11 +105,11 @@ def reward_run(method: str, base, lr: float, cfg: RewardRunConfig, problems) -> 
     docstring; "base" trains nothing) and grade the result on ``problems``.
 
     Returns {"final_acc" (= accuracy), "tolerant_acc", "false_accept", "process_score",
-    "rm_score" (``*_grpo`` methods), "base_<each of those>", "base_acc" (= base_accuracy), "steps", "samples", "train_reward"
+    "rm_score" (GRPO_METHODS), "base_<each of those>", "base_acc" (= base_accuracy), "steps", "samples", "train_reward"
     (mean reward of the last step)}.
     """
-    cfg = checks.study_run("reward_run", method, REWARD_METHODS, lr, cfg, RewardRunConfig, problems)
-    rm = base_reward_model(base) if method.endswith("_grpo") else None
+    cfg = check_study_run("reward_run", method, REWARD_METHODS, lr, cfg, RewardRunConfig, problems)
+    rm = base_reward_model(base) if method in GRPO_METHODS else None
     before = grade(base.model, base, problems, rm)
     out = {f"base_{k}": v for k, v in before.items()}
     if method == "base":

@@ -46,9 +46,10 @@ from refimpl.core import stats
 from refimpl.core.sft import load_base
 from refimpl.core.training import StepBar
 from refimpl.core.utils import get_preset
-from refimpl.experiments.claims_study.claims import (CLAIMS, LABELS, LR_GRIDS, Claim, Comparison)  # noqa: F401 (the study's API)
+from refimpl.experiments.claims_study.claims import (CLAIMS, LR_GRIDS, Claim, Comparison)  # noqa: F401 (the study's API)
 from refimpl.experiments.head_to_head.compare import config_for_preset, method_config
 from refimpl.experiments.claims_study.study_runs import RUNNERS
+from refimpl.methods.registry import LABELS
 
 STUDY_VERSION = 1
 TUNE_SEEDS = (100, 101)       # run seeds of the tuning runs (disjoint from the verdict's)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from refimpl.experiments.claims_study.study import LABELS, comparison_label
+from refimpl.experiments.claims_study.study import comparison_label
+from refimpl.methods.registry import LABELS
 
 BEGIN, END = "<!-- study-records:begin -->", "<!-- study-records:end -->"
 # files with a generated section of records (path from the repository root: claim ids, None = all)

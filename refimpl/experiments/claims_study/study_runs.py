@@ -11,10 +11,9 @@ the values of one run, which ``refimpl.experiments.claims_study.study.run_cached
 """
 from __future__ import annotations
 
-from refimpl.core.utils import PRESETS
 from refimpl.methods.ppo_analysis import CriticRunConfig, critic_run
 from refimpl.experiments.claims_study.claims import Claim
-from refimpl.experiments.head_to_head.compare import config_for_preset, run_method
+from refimpl.experiments.head_to_head.compare import PRESET_DEFAULTS, config_for_preset, run_method
 from refimpl.experiments.claims_study.dpo_runs import DpoRunConfig, dpo_run
 from refimpl.experiments.claims_study.length_runs import LengthRunConfig, length_run
 from refimpl.experiments.labs.offline_online import CoverageRunConfig, coverage_run
@@ -36,7 +35,7 @@ def _step_shape(preset: str, claim: Claim, method: str, seed: int) -> dict:
     """The config fields of an online run: the claim's budget, the run seed, the preset's step
     shape (B prompts x G samples) and the claim's fixed settings for ``method``."""
     kw = {"budget_samples": claim.budget_samples, "seed": seed, **claim.fixed.get(method, {})}
-    study = PRESETS[preset].study if preset in PRESETS else {}
+    study = PRESET_DEFAULTS.get(preset, {})
     if study:
         kw = {"prompts_per_step": study["prompts_per_step"], "group_size": study["group_size"], **kw}
     return kw

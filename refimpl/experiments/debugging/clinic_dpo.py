@@ -79,7 +79,7 @@ def dpo_dashboard(pairs: PreferencePairs, seed: int, lr: float = LR,
     base = arena_base()
     cfg = DPOConfig(lr=lr, nll_coef=nll_coef, steps=STEPS, batch_size=BATCH_SIZE,
                     eval_every=STEPS, seed=seed)
-    res = train_dpo(base, cfg, pairs, progress=False, heldout=base.heldout(16))
+    res = train_dpo(base, cfg, pairs=pairs, progress=False, heldout=base.heldout(16))
     return dashboard(res.history, DPO_KEYS)
 
 

@@ -30,7 +30,9 @@ reference on them.
 
 The methods (``dpo``, ``rpo``, ``online_dpo``, ``grpo``, ``reinforce``, ``ppo``) and what
 each one is are rows of the registry ``refimpl.methods.registry.METHODS``; online DPO separates
-"offline data" from "the DPO loss".
+"offline data" from "the DPO loss". This module knows an offline method only through its row's
+``offline`` (``refimpl.core.training.OfflineData``): how its data is made from base samples,
+the data's FLOPs and its token length; DPO and RPO share theirs (the same pairs per seed).
 """
 from __future__ import annotations
 
@@ -40,7 +42,6 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from refimpl.core.preferences import build_pairs
 from refimpl.core.sft import load_base
 from refimpl.core.training import StepBar, heldout_accuracy
 from refimpl.core.utils import PRESETS, get_preset
@@ -53,6 +54,18 @@ DEFAULT_METHODS = ("dpo", "grpo", "reinforce", "ppo")
 # Methods without an entry run at their trainer's default.
 TUNED = {"cpu": {"dpo": {"lr": 1e-5}, "rpo": {"lr": 1e-4}, "online_dpo": {"lr": 2e-5},
                  "grpo": {"lr": 2e-5}, "reinforce": {"lr": 5e-5}}}
+
+# The study's defaults at the size of each preset (refimpl.core.utils.PRESETS): CompareConfig
+# fields that ``config_for_preset`` sets before the caller's. Budgets count generated
+# completions, so a result does not depend on the machine's speed.
+PRESET_DEFAULTS = {
+    "cpu": dict(budget_samples=2560, eval_problems=256, prompts_per_step=16, group_size=8,
+                dpo_prompts=256),
+    "gpu": dict(budget_samples=20480, eval_problems=1024, prompts_per_step=64, group_size=8,
+                dpo_prompts=2048),
+    "tiny": dict(budget_samples=64, eval_problems=16, prompts_per_step=4, group_size=4,
+                 dpo_prompts=16, evals=1),
+}
 
 
 @dataclass
@@ -68,9 +81,9 @@ class CompareConfig:
     evals: int = 4                      # held-out evaluations per run after step 0
     prompts_per_step: int = 16          # B of the online methods
     group_size: int = 8                 # G: samples per prompt (online methods and DPO's data)
-    dpo_prompts: int = 256              # wall-time budget: DPO's data = dpo_prompts x G base samples
+    dpo_prompts: int = 256              # wall-time budget: offline data = dpo_prompts x G base samples
     dpo_pairs_per_prompt: int = 2
-    dpo_epochs: float = 2.0             # sample budget: passes over DPO's pairs
+    dpo_epochs: float = 2.0             # sample budget: passes over an offline method's data
     rpo_nll_coef: float = 1.0           # weight of the NLL term for "rpo"
     calib_steps: int = 3                # steps of the timing calibration (wall-time budget)
     overrides: dict = field(default_factory=dict)   # {method: {config field: value}}
@@ -100,7 +113,7 @@ def config_for_preset(preset: str = "cpu", tuned: bool = True, **kw) -> CompareC
     """A CompareConfig with the preset's defaults, then ``kw`` on top. tuned: start from the
     study's tuned learning rates (``TUNED``); ``kw["overrides"]`` is applied over them."""
     d = dict(budget_s=None, budget_samples=None, preset=preset)
-    d.update(get_preset(preset).study)          # the preset's study defaults (refimpl.core.utils)
+    d.update(PRESET_DEFAULTS.get(get_preset(preset).name, {}))   # the study's, at its size
     if "budget_s" in kw or "budget_samples" in kw:      # the caller picks the budget kind
         d.update(budget_s=None, budget_samples=None)
     overrides = {m: dict(v) for m, v in (TUNED.get(preset, {}) if tuned else {}).items()}
@@ -121,44 +134,48 @@ def n_params(module) -> int:
 
 
 def flops_per_step(method: str, cfg, N: int, L: float, N_critic: int = 0) -> float:
-    """Estimated FLOPs of one update step (``refimpl.methods.registry``). L: tokens per sequence."""
+    """Estimated FLOPs of one update step (the row's model, beside its trainer). N: parameters,
+    L: tokens per sequence, N_critic: parameters of a critic."""
     return get_method(method).flops(cfg, N, L, N_critic)
 
 
-def _make_pairs(base, cc, seed, n_prompts):
-    """Preference pairs from base samples; returns (pairs or None, seconds, samples generated)."""
-    if n_prompts < 1:           # a sample budget below one group buys DPO no data at all
+def data_prompts(cc) -> int:
+    """Training prompts behind an offline method's data: the sample budget's worth of groups of
+    ``cc.group_size``, or ``cc.dpo_prompts`` under a wall-time budget."""
+    return (cc.budget_samples // cc.group_size if cc.budget_samples is not None
+            else cc.dpo_prompts)
+
+
+def make_data(method: str, base, cc, seed: int, n_prompts: int):
+    """The data of the offline ``method`` (its row's ``offline.make``) from base samples on
+    ``n_prompts`` training prompts; returns (data or None, seconds, completions generated)."""
+    if n_prompts < 1:           # a sample budget below one group buys no data at all
         return None, 0.0, 0
     t0 = time.perf_counter()
-    try:
-        pairs = build_pairs(base.model, base.tokenizer, base.task,
-                            base.train_problems(n_prompts, seed=seed), cc.group_size,
-                            cc.dpo_pairs_per_prompt, 1.0, seed)
-    except ValueError:          # no group had both a correct and a wrong sample
-        pairs = None
-    return pairs, time.perf_counter() - t0, n_prompts * cc.group_size
+    data = get_method(method).offline.make(base, cc, seed, n_prompts)
+    return data, time.perf_counter() - t0, n_prompts * cc.group_size
 
 
-def _steps_for_budget(method, base, cc, heldout, calib):
-    """Steps per run for ``method`` under the budget; ``calib`` caches (pairs, gen_s) of seed 0."""
-    seed = cc.seeds[0]
+def _steps_for_budget(method, base, cc, heldout, data_info=None):
+    """Steps per run for ``method`` under the budget; ``data_info``: (data, seconds, samples)
+    of the first seed for an offline method (``make_data``), None for an online one."""
+    row, seed = get_method(method), cc.seeds[0]
     if cc.budget_samples is not None:
-        if get_method(method).online:
+        if row.online:
             return max(1, math.ceil(cc.budget_samples / (cc.prompts_per_step * cc.group_size)))
-        pairs = calib.get("pairs")
-        n = len(pairs) if pairs is not None else 0
+        n = len(data_info[0]) if data_info[0] is not None else 0
         bs = method_config(method, cc, seed, 1, 1).batch_size
         return max(1, math.ceil(cc.dpo_epochs * n / bs)) if n else 0
     k = cc.calib_steps
-    if get_method(method).online:
+    if row.online:
         cfg = replace(method_config(method, cc, seed, k, 1), eval_every=0)
-        hist = get_method(method).train(base, cfg, heldout=heldout).history
+        hist = row.train(base, cfg, heldout=heldout).history
         return max(1, int(cc.budget_s / _seconds_per_step(hist)))
-    if calib.get("pairs") is None:
+    if data_info[0] is None:
         return 0
     cfg = method_config(method, cc, seed, k, k)
-    hist = get_method(method).train(base, cfg, heldout=heldout[:1], pairs=calib["pairs"]).history
-    return max(1, int((cc.budget_s - calib["gen_s"]) / _seconds_per_step(hist)))
+    hist = row.train(base, cfg, heldout=heldout[:1], data=data_info[0]).history
+    return max(1, int((cc.budget_s - data_info[1]) / _seconds_per_step(hist)))
 
 
 def _seconds_per_step(hist) -> float:
@@ -167,63 +184,97 @@ def _seconds_per_step(hist) -> float:
     return (t[-1] - t[1]) / (len(t) - 2) if len(t) > 2 else t[-1]
 
 
-def run_one(method, base, cc, seed, steps, heldout, pairs_info=None, progress=False):
-    """Train one (method, seed) for ``steps`` steps; return (record dict, policy)."""
+def run_one(method, base, cc, seed, steps, heldout, data_info=None, progress=False):
+    """Train one (method, seed) for ``steps`` steps on the ``heldout`` problems' yardstick;
+    return (record dict, trained policy). data_info: (data, seconds, completions generated)
+    of an offline method (``make_data``), None for an online one."""
+    row = get_method(method)
     eval_every = max(1, steps // cc.evals) if steps else 1
     cfg = method_config(method, cc, seed, steps, eval_every)
     N = n_params(base.model)
     P = base.tokenizer.encode_prompts([heldout[0].prompt])[0].shape[1]
     rec = {"method": method, "seed": seed, "steps": steps, "params": N}
-    if get_method(method).online:
-        res = get_method(method).train(base, cfg, heldout=heldout, progress=progress)
-        lens = [r["completions/mean_length"] for r in res.history if "completions/mean_length" in r]
-        L = P + (sum(lens) / len(lens) if lens else 0.0)
-        Nc = n_params(res.critic) if method == "ppo" else 0
-        fps = flops_per_step(method, cfg, N, L, Nc)
-        curve = [{"time_s": r["time_s"], "samples": r["samples"], "flops": r["step"] * fps,
-                  "heldout_acc": r["heldout_acc"]} for r in res.history if "heldout_acc" in r]
+    if row.online:
+        res = row.train(base, cfg, heldout=heldout, progress=progress)
+        curve, L, fps = _online_curve(method, res, cfg, N, P)
         rec.update(data_s=0.0, pairs=0, pairs_consumed=0, flops_data=0.0)
+    elif data_info[0] is None or steps == 0:     # the method has nothing to learn from
+        return _without_data(rec, row, base, heldout, data_info), base.policy()
     else:
-        pairs, gen_s, n_gen = pairs_info
-        if pairs is None or steps == 0:     # DPO has nothing to learn from
-            acc = heldout_accuracy(base.model, base, heldout)
-            curve = [{"time_s": 0.0, "samples": 0, "flops": 0.0, "heldout_acc": acc},
-                     {"time_s": gen_s, "samples": n_gen, "flops": 0.0, "heldout_acc": acc}]
-            rec.update(data_s=gen_s, pairs=0, pairs_consumed=0, flops_data=0.0, flops_per_step=0.0,
-                       s_per_step=float("nan"), note="no preference pairs could be formed")
-            return _finish(rec, curve), base.policy()
-        res = get_method(method).train(base, cfg, heldout=heldout, pairs=pairs, progress=progress)
-        T = (pairs.chosen_mask.sum() + pairs.rejected_mask.sum()).item() / (2 * len(pairs))
-        L = P + T
-        fps = flops_per_step(method, cfg, N, L)
-        data_flops = 2 * N * n_gen * L + 2 * N * 2 * len(pairs) * L
-        curve = [{"time_s": 0.0, "samples": 0, "flops": 0.0,
-                  "heldout_acc": res.history[0]["heldout_acc"]}]
-        curve += [{"time_s": gen_s + r["time_s"], "samples": n_gen,
-                   "flops": data_flops + r["step"] * fps, "heldout_acc": r["heldout_acc"]}
-                  for r in res.history if "heldout_acc" in r]
-        rec.update(data_s=gen_s, pairs=len(pairs), pairs_consumed=res.history[-1]["samples"],
-                   flops_data=data_flops)
+        res = row.train(base, cfg, heldout=heldout, data=data_info[0], progress=progress)
+        curve, L, fps, data_fields = _offline_curve(method, res, cfg, N, P, data_info)
+        rec.update(data_fields)
     train_s = res.history[-1]["time_s"]
     rec.update(flops_per_step=fps, tokens_per_seq=L,
                s_per_step=train_s / steps if steps else float("nan"))
-    return _finish(rec, curve), res.policy
+    return _finish(rec, curve), res.model
+
+
+def _online_curve(method, res, cfg, N, P):
+    """(curve, L, FLOPs per step) of an online run ``res`` (a TrainResult): its evaluations at
+    the completions it had generated; L = P prompt tokens + the mean completion length."""
+    lens = [r["completions/mean_length"] for r in res.history if "completions/mean_length" in r]
+    L = P + (sum(lens) / len(lens) if lens else 0.0)
+    Nc = n_params(res.critic) if res.critic is not None else 0
+    fps = flops_per_step(method, cfg, N, L, Nc)
+    curve = [{"time_s": r["time_s"], "samples": r["samples"], "flops": r["step"] * fps,
+              "heldout_acc": r["heldout_acc"]} for r in res.history if "heldout_acc" in r]
+    return curve, L, fps
+
+
+def _offline_curve(method, res, cfg, N, P, data_info):
+    """(curve, L, FLOPs per step, the record's data fields) of an offline run ``res`` on the
+    data of ``data_info`` (data, seconds, completions generated): the data's time and FLOPs
+    come first, and every evaluation sits at the completions generated for the data."""
+    spec = get_method(method).offline
+    data, gen_s, n_gen = data_info
+    L = P + spec.tokens(data)
+    fps = flops_per_step(method, cfg, N, L)
+    data_flops = spec.flops(data, n_gen, N, L)
+    curve = [{"time_s": 0.0, "samples": 0, "flops": 0.0,
+              "heldout_acc": res.history[0]["heldout_acc"]}]
+    curve += [{"time_s": gen_s + r["time_s"], "samples": n_gen,
+               "flops": data_flops + r["step"] * fps, "heldout_acc": r["heldout_acc"]}
+              for r in res.history if "heldout_acc" in r]
+    fields = dict(data_s=gen_s, pairs=len(data), pairs_consumed=res.history[-1][spec.arg],
+                  flops_data=data_flops)
+    return curve, L, fps, fields
+
+
+def _without_data(rec, row, base, heldout, data_info):
+    """The finished record of an offline run with nothing to learn from (no data could be
+    formed, or no step fits the budget): the base's accuracy, before and after the data."""
+    _, gen_s, n_gen = data_info
+    acc = heldout_accuracy(base.model, base, heldout)
+    curve = [{"time_s": 0.0, "samples": 0, "flops": 0.0, "heldout_acc": acc},
+             {"time_s": gen_s, "samples": n_gen, "flops": 0.0, "heldout_acc": acc}]
+    rec.update(data_s=gen_s, pairs=0, pairs_consumed=0, flops_data=0.0, flops_per_step=0.0,
+               s_per_step=float("nan"), note=f"no {row.offline.what} could be formed")
+    return _finish(rec, curve)
 
 
 def run_method(method, base, cc: CompareConfig, seed: int, heldout, progress: bool = False):
     """One (method, seed) run under ``cc``'s budget, judged on ``heldout``; returns its record
-    (see ``run_one``). An offline method builds its own pairs from base samples of this seed,
+    (see ``run_one``). An offline method builds its own data from base samples of this seed,
     and its step count comes from them, so every run stands alone (the claims study's unit)."""
     cc = replace(cc, seeds=(seed,), methods=(method,))
     cc.validate()
-    info, calib = None, {}
-    if not get_method(method).online:
-        n_data = (cc.budget_samples // cc.group_size if cc.budget_samples is not None
-                  else cc.dpo_prompts)
-        info = _make_pairs(base, cc, seed, n_data)
-        calib = {"pairs": info[0], "gen_s": info[1]}
-    steps = _steps_for_budget(method, base, cc, heldout, calib)
+    info = _data_for(method, base, cc, seed, {})
+    steps = _steps_for_budget(method, base, cc, heldout, info)
     return run_one(method, base, cc, seed, steps, heldout, info, progress=progress)[0]
+
+
+def _data_for(method, base, cc, seed, cache):
+    """(data, seconds, completions generated) of the offline ``method`` for ``seed``
+    (``make_data``), made once per kind of data and seed (``cache``: {(OfflineData, seed):
+    triple}), so methods that share their data (dpo, rpo) learn from the same pairs; None for
+    an online method."""
+    spec = get_method(method).offline
+    if spec is None:
+        return None
+    if (spec, seed) not in cache:
+        cache[spec, seed] = make_data(method, base, cc, seed, data_prompts(cc))
+    return cache[spec, seed]
 
 
 def _finish(rec, curve):
@@ -259,25 +310,15 @@ def run_compare(cc: CompareConfig | None = None, base=None, progress: bool = Tru
     base = base if base is not None else load_base(cc.preset, progress=progress)
     heldout = base.heldout(cc.eval_problems)            # one held-out set for every run
     t_start = time.perf_counter()
-    offline = [m for m in cc.methods if not METHODS[m].online]
-    n_data = (cc.budget_samples // cc.group_size if cc.budget_samples is not None
-              else cc.dpo_prompts)
-    pairs_by_seed = {}
-    if offline:                                  # the same pairs serve dpo and rpo of a seed
-        pairs_by_seed[cc.seeds[0]] = _make_pairs(base, cc, cc.seeds[0], n_data)
-    calib = ({"pairs": pairs_by_seed[cc.seeds[0]][0], "gen_s": pairs_by_seed[cc.seeds[0]][1]}
-             if offline else {})
-    steps = {m: _steps_for_budget(m, base, cc, heldout, calib) for m in cc.methods}
+    data = {}                                    # offline data by (kind, seed), see _data_for
+    first = {m: _data_for(m, base, cc, cc.seeds[0], data) for m in cc.methods}   # sets steps
+    steps = {m: _steps_for_budget(m, base, cc, heldout, first[m]) for m in cc.methods}
     runs, policies = [], {}
     bar = StepBar(len(cc.methods) * len(cc.seeds), "head-to-head", progress)
     for seed in cc.seeds:
         for m in cc.methods:
             bar.set_postfix(method=m, seed=seed)
-            info = None
-            if not METHODS[m].online:
-                if seed not in pairs_by_seed:
-                    pairs_by_seed[seed] = _make_pairs(base, cc, seed, n_data)
-                info = pairs_by_seed[seed]
+            info = _data_for(m, base, cc, seed, data)
             rec, policy = run_one(m, base, cc, seed, steps[m], heldout, info, progress=False)
             runs.append(rec)
             if keep_policies:

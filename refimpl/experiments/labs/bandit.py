@@ -1,4 +1,5 @@
-"""An exact laboratory for "DPO is RL" (claims C1 and C14): a bandit where pi* is known.
+"""An exact laboratory for "DPO is RL" (claims C1 and C14): the preference bandit, a bandit
+where pi* is known, learned from preference pairs.
 
 Setting. M prompts, each with the same finite set of N responses; a true reward table
 r (M, N) and a reference policy pi_ref (M, N) with full support. Per prompt, the
@@ -56,8 +57,8 @@ DTYPE = torch.float64
 
 
 @dataclass
-class BanditConfig:
-    """Size of the laboratory and the defaults of its experiment."""
+class PreferenceBanditConfig:
+    """Size of the preference bandit and the defaults of its experiment."""
 
     n_prompts: int = 4          # M
     n_responses: int = 6        # N
@@ -69,7 +70,12 @@ class BanditConfig:
 
 
 @dataclass
-class Bandit:
+class PreferenceBandit:
+    """Notebook 01's preference bandit: M prompts x N responses with a true reward table and a
+    reference policy; it is learned from Bradley-Terry preference pairs (module docstring).
+    Not the coverage bandit of ``refimpl.experiments.labs.offline_online.CoverageBandit`` nor
+    the reward bandit of ``refimpl.methods.reinforce.exact_reward_bandit_gradient``."""
+
     reward: torch.Tensor     # (M, N) true reward r
     ref_probs: torch.Tensor  # (M, N) pi_ref, rows sum to 1
 
@@ -84,9 +90,9 @@ class Preferences:
         return self.prompt.numel()
 
 
-def make_bandit(cfg: BanditConfig | None = None) -> Bandit:
+def make_preference_bandit(cfg: PreferenceBanditConfig | None = None) -> PreferenceBandit:
     """Random reward and reference tables drawn from ``cfg.seed`` (default config if None)."""
-    cfg = BanditConfig() if cfg is None else cfg
+    cfg = PreferenceBanditConfig() if cfg is None else cfg
     if cfg.n_prompts < 1 or cfg.n_responses < 2:
         raise ValueError(f"need n_prompts >= 1 and n_responses >= 2, got {cfg.n_prompts}, "
                          f"{cfg.n_responses}")
@@ -94,7 +100,7 @@ def make_bandit(cfg: BanditConfig | None = None) -> Bandit:
     shape = (cfg.n_prompts, cfg.n_responses)
     reward = cfg.reward_scale * torch.randn(shape, generator=g, dtype=DTYPE)  # (M, N)
     ref_logits = cfg.ref_scale * torch.randn(shape, generator=g, dtype=DTYPE)  # (M, N)
-    return Bandit(reward, F.softmax(ref_logits, dim=-1))
+    return PreferenceBandit(reward, F.softmax(ref_logits, dim=-1))
 
 
 def _check_beta(beta: float) -> None:
@@ -170,7 +176,7 @@ def single_thread():
         torch.set_num_threads(n_threads)
 
 
-def sample_preferences(bandit: Bandit, n_pairs: int, seed: int = 0,
+def sample_preferences(bandit: PreferenceBandit, n_pairs: int, seed: int = 0,
                        sampler: str = "ref") -> Preferences:
     """Draw ``n_pairs`` Bradley-Terry-labelled pairs of distinct responses (see module doc)."""
     if n_pairs < 1:
@@ -276,7 +282,7 @@ def fit_rlhf(prefs: Preferences, ref_probs: torch.Tensor, beta: float,
     return optimal_policy(fit_bradley_terry(prefs, M, N, reward_l2), ref_probs, beta)
 
 
-def predicted_error(bandit: Bandit, n_pairs: int, beta: float,
+def predicted_error(bandit: PreferenceBandit, n_pairs: int, beta: float,
                     sampler: str = "ref") -> dict[str, torch.Tensor | float]:
     """Large-sample error of the Bradley-Terry estimate, and the TV it causes in pi.
 
@@ -309,7 +315,7 @@ def predicted_error(bandit: Bandit, n_pairs: int, beta: float,
     return {"reward_se": reward_se, "tv": tv}
 
 
-def tv_vs_pairs(bandit: Bandit, n_pairs_list, beta: float, reward_l2: float = 0.1,
+def tv_vs_pairs(bandit: PreferenceBandit, n_pairs_list, beta: float, reward_l2: float = 0.1,
                 seed: int = 0, sampler: str = "ref", n_seeds: int = 1) -> list[dict[str, float]]:
     """Claim C1 in one table: for each data size, fit both routes on the same pairs.
 

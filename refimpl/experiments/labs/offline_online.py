@@ -41,6 +41,7 @@ from refimpl.core.logprobs import token_logprobs
 from refimpl.core.model import eval_mode
 from refimpl.core.preferences import build_pairs
 from refimpl.core.training import check_fields
+from refimpl.experiments.claims_study.study_checks import check_study_run
 from refimpl.methods.dpo_trainer import DPOConfig, train_dpo
 from refimpl.methods.registry import get_method
 
@@ -113,9 +114,10 @@ def gradient_mass_outside(grad: torch.Tensor, support) -> float:
 
 
 @dataclass
-class ToyBandit:
-    """Six responses of one prompt: c (correct, in the data as chosen), c2 (correct, never in
-    the data), a1, a2 (failure mode A, in the data as rejected), b1, b2 (failure mode B,
+class CoverageBandit:
+    """The coverage bandit (exercise 3, part 1): six responses of one prompt, some covered by
+    the preference pairs and some not: c (correct, in the data as chosen), c2 (correct, never
+    in the data), a1, a2 (failure mode A, in the data as rejected), b1, b2 (failure mode B,
     never in the data)."""
 
     names: tuple = ("c", "c2", "a1", "a2", "b1", "b2")
@@ -128,13 +130,13 @@ class ToyBandit:
         return {i for p in self.pairs for i in p}
 
 
-def tabular_run(toy: ToyBandit | None = None, method: str = "dpo", steps: int = 200,
+def tabular_run(toy: CoverageBandit | None = None, method: str = "dpo", steps: int = 200,
                 lr: float = 1.0, beta: float = 0.1) -> list[dict]:
     """Gradient descent on the logits of ``toy`` with "dpo" (its pairs, reference = base) or
     "pg" (exact on-policy gradient of -E[r]). Returns one row per step (0..steps): the mass
     of mode A, of mode B, of the correct responses, the log-odds log pi(b1)/pi(c2) of two
     responses outside the data, and the gradient mass outside the data."""
-    toy = toy or ToyBandit()
+    toy = toy or CoverageBandit()
     if method not in ("dpo", "pg"):
         raise ValueError(f"unknown method {method!r}: use 'dpo' or 'pg'")
     ref = torch.tensor(toy.base_probs, dtype=torch.float64).log()        # (N,)
@@ -297,14 +299,15 @@ def run_offline_online(base, cfg: OfflineOnlineConfig | None = None, *, online_p
     rates = {"base": rate(base.model)}
     dcfg = DPOConfig(lr=cfg.dpo_lr, beta=cfg.dpo_beta, steps=cfg.dpo_steps,
                      eval_every=max(1, cfg.dpo_steps), seed=cfg.seed)
-    rates["dpo"] = rate(train_dpo(base, dcfg, pairs, progress=progress, heldout=heldout[:8]).policy)
+    rates["dpo"] = rate(train_dpo(base, dcfg, pairs=pairs, progress=progress,
+                                  heldout=heldout[:8]).model)
     for name in cfg.online:
         if online_policies and name in online_policies:
             rates[name] = rate(online_policies[name])
             continue
         method = get_method(name)          # validate() allowed "reinforce" and "grpo" only
         ocfg = method.config(steps=cfg.online_steps, eval_every=0, seed=cfg.seed)
-        rates[name] = rate(method.train(base, ocfg, heldout=None, progress=progress).policy)
+        rates[name] = rate(method.train(base, ocfg, heldout=None, progress=progress).model)
     return {"rates": rates, "pairs": len(pairs), "rejected_modes": counts}
 
 
@@ -317,9 +320,8 @@ def rate_changes(result: dict) -> dict:
 # ----------------------------------------------------------------------------- C3 as a study
 
 
-C3_METHODS = ("dpo_carry", "dpo_units", "grpo", "reinforce")
+C3_METHODS = ("dpo_carry", "dpo_units", "grpo", "reinforce")    # labels: registry.LABELS
 C3_COVERED = {"dpo_carry": ("carry",), "dpo_units": ("units",)}
-C3_LABELS = {"dpo_carry": "DPO (carry pairs)", "dpo_units": "DPO (units pairs)"}
 
 
 @dataclass
@@ -357,7 +359,7 @@ def coverage_run(method: str, base, lr: float, cfg: CoverageRunConfig, problems)
     Returns {"base_rates", "rates": {mode: rate}, "<mode>_change": rate - base rate for each
     mode, "steps", "samples" (completions generated), "pairs" (DPO: pairs kept, else 0),
     "pair_modes" (DPO: the rejected modes of the kept pairs)}."""
-    cfg = checks.study_run("coverage_run", method, C3_METHODS, lr, cfg, CoverageRunConfig, problems)
+    cfg = check_study_run("coverage_run", method, C3_METHODS, lr, cfg, CoverageRunConfig, problems)
     rate = lambda m: step_error_rates(m, base.tokenizer, base.task, problems)  # noqa: E731
     base_rates = rate(base.model)
     out = {"method": method, "pairs": 0, "pair_modes": {}}
@@ -369,14 +371,14 @@ def coverage_run(method: str, base, lr: float, cfg: CoverageRunConfig, problems)
                                          zip(pairs.problems, pairs.rejected_texts)))
         dcfg = DPOConfig(lr=lr, beta=cfg.dpo_beta, batch_size=cfg.dpo_batch, steps=cfg.dpo_steps,
                          eval_every=cfg.dpo_steps, seed=cfg.seed)
-        policy = train_dpo(base, dcfg, pairs, progress=False, heldout=problems[:4]).policy
+        policy = train_dpo(base, dcfg, pairs=pairs, progress=False, heldout=problems[:4]).model
         out.update(steps=cfg.dpo_steps, samples=n_prompts * cfg.group_size, pairs=len(pairs))
     else:
         steps = -(-cfg.budget_samples // (cfg.prompts_per_step * cfg.group_size))
         online = get_method(method)     # "grpo" or "reinforce" (RLOO baseline)
         ocfg = online.config(steps=steps, lr=lr, eval_every=0, seed=cfg.seed,
                              **online.study_fields(cfg))   # B, G (and RLOO) from cfg
-        policy = online.train(base, ocfg, heldout=None).policy
+        policy = online.train(base, ocfg, heldout=None).model
         out.update(steps=steps, samples=steps * cfg.prompts_per_step * cfg.group_size)
     rates = rate(policy)
     out.update(base_rates=base_rates, rates=rates,

@@ -39,9 +39,9 @@ def test_a_run_measures_every_method_on_the_same_draws(mixed_base):
     runs = {m: length_run(m, mixed_base, 1e-4, cfg, problems) for m in LENGTH_METHODS}
     for r in runs.values():
         assert (r["steps"], r["samples"]) == (3, 24)                   # ceil(20 / 8) whole steps
-        assert r["base_len_wrong"] == runs["agg_grpo"]["base_len_wrong"]
-        assert r["base_acc"] == runs["agg_grpo"]["base_acc"]
+        assert r["base_len_wrong"] == runs["grpo"]["base_len_wrong"]
+        assert r["base_acc"] == runs["grpo"]["base_acc"]
     with pytest.raises(ValueError, match="unknown method"):
-        length_run("grpo", mixed_base, 1e-4, cfg, problems)
+        length_run("agg_grpo", mixed_base, 1e-4, cfg, problems)    # GRPO's own is "grpo"
     with pytest.raises(ValueError, match="samples_per_problem"):
-        length_run("agg_grpo", mixed_base, 1e-4, LengthRunConfig(samples_per_problem=0), problems)
+        length_run("grpo", mixed_base, 1e-4, LengthRunConfig(samples_per_problem=0), problems)

@@ -35,12 +35,13 @@ def test_base_method_trains_nothing_and_a_run_spends_its_budget(cpu_base):
 
 
 @pytest.mark.parametrize("kw, match", [
-    (dict(method="sft"), "unknown method"), (dict(lr=0.0), "lr"),
+    (dict(method="sft"), "unknown method"), (dict(method="outcome"), "unknown method"),
+    (dict(lr=0.0), "lr"),
     (dict(lr=float("nan")), "lr"), (dict(problems=[]), "no problems"),
     (dict(cfg=RewardRunConfig(group_size=1)), "group_size"),
 ])
 def test_bad_arguments_are_named(cpu_base, kw, match):
-    args = dict(method="outcome", lr=1e-4, cfg=RewardRunConfig(), problems=cpu_base.heldout(2))
+    args = dict(method="reinforce", lr=1e-4, cfg=RewardRunConfig(), problems=cpu_base.heldout(2))
     args.update(kw)
     with pytest.raises((ValueError, TypeError), match=match):
         reward_run(args["method"], cpu_base, args["lr"], args["cfg"], args["problems"])
@@ -48,17 +49,17 @@ def test_bad_arguments_are_named(cpu_base, kw, match):
 
 
 def test_c10_and_c12_methods(cpu_base):
-    """nobaseline is REINFORCE with b = 0; the *_grpo runs are graded by the base's reward
-    model too, the same model for every run of a base."""
+    """nobaseline is REINFORCE with b = 0; the GRPO runs (grpo, rm_grpo) are graded by the
+    base's reward model too, the same model for every run of a base."""
     from refimpl.experiments.claims_study.reward_runs import base_reward_model
     problems = cpu_base.heldout(16)
     cfg = RewardRunConfig(budget_samples=16, prompts_per_step=4, group_size=4)
     rm = base_reward_model(cpu_base)
     assert base_reward_model(cpu_base) is rm
-    for m in ("nobaseline", "outcome_grpo", "rm_grpo"):
+    for m in ("nobaseline", "grpo", "rm_grpo"):
         r = reward_run(m, cpu_base, 1e-4, cfg, problems)
         assert (r["steps"], r["samples"]) == (1, 16)
-        assert ("rm_score" in r) == m.endswith("_grpo")
+        assert ("rm_score" in r) == m.endswith("grpo")
     g = grade(cpu_base.model, cpu_base, problems, rm)
     texts = completions_for(cpu_base.model, cpu_base.tokenizer, cpu_base.task, problems)
     assert g["rm_score"] == pytest.approx(rm.score(cpu_base.tokenizer, problems, texts).mean().item())

@@ -17,7 +17,7 @@ from refimpl.experiments.debugging.clinic import (CASES, FAILURES, REMEDIES, che
                                         run_clinic)
 from refimpl.experiments.debugging.clinic_case import Case
 from refimpl.figures.plots_clinic import plot_dashboard, save_dashboard
-from refimpl.methods.grpo_trainer import GRPOConfig, collect_batch, validate_config
+from refimpl.methods.grpo_trainer import GRPOConfig, collect_batch
 
 SOURCE = re.compile(r"[\w.-]+/[\w.-]+#\d+|arXiv:\d{4}\.\d{4,5}")
 
@@ -146,9 +146,9 @@ def test_max_new_tokens_caps_the_completions_and_none_keeps_the_tasks_budget():
     assert short.completion_ids.shape[1] <= 2
     assert completion_stats(short, tiny.tokenizer.eos_id)["completions/clipped_ratio"] > 0.9
     with pytest.raises(ValueError, match="max_new_tokens"):
-        validate_config(GRPOConfig(max_new_tokens=0))
+        GRPOConfig(max_new_tokens=0).validate()
     with pytest.raises(TypeError, match="max_new_tokens"):
-        validate_config(GRPOConfig(max_new_tokens=2.5))
+        GRPOConfig(max_new_tokens=2.5).validate()
 
 
 @pytest.mark.parametrize("argv, words", [

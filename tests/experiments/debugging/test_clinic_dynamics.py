@@ -14,8 +14,7 @@ from refimpl.core.model import GPT, GPTConfig, set_dropout
 from refimpl.core.rollouts import sample_groups
 from refimpl.core.tokenizer import CharTokenizer
 from refimpl.core.training import adamw
-from refimpl.methods.grpo_trainer import (GRPOConfig, grpo_update, policy_logps, train_grpo,
-                                          validate_config)
+from refimpl.methods.grpo_trainer import GRPOConfig, grpo_update, policy_logps, train_grpo
 
 TOK = CharTokenizer("0123456789+=,|")
 
@@ -74,13 +73,13 @@ def test_token_entropy_refuses_bad_input():
 # --- the entropy bonus in GRPO -------------------------------------------------------------
 
 def test_entropy_fields_are_checked():
-    validate_config(GRPOConfig(entropy_coef=0.01, entropy_target=0.3))
+    GRPOConfig(entropy_coef=0.01, entropy_target=0.3).validate()
     for bad in (-0.1, float("nan")):
         with pytest.raises(ValueError, match="entropy_coef"):
-            validate_config(GRPOConfig(entropy_coef=bad))
+            GRPOConfig(entropy_coef=bad).validate()
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="entropy_target"):
-            validate_config(GRPOConfig(entropy_target=bad))
+            GRPOConfig(entropy_target=bad).validate()
 
 
 def test_entropy_coef_zero_leaves_a_run_unchanged(cpu_base):

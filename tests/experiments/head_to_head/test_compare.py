@@ -119,6 +119,7 @@ def test_config_validation():
     (["--preset", "huge"], "invalid choice: 'huge'"),
     (["--seeds", "0,x"], "seeds must be integers"),
     (["--budget-s", "5", "--budget-samples", "10"], "not allowed with"),
+    (["--jobs", "2"], "unrecognized arguments: --jobs 2"),   # only `study` runs jobs in parallel
 ])
 def test_bad_arguments_exit_2_with_a_message(argv, message, capsys):
     with pytest.raises(SystemExit) as e:

@@ -13,7 +13,7 @@ BETA = 0.5
 
 @pytest.fixture(scope="module")
 def lab():
-    return bd.make_bandit(bd.BanditConfig(seed=0))
+    return bd.make_preference_bandit(bd.PreferenceBanditConfig(seed=0))
 
 
 def test_closed_form_optimum_maximises_objective(lab):
@@ -88,7 +88,7 @@ def test_same_seed_same_numbers(lab):
     assert torch.equal(a.chosen, b.chosen) and torch.equal(a.prompt, b.prompt)
     assert not torch.equal(a.chosen, c.chosen)
     assert torch.equal(bd.fit_dpo(a, lab.ref_probs, BETA), bd.fit_dpo(b, lab.ref_probs, BETA))
-    assert torch.equal(bd.make_bandit().reward, bd.make_bandit().reward)
+    assert torch.equal(bd.make_preference_bandit().reward, bd.make_preference_bandit().reward)
 
 
 @pytest.mark.parametrize("n_pairs", [30, 2_000])
@@ -179,7 +179,7 @@ def test_uniform_sampler_and_bad_input(lab):
     with pytest.raises(ValueError, match="n_pairs"):
         bd.sample_preferences(lab, 0)
     with pytest.raises(ValueError, match="n_responses"):
-        bd.make_bandit(bd.BanditConfig(n_responses=1))
+        bd.make_preference_bandit(bd.PreferenceBanditConfig(n_responses=1))
     empty = torch.zeros_like(lab.reward, dtype=torch.bool)
     assert math.isnan(bd.reward_deviation(lab.reward, lab.reward, empty))
 

@@ -1,4 +1,5 @@
-"""Figures for notebook 05 (RL with verifier rewards). Each function returns the Figure."""
+"""Figures of REINFORCE for notebook 05 (RL with verifier rewards): its curves per level, the
+gradient variance of each baseline, and its runs side by side. Each function returns the Figure."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
