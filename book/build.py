@@ -4,7 +4,11 @@ The site is made from what is committed, nothing is executed:
 
 * the home page: the README (notebook map) followed by the claims table of docs/CLAIMS.md;
 * one page per executed notebook in notebooks/ (widget outputs made static, see
-  book/static_widgets.py; math laid out as JupyterLab reads it, see book/notebook_math.py);
+  book/static_widgets.py; math laid out as JupyterLab reads it, see book/notebook_math.py;
+  code cells tagged ``evidence`` folded in a closed ``<details>``, see ``fold_evidence``;
+  the Markdown and math inside ``<details>`` blocks parsed, see book/notebook_details.py);
+* on every page, a sidebar box linking the cheat sheet, the glossary and the notation
+  (book/_templates/course-links.html);
 * every page of docs/, the written solutions behind a spoiler warning, and an API reference
   generated from the docstrings of every refimpl module found at build time.
 
@@ -26,6 +30,7 @@ from pathlib import Path
 
 import nbformat
 
+from book.notebook_details import open_details
 from book.notebook_math import jupyter_math
 from book.static_widgets import make_static
 
@@ -47,16 +52,44 @@ def ensure_mathjax() -> Path:
     return MATHJAX
 
 
+def evidence_summary(markdown: str) -> str | None:
+    """The text of the last ``<summary>`` of an evidence block in ``markdown``, tags removed
+    ("Evidence for C12: the committed record, its grid and the decision"), or None."""
+    found = [re.sub(r"<[^>]+>", "", m).strip() for m in
+             re.findall(r"<summary>(.*?)</summary>", markdown, flags=re.S)]
+    found = [f for f in found if f.lower().startswith("evidence")]
+    return found[-1] if found else None
+
+
+def fold_evidence(nb: nbformat.NotebookNode) -> int:
+    """Render code cells tagged ``evidence`` folded: myst-nb's ``hide-cell`` puts the cell, code
+    and output, in a closed ``<details>``; its summary line names the evidence block the cell
+    belongs to (the last evidence ``<summary>`` of the markdown above it). Returns the count."""
+    summary, count = None, 0
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            summary = evidence_summary(cell.source) or summary
+        elif "evidence" in cell.metadata.get("tags", []):
+            cell.metadata["tags"] = list(cell.metadata["tags"]) + ["hide-cell"]
+            title = summary or "Evidence"
+            cell.metadata["mystnb"] = {"code_prompt_show": f"{title} (show the code and its output)",
+                                       "code_prompt_hide": f"{title} (hide)"}
+            count += 1
+    return count
+
+
 def notebook_pages(src: Path) -> list[str]:
-    """Copy each executed notebook with static widget outputs; returns the page names."""
+    """Copy each executed notebook with static widget outputs and folded evidence cells;
+    returns the page names."""
     (src / "notebooks").mkdir()
     pages = []
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
         make_static(nb, f"notebooks/{path.name}")
+        fold_evidence(nb)
         for cell in nb.cells:
             if cell.cell_type == "markdown":
-                cell.source = jupyter_math(cell.source)
+                cell.source = open_details(jupyter_math(cell.source))
         nbformat.write(nb, src / "notebooks" / path.name)
         pages.append(f"notebooks/{path.stem}")
     return pages

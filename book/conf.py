@@ -36,6 +36,10 @@ autodoc_member_order = "bysource"
 autosummary_generate = False
 
 html_theme = "sphinx_book_theme"
+# Every page's sidebar: the theme's items and, under the logo, the three pages to keep at hand.
+templates_path = ["_templates"]
+html_sidebars = {"**": ["navbar-logo.html", "course-links.html", "icon-links.html",
+                        "search-button-field.html", "sbt-sidebar-nav.html"]}
 html_title = "Post-training: DPO, GRPO and RL with verifiers"
 html_theme_options = {
     "show_toc_level": 2,

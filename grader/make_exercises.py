@@ -236,11 +236,14 @@ NOTEBOOK_LINKS = {
     "reinforce_loss": ("05_rl_with_verifiers", None),
     "rloo_baseline": ("05_rl_with_verifiers", None),
     "kl_penalized_rewards": ("04_grpo_vs_ppo", "the KL penalty has the wrong sign"),
-    "group_mean_baseline": ("03_grpo", "GRPO groups scrambled by reshaping in the wrong order"),
-    "stable_k3": ("03_grpo", "k3 loses every digit to cancellation in float32 (exp(x) - 1)"),
+    "group_mean_baseline": ("03a_grpo_in_one_hour",
+                            "GRPO groups scrambled by reshaping in the wrong order"),
+    "stable_k3": ("03b_grpo_under_the_microscope",
+                  "k3 loses every digit to cancellation in float32 (exp(x) - 1)"),
     "whiten_kept": ("04_grpo_vs_ppo", "advantages normalised with the statistics of filtered completions"),
     "micro_batches_per_step": ("06_head_to_head", "a batch size counted in prompts, not completions"),
-    "length_unbiased_loss": ("03_grpo", "a length-normalised loss that punishes long wrong answers less"),
+    "length_unbiased_loss": ("03b_grpo_under_the_microscope",
+                             "a length-normalised loss that punishes long wrong answers less"),
 }
 
 

@@ -2,8 +2,8 @@
 ``python -m refimpl study ...`` runs the declared claim experiments (refimpl.experiments.claims_study.study);
 ``python -m refimpl clinic ...`` runs the run clinic's cases broken and fixed (refimpl.experiments.debugging.clinic).
 
-    python -m refimpl compare                          # cpu preset, 2,560 completions per run, seeds 0,1
-    python -m refimpl compare --methods dpo,rpo,grpo --seeds 0,1,2 --budget-samples 5120
+    python -m refimpl compare                          # cpu preset, 1,280 completions per run, seeds 0-4
+    python -m refimpl compare --methods dpo,rpo,grpo --seeds 0,1,2 --budget-samples 2560
     python -m refimpl compare --budget-s 30            # equal training wall time instead
     python -m refimpl compare --preset gpu --out runs/compare-gpu   # CUDA, larger model
     python -m refimpl compare --preset tiny --out /tmp/cmp          # seconds, for tests
@@ -15,9 +15,9 @@
     python -m refimpl clinic                           # every clinic case, broken and fixed, seed 0
     python -m refimpl clinic --cases grpo_loss_zero,detached_ratio --seed 1 --out /tmp/clinic
 
-``compare`` writes results.csv, results.json and acc_vs_{time,samples,flops}.png to --out and
-prints the table; ``study`` writes one JSON record per claim to --out (default results/study,
-or runs/study-quick with --quick) and prints each verdict with its interval; ``clinic`` writes
+``compare`` writes results.csv, results.json and acc_vs_{progress,time,flops}.png to --out and
+prints the table and its wall time; ``study`` writes one JSON record per claim to --out (default
+results/study, or runs/study-quick with --quick) and prints each verdict with its interval; ``clinic`` writes
 <case>.json and <case>.png per case to --out (default results/clinic), prints a line per case
 and exits with status 1 if a case did not reproduce. Bad arguments exit with status 2 and a
 message naming the problem.
@@ -87,7 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the same budget; write a results table and figures.")
     p.add_argument("--methods", type=_methods, default=DEFAULT_METHODS,
                    help=f"comma-separated, from {','.join(METHODS)} (default {','.join(DEFAULT_METHODS)})")
-    p.add_argument("--seeds", type=_seeds, default=(0, 1), help="comma-separated seeds (default 0,1)")
+    p.add_argument("--seeds", type=_seeds, default=None,
+                   help="comma-separated seeds (default: the preset's, "
+                        f"{','.join(map(str, PRESET_DEFAULTS['cpu']['seeds']))} on cpu: "
+                        "enough for a 95%% t interval over seeds)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--budget-s", type=_positive(float), default=None,
                         help="equal training wall time per run, in seconds, instead of samples")
@@ -212,7 +215,10 @@ def _compare(parser, args) -> int:
                      "use --preset cpu")
     if args.threads or args.preset != "gpu":
         torch.set_num_threads(args.threads or 1)
-    kw = {"methods": args.methods, "seeds": args.seeds}
+    t0 = time.perf_counter()
+    kw = {"methods": args.methods}
+    if args.seeds is not None:
+        kw["seeds"] = args.seeds
     if args.budget_s is not None:
         kw["budget_s"] = args.budget_s
     if args.budget_samples is not None:
@@ -227,7 +233,8 @@ def _compare(parser, args) -> int:
     result = run_compare(cc, progress=not args.quiet)
     paths = {**save_results(result, args.out), **save_figures(result, args.out)}
     print(format_table(result))
-    print(f"total wall time {result.meta['total_s']:.1f} s ({result.meta['threads']} torch threads, "
+    print(f"wall time {time.perf_counter() - t0:.0f} s in all, {result.meta['total_s']:.0f} s "
+          f"of runs ({result.meta['threads']} torch thread{'s' * (result.meta['threads'] != 1)}, "
           f"{result.meta['device']})")
     print("wrote " + ", ".join(paths.values()))
     return 0

@@ -1,8 +1,8 @@
 """Exercise: GRPO's group-relative advantages, clipped loss and k3 KL estimator.
 
 Shao et al. 2024, "DeepSeekMath", eq. 3 (the clipped objective) and eq. 4 (the k3 KL
-estimator); DAPO (Yu et al. 2025) for the token-level aggregation. Notebook 03 derives each
-piece. Check your work with ``python -m grader --only group_advantages`` (and
+estimator); DAPO (Yu et al. 2025) for the token-level aggregation. Notebook 03a derives the
+advantages and the clipped loss, notebook 03b the uniform-group probability and k3. Check your work with ``python -m grader --only group_advantages`` (and
 ``grpo_clipped_loss``, ``kl_k3``, ``prob_uniform_group``, ``grpo_zero_gradient``; the last is
 article exercise 2, see solutions/exercise2_grpo_zero_gradient.md).
 """

@@ -50,7 +50,8 @@ def generated_section(text: str) -> str:
 def missing_figures(notebooks: str, measured: str, text: str) -> list:
     """The figures of ``measured`` that neither the notebooks' stored outputs nor the generated
     section of ``text`` print."""
-    sources = [p for n in re.findall(r"\b\d\d\b", notebooks) for p in REPO.glob(f"notebooks/{n}_*.ipynb")]
+    sources = [p for n in re.findall(r"\b\d\d[a-z]?\b", notebooks)        # "03a" names notebooks/03a_*
+               for p in REPO.glob(f"notebooks/{n}_*.ipynb")]
     assert sources, f"no notebook {notebooks}"
     printed = "\n".join(outputs_text(p) for p in sources) + generated_section(text)
     return [f for f in FIGURE.findall(measured) if f not in printed]

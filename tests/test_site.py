@@ -3,7 +3,9 @@
 The browser test opens each built page from the file system with every off-machine request
 blocked, and checks: no console or page errors, no request that would leave the machine, no
 formula left as raw TeX and no MathJax error, every image loaded, every internal link (and
-its #fragment) resolves. It saves screenshots of the home page and of one notebook page to
+its #fragment) resolves, every page links the cheat sheet, the glossary and the notation, every
+<details> of the content is closed on load, and every code cell tagged "evidence" sits folded
+in a closed <details> with a summary line. It saves screenshots of the home page and of one notebook page to
 $SITE_SCREENSHOTS (default: a temporary folder); `SITE_SCREENSHOTS=docs` regenerates the
 picture shown in the README.
 """
@@ -61,6 +63,22 @@ SHOW_INTERACTIVE_JS = """() => {
   window.scrollBy(0, 40);
 }"""
 RAW_TEX = ("$", "\\(", "\\)", "\\[", "\\]", "\\begin{")
+# The folds of the page's content (the sidebar's navigation has its own): every <details> of
+# the article, how many are open, and for each code cell tagged "evidence" whether it sits in
+# a closed <details> with a non-empty summary and its code is not displayed.
+FOLDS_JS = """() => {
+  const article = document.querySelector('.bd-article') || document.body;
+  const details = Array.from(article.querySelectorAll('details'));
+  const cells = Array.from(article.querySelectorAll('.cell.tag_evidence'));
+  const folded = cells.filter(c => {
+    const d = c.querySelector('details') || c.closest('details');
+    const s = d && d.querySelector('summary');
+    const pre = c.querySelector('pre');
+    return d && !d.open && s && s.textContent.trim().length > 0 && pre && !pre.checkVisibility();
+  });
+  return [details.length, details.filter(d => d.open).length, cells.length, folded.length];
+}"""
+AT_HAND = ("CHEATSHEET", "GLOSSARY", "NOTATION")    # linked from every page (book/_templates)
 
 
 # --- static widgets (no site tools needed) -------------------------------------------------
@@ -92,6 +110,37 @@ def _widget_notebook():
                 nbformat.v4.new_code_cell("lost()", outputs=[view("gone")])]
     nb.metadata["widgets"] = {STATE_MIME: {"state": state, "version_major": 2}}
     return nb
+
+
+def test_evidence_cells_are_marked_to_fold_under_their_block_summary():
+    from book.build import fold_evidence
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("<details><summary><b>Evidence for C12</b>: the "
+                                              "record</summary>\n\ntext\n\n</details>"),
+                nbformat.v4.new_code_cell("assert x", metadata={"tags": ["evidence"]}),
+                nbformat.v4.new_code_cell("print(1)"),
+                nbformat.v4.new_markdown_cell("<details><summary>Answer</summary>no</details>"),
+                nbformat.v4.new_code_cell("y", metadata={"tags": ["evidence", "nbval-ignore-output"]})]
+    assert fold_evidence(nb) == 2
+    first, plain, _, last = nb.cells[1], nb.cells[2], nb.cells[3], nb.cells[4]
+    assert first.metadata["tags"] == ["evidence", "hide-cell"]
+    assert first.metadata["mystnb"]["code_prompt_show"].startswith("Evidence for C12: the record")
+    assert "hide-cell" not in plain.metadata.get("tags", [])     # only tagged cells fold
+    assert "hide-cell" in last.metadata["tags"]                  # an "Answer" is not a block title
+    assert last.metadata["mystnb"]["code_prompt_show"].startswith("Evidence for C12")
+
+
+def test_details_bodies_are_set_off_to_parse_as_markdown():
+    from book.notebook_details import open_details
+    src = ("1. Why?\n   <details><summary>Answer</summary>Because $r_i$ is\n   **one**.</details>\n"
+           "2. Then? `<details><summary>Answer</summary>$x$</details>` stays code.\n\n"
+           "```\n<details><summary>Answer</summary>$y$</details>\n```")
+    out = open_details(src)
+    assert out.startswith("1. Why?\n   <details><summary>Answer</summary>\n\n   Because $r_i$ is\n"
+                          "   **one**.\n\n   </details>\n\n2. Then?")      # in the list item, then a blank
+    assert out.endswith("`<details><summary>Answer</summary>$x$</details>` stays code.\n\n"
+                        "```\n<details><summary>Answer</summary>$y$</details>\n```")
+    assert open_details(out) == out                                            # already open: unchanged
 
 
 def test_static_widgets_show_stored_figure_progress_text_and_note():
@@ -131,6 +180,8 @@ def test_site_has_a_page_per_notebook_module_and_solution(site):
     for sol in (ROOT / "solutions").glob("*.md"):
         assert "Spoilers" in (site / "solutions" / f"{sol.stem}.html").read_text(), sol.name
     assert (site / "_static/mathjax/tex-svg.js").is_file()
+    for doc in AT_HAND:
+        assert (site / "docs" / f"{doc}.html").is_file(), doc
 
 
 def site_pages(site: Path) -> list[Path]:
@@ -139,7 +190,9 @@ def site_pages(site: Path) -> list[Path]:
 
 
 def _check_page(page, url: str) -> tuple[list[str], int, list[str], set[str]]:
-    """(problems, formulas, links, ids) of one loaded page."""
+    """(problems, formulas, links, ids) of one loaded page. Problems include a link missing to
+    one of the pages kept at hand, an open fold in the content, and a cell tagged "evidence"
+    that is not folded (a closed <details> with a summary, its code not displayed)."""
     problems = []
     page.goto(url, wait_until="load")
     has_mathjax, formulas, errors = page.evaluate(MATH_JS)
@@ -152,6 +205,13 @@ def _check_page(page, url: str) -> tuple[list[str], int, list[str], set[str]]:
                  if not width]
     links = page.eval_on_selector_all("a[href]", "as => as.map(a => a.href)")
     ids = set(page.eval_on_selector_all("[id], a[name]", "es => es.map(e => e.id || e.name)"))
+    problems += [f"no link to docs/{doc}.html" for doc in AT_HAND
+                 if not any(unquote(urlparse(h).path).endswith(f"/docs/{doc}.html") for h in links)]
+    n_details, n_open, n_evidence, n_folded = page.evaluate(FOLDS_JS)
+    if n_open:
+        problems.append(f"{n_open} of {n_details} <details> open on load")
+    if n_folded != n_evidence:
+        problems.append(f"{n_evidence - n_folded} of {n_evidence} evidence cells not folded")
     return problems, formulas, links, ids
 
 
@@ -190,6 +250,10 @@ def test_every_page_renders_offline_in_chromium(site, tmp_path):
                 page.evaluate(SHOW_INTERACTIVE_JS)
                 page.screenshot(path=str(out))
     problems += _broken_links(site, links, ids)
+    with chromium_page() as (page, _):                 # the checks above had something to check
+        page.goto((site / "notebooks" / "08_graduate_to_trl.html").as_uri(), wait_until="load")
+        n_details, _, n_evidence, n_folded = page.evaluate(FOLDS_JS)
+    assert n_evidence > 0 and n_folded == n_evidence and n_details > n_evidence
     print(f"\nsite check: {len(pages)} pages, {formulas} formulas typeset, "
           f"{sum(map(len, links.values()))} links; screenshots in {shots}")
     assert not problems, "\n".join(problems[:50])
@@ -202,6 +266,8 @@ def test_checker_reports_network_raw_tex_broken_images_and_links(tmp_path):
     page_file.write_text(
         '<html><body><p>left raw: $x^2$</p><img src="missing.png">'
         '<a href="gone.html">x</a><a href="#nowhere">y</a><span id="here"></span>'
+        '<a href="docs/GLOSSARY.html">g</a><details open><summary>Answer</summary>a</details>'
+        '<div class="cell tag_evidence"><pre>assert x</pre></div>'
         '<script src="https://cdn.invalid/mathjax.js"></script>'
         '<script>console.error("boom")</script></body></html>')
     with chromium_page() as (page, browser_problems):
@@ -210,7 +276,9 @@ def test_checker_reports_network_raw_tex_broken_images_and_links(tmp_path):
     assert formulas == 0 and "here" in ids
     assert any(p.startswith("raw TeX '$'") for p in found)
     assert any(p.startswith("image not loaded") for p in found)
+    assert "no link to docs/CHEATSHEET.html" in found and "no link to docs/GLOSSARY.html" not in found
+    assert "1 of 1 <details> open on load" in found and "1 of 1 evidence cells not folded" in found
     assert any("network: https://cdn.invalid/mathjax.js" == p for p in browser_problems)
     assert any("console error: boom" in p for p in browser_problems)
     assert sorted(b.split(" -> ")[1].rsplit("/", 1)[1] for b in broken) == \
-        ["bad.html#nowhere (no such anchor)", "gone.html"]
+        ["GLOSSARY.html", "bad.html#nowhere (no such anchor)", "gone.html"]

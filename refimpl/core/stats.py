@@ -105,3 +105,23 @@ def seeds_needed(ci: dict, level: float = 0.95) -> int | None:
     s_d = ci["se"] * math.sqrt(ci["n"])
     z = float(_st.norm.ppf(0.5 + level / 2))
     return max(ci["n"], math.ceil((z * s_d / abs(ci["mean"])) ** 2) + 1)
+
+
+def sign_test(before, after) -> dict:
+    """Problem-by-problem comparison of two graders' pass/fail lists on the SAME problems.
+
+    ``before`` and ``after``: sequences of bools of one length (problem i solved or not). Only
+    discordant problems count: ``gained`` (solved after, not before) and ``lost`` (the other
+    way). Under "no change" gained - lost has mean 0 and variance gained + lost (each discordant
+    problem is a fair coin: the sign test, normal approximation), so
+    z = (gained - lost) / sqrt(gained + lost); |z| > 2 is a difference beyond noise at about
+    the 5% level. Returns {gained, lost, z}; z is 0.0 when no problem changed.
+    """
+    before, after = [bool(b) for b in before], [bool(a) for a in after]
+    if len(before) != len(after) or not before:
+        raise ValueError(f"before and after must be non-empty and of one length, got "
+                         f"{len(before)} and {len(after)}")
+    gained = sum(a and not b for b, a in zip(before, after))
+    lost = sum(b and not a for b, a in zip(before, after))
+    z = (gained - lost) / math.sqrt(gained + lost) if gained + lost else 0.0
+    return {"gained": gained, "lost": lost, "z": z}

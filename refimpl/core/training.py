@@ -13,6 +13,7 @@ trainer; ``refimpl.methods.registry`` collects them.
 """
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass, field, replace
@@ -61,7 +62,8 @@ class OfflineData:
     what: the data's name, as a record's note shows it ("preference pairs");
     arg: the trainer's keyword for the data (``train_dpo(..., pairs=...)``), which is also the
         history key of the items consumed so far (DPO's ``pairs``); the data has a ``len``
-        and the config a ``batch_size`` (items per step);
+        and the config a ``batch_size`` (items per step) and an ``eval_at`` (the steps after
+        which it is evaluated, ``eval_due``);
     sequences: completions in one item of the data (a preference pair: 2, chosen and rejected);
     make: ``make(base, cc, seed, n_prompts) -> data or None``: the data built from base
         samples, ``cc.group_size`` on each of ``n_prompts`` training prompts (``cc``: a
@@ -213,8 +215,23 @@ def problem_sets(base, cfg, heldout=None):
 
 def eval_due(step: int, cfg) -> bool:
     """Whether a trainer measures held-out accuracy after ``step``: every ``cfg.eval_every``
-    steps (step 0 included) and after the last step ``cfg.steps``; never if eval_every is 0."""
+    steps (step 0 included) and after the last step ``cfg.steps``; never if eval_every is 0.
+    A config with a non-empty ``eval_at`` (explicit steps; DPO's, which the head-to-head sets
+    to the online methods' share of the budget, ``eval_steps_at``) is evaluated at those."""
+    at = getattr(cfg, "eval_at", ())
+    if at:
+        return step in at
     return cfg.eval_every > 0 and (step % cfg.eval_every == 0 or step == cfg.steps)
+
+
+def eval_steps_at(fractions, steps: int) -> tuple:
+    """The steps of a run of ``steps`` steps nearest to each share of it in ``fractions``
+    (each in [0, 1]), sorted and without repeats: an ``eval_at`` schedule that evaluates a run
+    at the same shares of its length as another run of a different length (at most
+    len(fractions) steps, rounded half up)."""
+    if any(not 0 <= f <= 1 for f in fractions):
+        raise ValueError(f"fractions must lie in [0, 1], got {list(fractions)}")
+    return tuple(sorted({min(steps, math.floor(f * steps + 0.5)) for f in fractions}))
 
 
 def log_heldout(row: dict, cfg, clock: Clock, evaluate) -> bool:

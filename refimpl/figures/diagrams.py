@@ -26,18 +26,18 @@ FLOWS = {
         ("margin\nh = beta (lr_w - lr_l)", "(B,)"),
         ("loss\n-log sigma(h)", "backward"),
         ("update theta", "")]),
-    "grpo": ("GRPO: prompt -> samples -> rewards -> advantages -> loss (notebook 03)", [
-        ("B prompts q", "G samples each, pi_old"),
-        ("B*G completions o_i", "verifier"),
+    "grpo": ("GRPO: prompt -> samples -> rewards -> advantages -> loss (notebooks 03a, 03b)", [
+        ("B prompts x", "G samples each, pi_old"),
+        ("B*G completions y_i", "verifier"),
         ("rewards r_i\n(B, G)", "group mean / std"),
         ("advantages A_i\n(B*G,)", "+ ratio rho, beta KL"),
         ("clipped loss\n(mu inner steps)", "")]),
     "ppo": ("PPO: rollouts -> values -> GAE -> loss (notebook 04)", [
-        ("rollouts\n(B*G, T) tokens", "critic V_psi"),
+        ("rollouts\n(B*G, T) tokens", "critic V_phi"),
         ("values V(s_t)\n(B*G, T)", "reward on last token"),
         ("GAE advantages A_t\n(gamma, lambda)", "(B*G, T)"),
         ("clipped policy loss\n+ value loss", "mu inner steps"),
-        ("update theta, psi", "")]),
+        ("update theta, phi", "")]),
     "reinforce": ("REINFORCE with a baseline: samples -> rewards - b -> loss (notebook 05)", [
         ("B prompts x\nG samples", "verifier or PRM"),
         ("rewards R\n(B*G,)", "baseline b"),

@@ -22,29 +22,31 @@ def plot_tv_vs_pairs(rows: list[dict[str, float]]) -> Figure:
     ax.set(xscale="log", yscale="log", xlabel="preference pairs",
            ylabel="total-variation distance (0 to 1)",
            title="C1: DPO and RM + RLHF reach the same pi* as data grows")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=10)
     fig.tight_layout()
     return fig
 
 
 def plot_optimal_policy(bandit: PreferenceBandit, betas, prompt: int = 0) -> Figure:
-    """One panel per beta: pi_ref (outline) and pi* (filled) for one prompt; * marks argmax r."""
+    """One panel per beta: pi_ref (outline) and pi* (filled) for one prompt; * marks argmax r.
+    The claim and the prompt go in one figure title, each panel's title names only its beta and
+    TV(pi*, pi_ref) on two short lines, so the titles of neighbouring panels cannot overlap."""
     ref = bandit.ref_probs[prompt]                                            # (N,)
     pis = beta_sweep(bandit.reward[prompt:prompt + 1], ref[None], betas)[:, 0]  # (len, N)
     best = bandit.reward[prompt].argmax().item()
-    fig = Figure(figsize=(3.2 * len(pis), 3))
+    fig = Figure(figsize=(max(3.6 * len(pis), 5.4), 3.9))
     axes = fig.subplots(1, len(pis), squeeze=False)[0]
     x = range(ref.numel())
     for ax, beta, pi in zip(axes, betas, pis):
         ax.bar(x, pi.tolist(), color="tab:blue", alpha=0.7, label="pi*")
         ax.bar(x, ref.tolist(), fill=False, edgecolor="black", label="pi_ref")
         ax.plot([best], [1.02], "r*", markersize=10, label="argmax r")
-        ax.set(ylim=(0, 1.08), xlabel="response", xticks=list(x),
-               title=f"C1: pi* at beta = {float(beta):.3g}, TV to pi_ref = "
-                     f"{0.5 * (pi - ref).abs().sum().item():.2f}")
-    for ax in axes:
-        ax.set_ylabel("probability")
-    axes[0].legend(fontsize=7, loc="upper left")
+        ax.set(ylim=(0, 1.08), xlabel="response", ylabel="probability", xticks=list(x))
+        ax.set_title(f"beta = {float(beta):.3g}\nTV(pi*, pi_ref) = "
+                     f"{0.5 * (pi - ref).abs().sum().item():.2f}", fontsize=11)
+    fig.suptitle(f"C1: the optimal policy pi* (bars) and pi_ref (outlines) of prompt {prompt}",
+                 fontsize=12)
+    axes[-1].legend(fontsize=10, loc="upper left")
     fig.tight_layout()
     return fig
 
@@ -63,6 +65,6 @@ def plot_reward_match(true: torch.Tensor, estimate: torch.Tensor,
     ax.set(xlabel="true reward (centred per prompt)",
            ylabel="beta log(pi / pi_ref) (centred per prompt)",
            title="C1: DPO's implied reward vs the true reward")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=10)
     fig.tight_layout()
     return fig

@@ -1,7 +1,8 @@
-"""Figures for notebook 03 (GRPO): the share of uniform groups against G (with the ipywidgets
-control for G), the gradient noise against G, advantages against the group's std, the
-difficulty bias of std scaling, and a GRPO training history. The measurements they draw live
-in ``refimpl.methods.grpo_analysis``; each function returns the Figure.
+"""Figures for notebooks 03a and 03b (GRPO): the clipped surrogate and its slope against the
+ratio (03a), the share of uniform groups against G (with the ipywidgets control for G), the
+gradient noise against G, advantages against the group's std, the difficulty bias of std
+scaling, and a GRPO training history. The measurements they draw live in
+``refimpl.methods.grpo_analysis``; each function returns the Figure.
 """
 from __future__ import annotations
 
@@ -11,8 +12,50 @@ import matplotlib.pyplot as plt
 import torch
 
 from refimpl.methods.grpo import prob_uniform_group
-from refimpl.methods.grpo_analysis import expected_abs_advantage
+from refimpl.methods.grpo_analysis import expected_abs_advantage, surrogate_and_slope
 from refimpl.figures.plots import SliderFigure
+
+
+def _flat_spans(x: torch.Tensor, flat: torch.Tensor) -> list[tuple[float, float]]:
+    """The (start, end) x-intervals of the runs of True in ``flat`` (both (N,), x sorted)."""
+    spans, start = [], None
+    for xi, fi in zip(x.tolist(), flat.tolist()):
+        if fi and start is None:
+            start = xi
+        if not fi and start is not None:
+            spans.append((start, prev))
+            start = None
+        prev = xi
+    return spans + ([(start, prev)] if start is not None else [])
+
+
+def plot_clipped_surrogate(clip_eps: float = 0.2, lo: float = 0.4, hi: float = 1.8):
+    """The clipped surrogate of one token, min(rho A, clip(rho, 1 - eps, 1 + eps) A), and its
+    slope d/d rho against the ratio rho, for A = +1 (left) and A = -1 (right); the ranges of
+    rho where the slope is exactly 0 (the clip is active) are shaded. Both curves come from
+    ``grpo_loss`` and autograd (``grpo_analysis.surrogate_and_slope``) at 561 ratios."""
+    fig, axes = plt.subplots(2, 2, figsize=(10.5, 6.6))
+    rho = torch.linspace(lo, hi, 561, dtype=torch.float64)
+    for col, A in enumerate((1.0, -1.0)):
+        objective, slope = surrogate_and_slope(rho, A, clip_eps)
+        for ax in axes[:, col]:
+            for i, (a, b) in enumerate(_flat_spans(rho, slope == 0)):
+                ax.axvspan(a, b, color="0.85", label="clip active: slope 0" if i == 0 else None)
+            ax.axvline(1.0, color="0.5", lw=0.8)
+            ax.set_xlabel(r"ratio $\rho = \pi_\theta / \pi_{old}$")
+        axes[0, col].plot(rho, rho * A, "k:", label=r"unclipped $\rho A$")
+        axes[0, col].plot(rho, objective, "C0", lw=2, label="clipped surrogate")
+        axes[1, col].plot(rho, slope, "C3", lw=2, label=r"slope d/d$\rho$")
+        side = r"above $1+\epsilon$" if A > 0 else r"below $1-\epsilon$"
+        axes[0, col].set(title=f"A = {A:+.0f}: the term is flat {side}", ylabel="term of the token")
+        axes[1, col].set(title=f"A = {A:+.0f}: the slope, 0 in the shaded band",
+                         ylabel=r"slope d/d$\rho$", ylim=(-1.4, 1.4))
+        for ax in axes[:, col]:
+            ax.legend(fontsize=10, loc="upper left" if A > 0 else "lower left")
+    fig.suptitle("The clipped surrogate and its slope against the ratio "
+                 rf"(set-up, $\epsilon$ = {clip_eps})", fontsize=12)
+    fig.tight_layout()
+    return fig
 
 
 def _log2_axis(ax, ticks):
@@ -37,7 +80,7 @@ def plot_uniform_share(pass_rates: torch.Tensor, Gs=(2, 4, 8, 16), per_prompt=No
     axes[0].set(xlabel="pass rate p of a prompt", ylabel="P(group is uniform)",
                 title=r"C8: P(uniform group) $= p^G + (1-p)^G$ (ticks: the base's prompts)")
     axes[0].plot([], [], "|", color="k", ms=12, alpha=0.5, label="a prompt's pass rate")
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=10)
     if per_prompt:
         Gx = sorted(per_prompt)
         pbar = pass_rates.mean().item()
@@ -47,7 +90,7 @@ def plot_uniform_share(pass_rates: torch.Tensor, Gs=(2, 4, 8, 16), per_prompt=No
         axes[1].set(xlabel="group size G", ylabel="share of uniform groups",
                     title="C8: predicted share of zero-gradient groups")
         _log2_axis(axes[1], Gx)
-        axes[1].legend(fontsize=8)
+        axes[1].legend(fontsize=10)
     plt.tight_layout()
     return axes
 
@@ -63,7 +106,7 @@ def uniform_share_widget(pass_rates: torch.Tensor):
         pbar = pass_rates.mean().item()
         per = prob_uniform_group(pass_rates.double(), G).mean().item()  # plug-in, for display
         ax.set_title(f"C8, G = {G}: P(uniform group) predicted from the mean p "
-                     f"{prob_uniform_group(pbar, G):.3f}, per prompt {per:.3f}", fontsize=9)
+                     f"{prob_uniform_group(pbar, G):.3f}, per prompt {per:.3f}", fontsize=10)
         fig = ax.figure
         plt.close(fig)                       # drawn by the widget's output, not by pyplot
         return fig
@@ -84,7 +127,7 @@ def plot_gradient_noise(rows: list[dict], ax=None):
            ylabel=r"$\sqrt{\mathrm{Var}\,g}\;/\;\|\mathbb{E}\,g\|$",
            title="C9: noise of the GRPO gradient against group size")
     _log2_axis(ax, G)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=10)
     return ax
 
 
@@ -100,12 +143,11 @@ def plot_advantage_vs_std(stds, abs_scaled, abs_none, ax=None, real=None):
     if real is not None:
         sets.append(("real samples", real, None))
     for name, (sd, a_s, a_n), face in sets:
-        ax.plot(sd, a_s, "o", ms=5, color="C0", mfc=face,
-                label=f"{name}, scale='group': (r - mean) / (std + eps)")
-        ax.plot(sd, a_n, "s", ms=5, color="C1", mfc=face, label=f"{name}, scale='none' (Dr. GRPO)")
+        ax.plot(sd, a_s, "o", ms=5, color="C0", mfc=face, label=f"{name}, divided by std + eps")
+        ax.plot(sd, a_n, "s", ms=5, color="C1", mfc=face, label=f"{name}, not divided (Dr. GRPO)")
     ax.set(xscale="log", yscale="log", xlabel="group reward std (reward units)",
            ylabel="mean |advantage| in the group", title="C11: std scaling vs group variance")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=10, loc="lower right")
     return ax
 
 
@@ -119,7 +161,7 @@ def plot_difficulty_bias(G: int = 8, eps: float = 1e-4, ax=None):
         ax.plot(ps, [x / mid for x in w], style, label=f"scale='{scale}'")
     ax.set(xlabel="pass rate p of the prompt", ylabel="E sum|A| (relative to p = 0.5)",
            title=f"C11: weight of a prompt in the update (G = {G})")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=10)
     return ax
 
 
@@ -135,7 +177,8 @@ def plot_grpo_history(history: list[dict], predicted_share: float | None = None,
     steps = [r["step"] for r in rows]
     ev = [r for r in history if "heldout_acc" in r]
     axes[0].plot([r["step"] for r in ev], [r["heldout_acc"] for r in ev], "o-", label="held-out greedy acc")
-    axes[0].plot(steps, [r["reward"] for r in rows], alpha=0.6, label="mean reward (samples, T=1)")
+    axes[0].plot(steps, [r["reward"] for r in rows], alpha=0.6,
+                 label="mean reward (samples at temperature 1)")
     axes[0].set(xlabel="GRPO step", ylabel="share correct", title="GRPO on the verifier (C8)")
     for key, lab, ls in (("frac_all_wrong", "all wrong", "-"), ("frac_all_correct", "all correct", "-"),
                          ("frac_reward_zero_std", "uniform (either)", "--")):
@@ -153,6 +196,6 @@ def plot_grpo_history(history: list[dict], predicted_share: float | None = None,
     axes[3].plot(steps, [r.get("clip_ratio", float("nan")) for r in rows], c="C5", label="clip_ratio")
     axes[3].set(xlabel="GRPO step", ylabel="share of tokens clipped", title="Clipped share of tokens")
     for ax in axes:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=10)
     plt.tight_layout()
     return axes

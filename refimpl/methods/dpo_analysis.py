@@ -6,7 +6,9 @@ behind notebook 02 (claim C4, likelihood displacement), apart from the trainer.
   and the log-prob of the chosen completion before, at and after that split;
 - ``rerank_by_implicit_reward``: best-of-n selection by the DPO implicit reward
   beta * log(pi_theta / pi_ref) (Rafailov et al. 2023, sec. 5) against selection by log pi and
-  at random, judged by the verifier.
+  at random, judged by the verifier;
+- ``pair_walkthrough``: every quantity of one DPO step on given pairs (notebook 01's worked
+  example), each computed by ``refimpl.methods.dpo``.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from refimpl.core.evaluation import completions_for
 from refimpl.core.logprobs import completion_logits, gather_token_logprobs, sequence_logprobs
 from refimpl.core.model import eval_mode
 from refimpl.core.preferences import PreferencePairs
-from refimpl.methods.dpo import implicit_reward
+from refimpl.methods.dpo import dpo_gradient_weight, dpo_loss, dpo_loss_grad, implicit_reward
 
 
 @torch.no_grad()
@@ -91,3 +93,48 @@ def rerank_by_implicit_reward(policy, reference, tok, task, problems, n_samples:
             "oracle": correct.max(1).values.mean().item(),
             "ref_logp_of_pick": ref_logp[rows, pick].mean().item(),
             "ref_logp_mean": ref_logp.mean().item()}
+
+
+def pair_walkthrough(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
+                     ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor,
+                     beta: float = 0.1) -> list[tuple[str, str, torch.Tensor]]:
+    """One DPO step on B pairs, quantity by quantity (Rafailov et al. 2023, eqs. 5 and 7).
+
+    Takes four (B,) tensors of sequence log-probs, as ``dpo.dpo_loss`` does, and returns rows
+    (name, formula, values (B,)): the four inputs, the implicit rewards r_w and r_l, the
+    margin r_w - r_l, the per-pair loss -log sigmoid(margin), the gradient weight
+    w = sigmoid(-margin) and the gradient of the loss with respect to log pi_theta(y_w) and
+    log pi_theta(y_l) (-beta w and +beta w). Every value comes from ``implicit_reward``,
+    ``dpo_loss``, ``dpo_gradient_weight`` and ``dpo_loss_grad``, so the rows are the library's
+    numbers, not a second implementation. Inputs are checked by those functions.
+    """
+    losses, _ = dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
+                         ref_rejected_logps, beta)                               # (B,)
+    r_w = implicit_reward(policy_chosen_logps, ref_chosen_logps, beta)           # (B,)
+    r_l = implicit_reward(policy_rejected_logps, ref_rejected_logps, beta)       # (B,)
+    grad_w, grad_l = dpo_loss_grad(policy_chosen_logps, policy_rejected_logps,
+                                   ref_chosen_logps, ref_rejected_logps, beta)  # (B,) each
+    return [("log pi_theta(y_w|x)", "given", policy_chosen_logps),
+            ("log pi_ref(y_w|x)", "given", ref_chosen_logps),
+            ("log pi_theta(y_l|x)", "given", policy_rejected_logps),
+            ("log pi_ref(y_l|x)", "given", ref_rejected_logps),
+            ("implicit reward r_w", "beta * (log pi_theta - log pi_ref)(y_w)", r_w),
+            ("implicit reward r_l", "beta * (log pi_theta - log pi_ref)(y_l)", r_l),
+            ("margin", "r_w - r_l", r_w - r_l),
+            ("loss", "-log sigmoid(margin)", losses.detach()),
+            ("gradient weight w", "sigmoid(-margin)", dpo_gradient_weight(r_w, r_l)),
+            ("dL / d log pi_theta(y_w)", "-beta * w", grad_w),
+            ("dL / d log pi_theta(y_l)", "+beta * w", grad_l)]
+
+
+def format_walkthrough(rows: list[tuple[str, str, torch.Tensor]], columns: list[str]) -> str:
+    """The rows of ``pair_walkthrough`` as an aligned text table, one value column per pair,
+    headed by ``columns`` (one name per pair)."""
+    if any(len(values) != len(columns) for _, _, values in rows):
+        raise ValueError(f"{len(columns)} column names for rows of another number of pairs")
+    width = max(11, *(len(c) + 2 for c in columns))
+    lines = [f"{'quantity':<26}{'formula':<42}" + "".join(f"{c:>{width}}" for c in columns)]
+    for name, formula, values in rows:
+        lines.append(f"{name:<26}{formula:<42}"
+                     + "".join(f"{v:>{width}.4f}" for v in values.tolist()))
+    return "\n".join(lines)

@@ -20,9 +20,9 @@ History rows: ``step``, ``time_s`` (training wall clock, evaluation excluded), `
 before step 0, so the same in every row; a subset of a pair set keeps the count of the set it
 was cut from; 0 for pairs that carry no count), ``pairs`` (pairs consumed so far), ``loss``,
 ``nll``, the TRL metrics of ``dpo_loss`` for the batch and, at step 0 and every ``eval_every``
-steps, ``heldout_acc`` plus the same metrics over a fixed subset of (up to EVAL_PAIRS) training
-pairs (``pairs/...``) and the mean log-prob of each probe set
-(``logps/<name>``).
+steps (or at the steps of ``eval_at``), ``heldout_acc`` plus the same metrics over a fixed
+subset of (up to EVAL_PAIRS) training pairs (``pairs/...``) and the mean log-prob of each probe
+set (``logps/<name>``).
 
 The registry rows of DPO and RPO (``METHODS``) sit at the end of the module: their study
 fields, their FLOPs model and their data in a head-to-head (``PAIRS``).
@@ -62,6 +62,7 @@ class DPOConfig:
     nll_coef: float = 0.0         # weight of the NLL on chosen completions (RPO); 0 = pure DPO
     max_grad_norm: float = 1.0    # gradient clipping (TRL's default)
     eval_every: int = 20
+    eval_at: tuple = ()           # explicit evaluation steps instead of eval_every (head-to-head)
     eval_problems: int = 256
     seed: int = 0
     # Data, used only when train_dpo is given no pairs: base samples on training prompts.
@@ -80,6 +81,9 @@ class DPOConfig:
                      choices={"loss_type": LOSS_TYPES},
                      why={"beta": "it is the KL strength of the implicit reward",
                           "group_size": "a pair needs a correct and a wrong sample"})
+        if any(not (isinstance(s, int) and 0 <= s <= self.steps) for s in self.eval_at):
+            raise ValueError(f"DPOConfig.eval_at must hold steps in [0, steps={self.steps}], "
+                             f"got {self.eval_at!r}")
 
 
 def pair_logps(model, pairs: PreferencePairs, chunk: int = 512):

@@ -1,5 +1,9 @@
-"""Measurements behind notebook 03 (GRPO); ``refimpl.figures.plots_grpo`` draws them.
+"""Measurements behind notebooks 03a and 03b (GRPO); ``refimpl.figures.plots_grpo`` draws them.
 
+- the clip (03a): one group's step worked by the library, the clipped surrogate and its slope
+  against the ratio rho (PPO, Schulman et al. 2017, eq. 7; DeepSeekMath eq. 3), and the clip
+  experiment: several inner updates mu at a larger learning rate, clip on and off, measuring
+  the clipped share, the KL from pi_old and held-out accuracy;
 - the share of uniform groups, p^G + (1-p)^G (DAPO, Yu et al. 2025, sec. 3.2), predicted from
   per-prompt pass counts with the unbiased estimator C(c, G) / C(n, G) of p^G (claim C8);
 - the noise of the GRPO gradient as a function of the group size G (claim C9), from
@@ -13,13 +17,17 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import replace
 
 import torch
 from torch.func import functional_call, grad, vmap
 
 from refimpl.core import checks
-from refimpl.core.logprobs import sequence_logprobs
-from refimpl.methods.grpo import LOSS_AGGS, group_advantages
+from refimpl.core.logprobs import sequence_logprobs, token_logprobs
+from refimpl.core.training import adamw, heldout_accuracy, problem_sets, start_policy
+from refimpl.methods.grpo import LOSS_AGGS, group_advantages, grpo_loss
+from refimpl.methods.grpo_trainer import GRPOConfig, collect_batch, grpo_update
+from refimpl.methods.kl import kl_estimate
 
 # ------------------------------------------------------------------ uniform groups (C8)
 
@@ -154,3 +162,161 @@ def sequence_weights(mask: torch.Tensor, loss_agg: str, max_tokens: int | None =
     if loss_agg == "dapo":
         return torch.full((rows,), 1.0 / lengths.sum().clamp(min=1).item(), dtype=torch.float64)
     return torch.full((rows,), 1.0 / (rows * (max_tokens or T)), dtype=torch.float64)
+
+
+# ------------------------------------------------------------------ the clip (notebook 03a)
+
+P_OLD = 0.25   # the hand-made tokens' probability under pi_old: a ratio rho <= 4 keeps pi_theta <= 1
+
+
+def _one_token_batch(ratios: torch.Tensor):
+    """(logps, old_logps, mask) of N one-token completions whose ratios pi_theta / pi_old are
+    ``ratios`` (N,): every token had probability P_OLD under pi_old. logps requires grad."""
+    old = torch.full((len(ratios), 1), math.log(P_OLD), dtype=torch.float64)   # (N, 1)
+    logps = (old + ratios.log()[:, None]).clone().requires_grad_(True)          # (N, 1)
+    return logps, old, torch.ones(len(ratios), 1, dtype=torch.bool)             # (N, 1) x 3
+
+
+def worked_group(rewards, ratios, clip_eps: float = 0.2) -> tuple[list[dict], dict]:
+    """One GRPO group, one step, by the library: advantages (``group_advantages``), the clipped
+    surrogate and its gradient (``grpo_loss`` and autograd) on a hand-made batch.
+
+    Each of the G completions is one token long, so its token ratio rho_i is its completion's
+    (DeepSeekMath eq. 3 with |o_i| = 1, beta = 0).
+
+    Args:
+        rewards: G rewards of one prompt's completions; ratios: their G ratios pi_theta / pi_old
+            (in (0, 4]), as after some inner updates; clip_eps: epsilon.
+
+    Returns:
+        (rows, summary): one dict per completion with "r", "A" (advantage), "rho", "rho_A"
+        (rho A), "clip_A" (clip(rho, 1 - eps, 1 + eps) A), "term" (the min of the two, the
+        objective's term), "flat" (True where the clip sets the gradient to 0) and "grad"
+        (d loss / d log pi_theta of the token); summary: "loss" and grpo_loss's "clip_ratio".
+    """
+    r = torch.as_tensor(rewards, dtype=torch.float64)                             # (G,)
+    rho = torch.as_tensor(ratios, dtype=torch.float64)                            # (G,)
+    adv = group_advantages(r, len(r))                                             # (G,)
+    logps, old, mask = _one_token_batch(rho)                                      # (G, 1) x 3
+    loss, metrics = grpo_loss(logps, old, adv, mask, clip_eps=clip_eps)
+    (grad,) = torch.autograd.grad(loss, logps)                                    # (G, 1)
+    clipped = rho.clamp(1 - clip_eps, 1 + clip_eps)                               # (G,)
+    rows = [{"r": r[i].item(), "A": adv[i].item(), "rho": rho[i].item(),
+             "rho_A": (rho[i] * adv[i]).item(), "clip_A": (clipped[i] * adv[i]).item(),
+             "term": torch.min(rho[i] * adv[i], clipped[i] * adv[i]).item(),
+             "flat": bool(grad[i, 0] == 0), "grad": grad[i, 0].item()} for i in range(len(r))]
+    return rows, {"loss": loss.item(), "clip_ratio": metrics["clip_ratio"]}
+
+
+def surrogate_and_slope(ratios: torch.Tensor, advantage: float, clip_eps: float = 0.2):
+    """The clipped surrogate min(rho A, clip(rho, 1 - eps, 1 + eps) A) of one token and its
+    slope d/d rho, at each ratio, through ``grpo_loss`` and autograd (one row per ratio).
+
+    ratios: (N,) in (0, 4]; returns (objective (N,), slope (N,)), float64. The slope is A
+    inside the band and on the side the clip does not guard, and exactly 0 where it does
+    (rho > 1 + eps with A > 0, rho < 1 - eps with A < 0).
+    """
+    rho = torch.as_tensor(ratios, dtype=torch.float64)                            # (N,)
+    logps, old, mask = _one_token_batch(rho)                                      # (N, 1) x 3
+    adv = torch.full((len(rho),), float(advantage), dtype=torch.float64)          # (N,)
+    # "dr_grpo" with T = 1 divides the sum by N: loss = -(1/N) sum_i term_i
+    loss, _ = grpo_loss(logps, old, adv, mask, clip_eps=clip_eps, loss_agg="dr_grpo")
+    (grad,) = torch.autograd.grad(loss, logps)                                    # (N, 1)
+    clipped = rho.clamp(1 - clip_eps, 1 + clip_eps)                               # (N,)
+    objective = torch.min(rho * advantage, clipped * advantage)                   # (N,)
+    slope = -len(rho) * grad[:, 0] / rho           # d term / d rho = (d term / d log rho) / rho
+    return objective, slope
+
+
+# ------------------------------------------------- when the clip fires (notebook 03a)
+
+NO_CLIP = {"clip_eps": 0.999, "clip_eps_high": 1e9}   # the band [0.001, 1e9]: no ratio reaches it
+
+
+def kl_to_old(policy, batch, temperature: float = 1.0, band: float = 0.2) -> dict[str, float]:
+    """How far ``policy`` has moved from pi_old, measured on the batch pi_old sampled.
+
+    On tokens drawn from pi_old, with the ratio rho = pi_theta / pi_old of each token,
+    k3 = rho - 1 - log rho estimates KL(pi_old || pi_theta) per token without bias (Schulman
+    2020, with pi_old as the sampler: E_old[rho] = 1); ``kl_estimate(old, new, "k3")`` is it.
+
+    Args:
+        policy: the policy after its updates; batch: the Rollout pi_old sampled (old_logps
+            (B*G, T), completion_mask (B*G, T)); temperature: the sampler's; band: epsilon.
+
+    Returns:
+        {"kl_old": mean k3 per completion token, "outside": share of completion tokens whose
+        ratio rho = pi_theta / pi_old lies outside [1 - band, 1 + band]}.
+    """
+    args = (batch.prompt_ids, batch.prompt_mask, batch.completion_ids, batch.completion_mask)
+    with torch.no_grad():
+        new = token_logprobs(policy, *args, temperature=temperature,
+                             group_size=batch.group_size)                          # (B*G, T)
+    mask = batch.completion_mask                                                    # (B*G, T)
+    zeros = torch.zeros_like(new)                                                   # (B*G, T)
+    old = torch.where(mask, batch.old_logps, zeros)                                 # (B*G, T)
+    k3 = kl_estimate(old, torch.where(mask, new, zeros), "k3")                      # (B*G, T)
+    rho = torch.exp(torch.where(mask, new, zeros) - old)                            # (B*G, T)
+    n = mask.sum().item()
+    return {"kl_old": (k3 * mask).sum().item() / n,
+            "outside": (((rho - 1).abs() > band) & mask).sum().item() / n}
+
+
+def clip_arm(base, cfg: GRPOConfig, heldout, band: float = 0.2) -> dict:
+    """One arm of the clip experiment: ``cfg.steps`` GRPO steps made of the trainer's own
+    pieces (``collect_batch``, ``grpo_update``), each followed by ``kl_to_old``; then greedy
+    accuracy on ``heldout``.
+
+    Returns {"mu", "lr", "clip_eps", "clip_ratio" (grpo_loss's, over the inner updates and the
+    steps), "kl_old" and "outside" (after each step's last update, averaged over steps),
+    "heldout_acc"}.
+    """
+    policy, device, gen = start_policy(base, None, cfg.seed)
+    ref = base.reference().to(device) if cfg.beta > 0 else None
+    opt = adamw(policy.parameters(), cfg.lr)
+    _, pool, rng = problem_sets(base, replace(cfg, eval_every=0))
+    steps = []
+    for _ in range(cfg.steps):
+        batch, _ = collect_batch(policy, base, cfg, lambda n: rng.sample(pool, n),
+                                 base.task.verify, gen)
+        inner = grpo_update(policy, ref, opt, batch, cfg)
+        steps.append({"clip_ratio": sum(m["clip_ratio"] for m in inner) / len(inner),
+                      **kl_to_old(policy, batch, cfg.temperature, band)})
+    mean = {k: sum(s[k] for s in steps) / len(steps) for k in steps[0]}
+    return {"mu": cfg.inner_updates, "lr": cfg.lr, "clip_eps": cfg.clip_eps, **mean,
+            "heldout_acc": heldout_accuracy(policy.eval(), base, heldout)}
+
+
+def clip_arms(steps: int = 10, prompts_per_step: int = 8, mu: int = 4, lr: float = 2e-4,
+              seed: int = 0) -> dict[str, GRPOConfig]:
+    """The arms of notebook 03a's clip experiment, B = prompts_per_step prompts x G = 8:
+    GRPO at mu = 2 and lr 5e-5 (notebook 03a's run; the trainer's defaults otherwise), then
+    ``mu`` inner updates at ``lr`` with the clip (epsilon = 0.2) and without it (NO_CLIP)."""
+    small = {"steps": steps, "prompts_per_step": prompts_per_step, "eval_every": 0, "seed": seed}
+    return {"mu 2, lr 5e-05, clip 0.2": GRPOConfig(**small, lr=5e-5),
+            f"mu {mu}, lr {lr:.0e}, clip 0.2": GRPOConfig(**small, inner_updates=mu, lr=lr),
+            f"mu {mu}, lr {lr:.0e}, no clip": GRPOConfig(**small, inner_updates=mu, lr=lr,
+                                                          **NO_CLIP)}
+
+
+def clip_experiment(base, arms: dict[str, GRPOConfig] | None = None, heldout=None) -> list[dict]:
+    """Every arm of ``arms`` (default ``clip_arms()``) from the base: one row per arm, the
+    arm's name under "arm" and ``clip_arm``'s measurements. heldout: the problems of the
+    accuracy (default base.heldout(256), the trainer's)."""
+    heldout = base.heldout(256) if heldout is None else heldout
+    return [{"arm": name, **clip_arm(base, cfg, heldout)}
+            for name, cfg in (arms or clip_arms()).items()]
+
+
+def clip_table(rows: list[dict], start_acc: float | None = None) -> str:
+    """``clip_experiment``'s rows as a small aligned table (one line per arm); start_acc, the
+    base's held-out accuracy, adds a first line "no training"."""
+    head = (f"{'arm':<26} {'clip_ratio':>10} {'rho outside 1 +- 0.2':>21} {'KL to pi_old':>13} "
+            f"{'held-out acc':>13}")
+    lines = [head]
+    if start_acc is not None:
+        lines.append(f"{'no training (the base)':<26} {'':>10} {'':>21} {'':>13} {start_acc:>13.3f}")
+    for r in rows:
+        lines.append(f"{r['arm']:<26} {r['clip_ratio']:>10.4f} {r['outside']:>21.3f} "
+                     f"{r['kl_old']:>13.4f} {r['heldout_acc']:>13.3f}")
+    return "\n".join(lines)

@@ -13,10 +13,10 @@ normally EOS; an optional KL penalty to the frozen reference is paid on every to
 (``reward_kl_coef``, kappa in the notebooks: it weighs a KL subtracted from the reward, where
 GRPO's ``beta`` weighs a KL added to the loss).
 
-Critic: V_phi(s_t) predicts the return-to-go G_t = sum_{l >= t} gamma^(l-t) r_l. Here it is a
+Critic: V_phi(s_t) predicts the return-to-go sum_{l >= t} gamma^(l-t) r_l. Here it is a
 *separate* copy of the base transformer with a scalar head on ``model.hidden`` (the
 InstructGPT / TRL layout). Its cost: a second set of transformer weights, and Adam's two
-moment buffers for them, so PPO holds about 2x GRPO's trainable state (see `rl_memory`).
+moment buffers and gradients for them, so PPO holds about 1.8x GRPO's floats (see `rl_memory`).
 The alternative, a head on the policy's own trunk, saves that memory but lets the value
 loss pull on the policy's features.
 
@@ -25,9 +25,9 @@ Control Using GAE", eq. 16), with V(s_L) = 0 after the last token:
 
     delta_t = r_t + gamma * V(s_{t+1}) - V(s_t)
     A_t     = sum_{l >= 0} (gamma * lam)^l * delta_{t+l} = delta_t + gamma * lam * A_{t+1}
-    G_t^lam = A_t + V(s_t)                                   (the value targets, "returns")
+    V^targ_t = A_t + V(s_t)                                  (the value targets, "returns")
 
-lam = 1 gives the Monte-Carlo advantage G_t - V(s_t) (unbiased, high variance); lam = 0
+lam = 1 gives the Monte-Carlo advantage: return-to-go - V(s_t) (unbiased, high variance); lam = 0
 gives the one-step TD error delta_t (low variance, as biased as the critic).
 
 Losses, averaged over completion tokens (TRL's masked mean):
@@ -35,7 +35,7 @@ Losses, averaged over completion tokens (TRL's masked mean):
     policy:  -min(rho_t A_t, clip(rho_t, 1 - eps, 1 + eps) A_t),  rho_t = pi_theta / pi_old
              (PPO eq. 7; computed by `refimpl.methods.grpo.grpo_loss`, which is the same clipped
              surrogate, called with one advantage per token)
-    value:   1/2 max((V_t - G_t)^2, (clip(V_t, V_old,t - eps_v, V_old,t + eps_v) - G_t)^2)
+    value:   1/2 max((V_t - V^targ_t)^2, (clip(V_t, V_old,t +- eps_v) - V^targ_t)^2)
              (the clipped value loss of the PPO2 baselines and TRL)
 
 with the advantages whitened (zero mean, unit variance over the batch's tokens) first.
@@ -91,15 +91,19 @@ def rl_memory(policy: nn.Module, critic: nn.Module | None = None, reference: boo
     """Float counts an RL step keeps alive (activations excluded).
 
     policy: the trained GPT; critic: the ValueModel (None for GRPO/REINFORCE); reference:
-    whether a frozen pi_ref is held for the KL term. Adam keeps ``adam_buffers`` (2: the
-    first and second moments) floats per trainable parameter.
-    Returns {"params": weights held, "optimizer_state": Adam buffers, "total": both}.
+    whether a frozen pi_ref is held for the KL term. Every trainable parameter also has a
+    gradient buffer (one float, ``.grad``) and Adam keeps ``adam_buffers`` (2: the first and
+    second moments) floats per trainable parameter.
+    Returns {"params": weights held, "grads": gradient buffers, "optimizer_state": Adam
+    buffers, "total": all three}. For a policy of N weights: GRPO N + N (reference) + N + 2N
+    = 5N; PPO with a critic of N_c weights adds N_c + N_c + 2 N_c = 4 N_c.
     """
     n_pol = sum(p.numel() for p in policy.parameters())
     n_crit = 0 if critic is None else sum(p.numel() for p in critic.parameters())
     params = n_pol * (2 if reference else 1) + n_crit
+    grads = n_pol + n_crit
     opt = adam_buffers * (n_pol + n_crit)
-    return {"params": params, "optimizer_state": opt, "total": params + opt}
+    return {"params": params, "grads": grads, "optimizer_state": opt, "total": params + grads + opt}
 
 
 # ------------------------------------------------------------------- rewards and GAE ------
@@ -226,10 +230,10 @@ def pearson(x: torch.Tensor, y: torch.Tensor) -> float:
 def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
                mask: torch.Tensor, clip_range_value: float | None = 0.2
                ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The clipped value loss 1/2 max((V - G)^2, (clip(V, V_old +- eps_v) - G)^2).
+    """The clipped value loss 1/2 max((V - V^targ)^2, (clip(V, V_old +- eps_v) - V^targ)^2).
 
     values: (B, T) V_phi(s_t) (requires grad); old_values: (B, T) the critic's values at
-    rollout time; returns: (B, T) the targets G_t^lam; mask: (B, T) bool.
+    rollout time; returns: (B, T) the targets V^targ_t (lambda-returns); mask: (B, T) bool.
     clip_range_value: eps_v > 0, or None for the plain squared error.
     Returns (loss, {"value_loss", "vf_clipfrac"}): the masked token mean, and the share of
     tokens where the clipped branch is the larger one (its gradient is then zero).

@@ -81,3 +81,25 @@ def test_bad_level_is_refused(level):
 def test_bad_predicted_sign_is_refused():
     with pytest.raises(ValueError, match="predicted"):
         stats.verdict({"lo": 0.1, "hi": 0.2}, 0)
+
+
+def test_sign_test_counts_only_discordant_problems():
+    before = [True, True, False, False, True, False]
+    after = [True, False, True, True, True, False]
+    out = stats.sign_test(before, after)
+    assert (out["gained"], out["lost"]) == (2, 1)
+    assert out["z"] == pytest.approx(1 / math.sqrt(3))
+    assert stats.sign_test(after, before)["z"] == pytest.approx(-out["z"])
+    assert stats.sign_test([True, False], [True, False]) == {"gained": 0, "lost": 0, "z": 0.0}
+
+
+def test_sign_test_matches_a_simulated_null():
+    # Under no change the z of many random discordant splits has mean ~0 and sd ~1.
+    rng = np.random.default_rng(0)
+    zs = [stats.sign_test(rng.random(200) < 0.5, rng.random(200) < 0.5)["z"] for _ in range(2000)]
+    assert abs(np.mean(zs)) < 0.1 and abs(np.std(zs) - 1) < 0.1
+
+
+def test_sign_test_rejects_lists_of_different_lengths():
+    with pytest.raises(ValueError, match="one length"):
+        stats.sign_test([True], [True, False])

@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.text  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -74,14 +75,24 @@ PPO = history(3, samples=lambda s: 64 * s, heldout_acc=0.4, reward=0.1, value_lo
               explained_variance=0.0, value_mae_mc=0.1, **{"baseline_mae_mc/group": 0.1})
 QUALITY = {"adv_corr_mc": 0.9, "value_corr_mc": 0.3, "adv_corr_mc/group": 0.9,
            "baseline_corr_mc/group": 0.5}
+DENSE = {"mc_ev": 0.5, "rows": [{"step": s, "explained_variance": 0.1 * s, "adv_corr/lam_0": 0.4,
+                                 "adv_corr/lam_1": 0.2} for s in (0, 2, 4)]}
+BINS = {"prompts": [3, 2, 1], "pass_rate": [0.05, 0.15, 0.3], "all_zero": [0.6, 0.3, 0.1]}
 RL = history(5, heldout_acc=0.4, reward=lambda s: 0.1 * s, verified=0.3, grad_norm=1.0,
              **{"pass_rate/level_0": 0.5, "frac_all_wrong/level_0": 0.2})
 RATES = {"rates": {"base": {"units": 0.3, "carry": 0.6, "answer": 0.7},
                    "dpo": {"units": 0.32, "carry": 0.58, "answer": 0.69}}}
 TAB = [{"step": s, "units_wrong": 0.3, "carry_wrong": 0.6 - 0.1 * s} for s in range(3)]
 COMPARE = CompareResult(CompareConfig(methods=("dpo", "grpo"), seeds=(0,)), [
-    {"method": m, "curve": [{"time_s": t, "samples": 8 * t, "flops": 1e9 * t, "heldout_acc": 0.3 + 0.01 * t}
-                            for t in range(4)]} for m in ("dpo", "grpo")], meta={"budget": "64 samples"})
+    {"method": m, "curve": [{"time_s": t, "samples": 8 * t, "flops": 1e11 * t, "progress": t / 3,
+                             "heldout_acc": 0.3 + 0.01 * t} for t in range(4)]}
+    for m in ("dpo", "grpo")], meta={"budget": "64 samples"})
+COMPARE5 = CompareResult(CompareConfig(methods=("dpo", "grpo"), seeds=tuple(range(5))), [
+    {"method": m, "seed": s, "curve": [{"time_s": t, "samples": 8 * t, "flops": 1e11 * t,
+                                        "progress": t / 3, "heldout_acc": 0.3 + 0.01 * t * s}
+                                       for t in range(4)]}
+    for s in range(5) for m in ("dpo", "grpo")], meta={"budget": "64 samples"})
+PROFILE = {"pass_at_k": {1: 0.1, 2: 0.2, 4: 0.3}, "entropy": 0.3, "correct": [1, 0], "n": 4}
 BENCH = {"grpo": {"median_ms": {"trl": {"sample": 5.0, "update": 3.0}, "refimpl": {"sample": 2.0, "update": 2.0}},
                   "floor_ms": 4.0, "floor_shared_ms": 2.0, "unit": "completions", "per_s": {"trl": 10, "refimpl": 20}}}
 Z = torch.tensor([0.5, -1.0, 0.2], dtype=torch.float64)
@@ -97,6 +108,7 @@ FIGURES = {
     "tv_vs_pairs": lambda: plots_bandit.plot_tv_vs_pairs(ROWS_TV),
     "optimal_policy": lambda: plots_bandit.plot_optimal_policy(LAB, [5.0, 0.5]),
     "reward_match": lambda: plots_bandit.plot_reward_match(LAB.reward, LAB.reward + 1.0),
+    "gradient_weight": lambda: plots_dpo.plot_gradient_weight(X.log(), torch.sigmoid(-X.log())),
     "dpo_runs": lambda: plots_dpo.plot_dpo_runs({"DPO": DPO_RUN}, 0.38, probe_names=("target",)),
     "mass": lambda: plots_dpo.plot_mass({"base": REPORT, "DPO": REPORT}),
     "noise": lambda: plots_dpo.plot_noise([0.0, 0.2], {"DPO": [0.4, 0.3]}, 0.38),
@@ -104,6 +116,7 @@ FIGURES = {
         "dpo_comparisons_per_sample": 0.1, "grpo_nonzero_advantages_per_sample": 0.5,
         "grpo_informative_comparisons_per_sample": 1.0, "grpo_implicit_comparisons_per_sample": 3.5,
         "dpo_samples_used_per_sample": 0.5}),
+    "clipped_surrogate": lambda: plots_grpo.plot_clipped_surrogate(0.2),
     "uniform_share": lambda: plots_grpo.plot_uniform_share(torch.tensor([0.0, 0.3, 1.0]), (2, 8),
                                                            {2: 0.6, 8: 0.7}),
     "gradient_noise": lambda: plots_grpo.plot_gradient_noise([{"G": g, "rel_noise": 4 / g} for g in (2, 4, 8)]),
@@ -117,13 +130,17 @@ FIGURES = {
     "ppo_vs_grpo": lambda: plots_ppo.plot_ppo_vs_grpo(PPO, PPO),
     "advantage_quality": lambda: plots_ppo.plot_advantage_quality({"critic": QUALITY}),
     "reward_hacking": lambda: plots_ppo.plot_reward_hacking(PPO, PPO),
+    "dense_critic": lambda: plots_ppo.plot_dense_critic(DENSE, sparse_ev=0.0),
     "level_curves": lambda: plots_reinforce.plot_level_curves(RL, {0: "level 0"}),
     "variance": lambda: plots_reinforce.plot_variance({4: {"none": 1.0, "rloo": 0.5}}),
+    "difficulty_bins": lambda: plots_reinforce.plot_difficulty_bins(BINS, BINS),
     "runs": lambda: plots_reinforce.plot_runs({"outcome": RL, "process": RL}, claim="C13"),
     "tabular": lambda: plots_offline.plot_tabular(TAB, TAB),
     "rate_changes": lambda: plots_offline.plot_rate_changes([RATES, RATES]),
-    "compare": lambda: plots_compare.plot_compare(COMPARE, "samples"),
+    "compare": lambda: plots_compare.plot_compare(COMPARE, "progress"),
     "compare_panels": lambda: plots_compare.plot_compare_panels(COMPARE),
+    "compare_panels_ci": lambda: plots_compare.plot_compare_panels(COMPARE5),
+    "pass_at_k_race": lambda: plots_compare.plot_pass_at_k_race({"base": PROFILE, "grpo": PROFILE}),
     "study_record": lambda: plots_study.plot_record(study.load_record("C17")),
     "study_record_c3": lambda: plots_study.plot_record(study.load_record("C3")),
     "study_record_c13": lambda: plots_study.plot_record(study.load_record("C13")),
@@ -189,3 +206,27 @@ def test_slider_figure_has_a_static_view():
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert base64.b64decode(bundle["image/png"])[:8] == b"\x89PNG\r\n\x1a\n"
     assert "run this cell" in bundle["text/plain"] and "interactive(" not in bundle["text/plain"]
+
+
+def test_compare_figure_shows_seeds_or_intervals_and_plain_flop_units():
+    """Two seeds: one line per seed, no band; five: one line per method with error bars. The
+    FLOPs axis reads in a plain unit (GFLOP here) with no offset or scientific multiplier, and
+    every text is at least 10 pt."""
+    fig = plots_compare.plot_compare(COMPARE, "flops")
+    ax = fig.axes[0]
+    assert not ax.collections and len(ax.lines) == 2 and "GFLOP" in ax.get_xlabel()
+    fig.canvas.draw()
+    assert ax.xaxis.get_offset_text().get_text() == ""
+    plt.close(fig)
+    fig = plots_compare.plot_compare(COMPARE5, "progress")
+    assert len(fig.axes[0].containers) == 2                    # one errorbar per method
+    plt.close(fig)
+    for fig in (plots_compare.plot_compare_panels(COMPARE5),
+                plots_compare.plot_pass_at_k_race({"base": PROFILE, "grpo": PROFILE})):
+        fig.canvas.draw()
+        small = [t.get_text() for t in fig.findobj(matplotlib.text.Text)
+                 if t.get_visible() and t.get_text().strip() and t.get_fontsize() < 10]
+        assert not small, f"text under 10 pt: {small}"
+        plt.close(fig)
+    assert plots_compare.flop_unit(3.5e11) == (1e9, "GFLOP")
+    assert plots_compare.flop_unit(2e13) == (1e12, "TFLOP")

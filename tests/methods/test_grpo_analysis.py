@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from refimpl.methods import grpo_analysis as ga
-from refimpl.core.logprobs import sequence_logprobs
+from refimpl.core.logprobs import sequence_logprobs, token_logprobs
 from refimpl.core.model import GPT, GPTConfig
 from refimpl.methods.grpo import group_advantages, grpo_loss
 
@@ -105,3 +105,74 @@ def test_sequence_weights_only_grpo_is_biased_by_length():
     assert w["dr_grpo"][0] == pytest.approx(1 / (2 * 14))
     with pytest.raises(ValueError, match="loss_agg"):
         ga.sequence_weights(mask, "mean")
+
+
+# ---------------------------------------------------------------- the clip (notebook 03a)
+
+def test_worked_group_matches_the_clipped_surrogate_by_hand():
+    rows, summary = ga.worked_group([1.0, 0.0, 0.0, 0.0], [1.3, 0.9, 0.7, 1.3], clip_eps=0.2)
+    a_pos, a_neg = 0.75 / (0.5 + 1e-4), -0.25 / (0.5 + 1e-4)     # mean 0.25, unbiased std 0.5
+    assert [r["A"] for r in rows] == pytest.approx([a_pos, a_neg, a_neg, a_neg], rel=1e-12)
+    # 1: A > 0, rho above 1.2: capped at 1.2 A, no gradient; 2: inside the band;
+    # 3: A < 0, rho below 0.8: capped at 0.8 A, no gradient; 4: A < 0, rho above 1.2: the
+    # min keeps rho A (the pessimistic side), so the gradient flows and pulls rho back
+    terms = [1.2 * a_pos, 0.9 * a_neg, 0.8 * a_neg, 1.3 * a_neg]
+    assert [r["term"] for r in rows] == pytest.approx(terms, rel=1e-12)
+    assert [r["flat"] for r in rows] == [True, False, True, False]
+    # d loss / d log pi = -(1/G) rho A off the clip (d rho / d log rho = rho), 0 on it
+    grads = [0.0, -0.9 * a_neg / 4, 0.0, -1.3 * a_neg / 4]
+    assert [r["grad"] for r in rows] == pytest.approx(grads, rel=1e-12, abs=1e-15)
+    assert summary["loss"] == pytest.approx(-sum(terms) / 4, rel=1e-12)
+    assert summary["clip_ratio"] == 0.5
+
+
+@pytest.mark.parametrize("A", [1.0, -0.5])
+def test_surrogate_slope_is_a_off_the_clip_and_zero_on_it(A):
+    eps = 0.2
+    rho = torch.tensor([0.5, 0.7, 0.85, 1.0, 1.15, 1.3, 1.9], dtype=torch.float64)
+    objective, slope = ga.surrogate_and_slope(rho, A, eps)
+    clipped = rho.clamp(1 - eps, 1 + eps)
+    assert torch.allclose(objective, torch.minimum(rho * A, clipped * A))
+    flat = (rho > 1 + eps) if A > 0 else (rho < 1 - eps)
+    assert (slope[flat] == 0).all()
+    assert torch.allclose(slope[~flat], torch.full_like(slope[~flat], A), rtol=1e-12)
+
+
+def _shifted_batch(model, shifts):
+    """A batch whose pi_old log-probs are the model's minus ``shifts`` (one per row), so that
+    log rho = shift on every completion token of that row."""
+    from types import SimpleNamespace
+    g = torch.Generator().manual_seed(0)
+    p_ids, c_ids = torch.randint(1, 11, (2, 3), generator=g), torch.randint(1, 11, (2, 4), generator=g)
+    p_mask = torch.ones(2, 3, dtype=torch.bool)
+    c_mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]], dtype=torch.bool)
+    with torch.no_grad():
+        new = token_logprobs(model, p_ids, p_mask, c_ids, c_mask)                 # (2, 4)
+    old = torch.where(c_mask, new - torch.tensor(shifts)[:, None], torch.zeros_like(new))
+    return SimpleNamespace(prompt_ids=p_ids, prompt_mask=p_mask, completion_ids=c_ids,
+                           completion_mask=c_mask, old_logps=old, group_size=1)
+
+
+def test_kl_to_old_is_k3_of_the_log_ratio():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=11, block_size=16, n_layer=1, n_head=2, n_embd=8)).double()
+    batch = _shifted_batch(model, [0.1, 0.3])           # rho = e^0.1 (inside 1 +- 0.2), e^0.3
+    out = ga.kl_to_old(model, batch, band=0.2)
+    k3 = lambda d: math.expm1(d) - d                     # noqa: E731
+    assert out["kl_old"] == pytest.approx((4 * k3(0.1) + 2 * k3(0.3)) / 6, rel=1e-5)
+    assert out["outside"] == pytest.approx(2 / 6)
+    assert ga.kl_to_old(model, _shifted_batch(model, [0.0, 0.0]))["kl_old"] == pytest.approx(0, abs=1e-12)
+
+
+def test_clip_experiment_on_policy_never_clips_and_larger_steps_move_further(cpu_base):
+    common = dict(steps=2, prompts_per_step=4, group_size=8, eval_every=0, seed=0)
+    arms = {"mu 1": ga.GRPOConfig(**common, inner_updates=1, lr=1e-4),
+            "mu 4, no clip": ga.GRPOConfig(**common, inner_updates=4, lr=5e-4, **ga.NO_CLIP)}
+    rows = ga.clip_experiment(cpu_base, arms, heldout=cpu_base.heldout(16))
+    assert [r["arm"] for r in rows] == list(arms)
+    assert rows[0]["clip_ratio"] == 0                   # ratio 1 at the only inner update
+    assert rows[1]["clip_ratio"] == 0                   # no ratio reaches [0.001, 1e9]
+    assert rows[1]["kl_old"] > rows[0]["kl_old"] > 0
+    assert rows[1]["mu"] == 4 and 0 <= rows[1]["heldout_acc"] <= 1
+    table = ga.clip_table(rows, start_acc=0.4).splitlines()
+    assert len(table) == 2 + len(rows) and "no training" in table[1]

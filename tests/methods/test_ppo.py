@@ -278,13 +278,26 @@ def test_ppo_keeps_the_policy_and_fits_the_critic(cpu_base, ppo_run):
     trained, _ = value_loss(v, v, returns, ro.completion_mask, None)
     start, _ = value_loss(torch.zeros_like(v), v, returns, ro.completion_mask, None)
     assert start >= 0.5 and trained < 0.5 * start, (trained.item(), start.item())
-    # memory: weights of policy, reference and critic, and two Adam buffers per trainable float
+    # memory: weights of policy, reference and critic, one gradient and two Adam buffers per
+    # trainable float, each as the run really holds it
     mem = rl_memory(ppo_run.model, ppo_run.critic)
     assert h[1]["memory/params"] == mem["params"] == 3 * cpu_base.model.num_params() + 129
     assert h[1]["memory/optimizer_state"] == mem["optimizer_state"]
+    held = [p.grad.numel() for m in (ppo_run.model, ppo_run.critic) for p in m.parameters()
+            if p.grad is not None]
+    assert sum(held) == mem["grads"] == 2 * cpu_base.model.num_params() + 129
     # the Monte-Carlo check logged the C15 metrics
     for key in ("adv_corr_mc", "adv_corr_mc/group", "value_mae_mc", "baseline_mae_mc/group"):
         assert key in h[1] and key in h[-1]
+
+
+def test_rl_memory_counts_weights_gradients_and_adam_buffers():
+    policy = torch.nn.Linear(3, 2)                     # N = 8 weights
+    critic = torch.nn.Linear(3, 1)                     # N_c = 4
+    grpo, ppo = rl_memory(policy), rl_memory(policy, critic)
+    assert grpo == {"params": 16, "grads": 8, "optimizer_state": 16, "total": 40}   # 5 N
+    assert ppo == {"params": 20, "grads": 12, "optimizer_state": 24, "total": 56}   # + 4 N_c
+    assert rl_memory(policy, reference=False, adam_buffers=0)["total"] == 16
 
 
 def test_same_seed_same_numbers(cpu_base, ppo_run):
@@ -363,3 +376,81 @@ def test_critic_run_measures_the_critic_and_the_oracle_on_the_same_rollouts(cpu_
         critic_run("ppo", cpu_base, 1e-4, cfg, cpu_base.heldout(4))
     with pytest.raises(ValueError, match="no problems"):
         critic_run("critic", cpu_base, 1e-4, cfg, [])
+
+
+# --------------------------------------------- the critic that learns: dense step rewards -----
+
+def test_step_token_rewards_pay_each_column_when_written():
+    from refimpl.core.rewards import process_reward
+    from refimpl.core.tasks import AdditionTask
+    from refimpl.methods.ppo_analysis import prefix_step_score, step_token_rewards
+    task = AdditionTask(3)
+    p = task.problems("train", 1, seed=3)[0]
+    right = task.target(p)                                       # e.g. "10,15,08|850"
+    texts = [right, right[:3] + "99" + right[5:], right[:-1], "+=+|||", right]
+    lengths = [len(t) + 1 for t in texts[:4]] + [len(right)]     # the last: cut, no EOS
+    mask = lengths_mask(lengths, max(lengths))
+    r = step_token_rewards(task, [p] * 5, texts, mask)
+    for i, t in enumerate(texts):                                # rows telescope
+        assert r[i].sum().item() == pytest.approx(process_reward(task, p, t), abs=1e-6)
+    assert (r[~mask] == 0).all()
+    paid = {1: 0.25, 4: 0.25, 7: 0.25, len(right): 0.25}        # second digit of each column, EOS
+    assert r[0].tolist() == pytest.approx([paid.get(t, 0.0) for t in range(mask.shape[1])])
+    assert r[1, 4] == 0 and r[1, 7] == pytest.approx(0.25)       # the wrong column earns nothing
+    assert r[4, len(right) - 1] == pytest.approx(0.25)           # cut: the answer paid at the end
+    assert prefix_step_score(task, p, right[:4]) == pytest.approx(0.25)     # "10,1": one column
+    assert prefix_step_score(task, p, right[:5]) == pytest.approx(0.5)      # "10,15": two
+    assert prefix_step_score(task, p, None) == 0.0
+    with pytest.raises(ValueError, match="must match"):
+        step_token_rewards(task, [p], texts, mask)
+
+
+def test_mc_prefix_values_are_expected_returns_to_go(cpu_base):
+    from refimpl.core.rollouts import sample_groups
+    from refimpl.methods.ppo_analysis import mc_prefix_values, prefix_step_score
+    problems = cpu_base.heldout(6)
+    ro = sample_groups(cpu_base.model, cpu_base.tokenizer, cpu_base.task, problems, 1,
+                       generator=torch.Generator().manual_seed(0))
+    mask = ro.completion_mask
+    v = mc_prefix_values(cpu_base.model, cpu_base, problems, ro.texts, mask, 4,
+                         torch.Generator().manual_seed(1))
+    assert v.shape == mask.shape and (v[~mask] == 0).all()
+    for i, (q, text) in enumerate(zip(problems, ro.texts)):
+        for t in range(int(mask[i].sum())):                      # reward still to come
+            phi = prefix_step_score(cpu_base.task, q, text[:t])
+            assert -phi - 1e-6 <= v[i, t] <= 1 - phi + 1e-6
+    again = mc_prefix_values(cpu_base.model, cpu_base, problems, ro.texts, mask, 4,
+                             torch.Generator().manual_seed(1))
+    assert torch.equal(v, again)
+
+
+def test_dense_critic_run_checkpoints_against_the_eval_set(cpu_base):
+    from refimpl.methods.ppo_analysis import DenseCriticConfig, dense_critic_run, dense_eval_set
+    cfg = DenseCriticConfig(steps=2, prompts_per_step=4, group_size=2, eval_problems=4,
+                            mc_samples=2, checkpoints=(0, 2))
+    out = dense_critic_run(cpu_base, cfg)
+    assert [r["step"] for r in out["rows"]] == [0, 2] and out["samples"] == 16
+    ev = dense_eval_set(cpu_base, cfg, torch.Generator().manual_seed(cfg.seed))
+    mask = ev["rollout"].completion_mask
+    first = out["rows"][0]                                       # V = 0: the zero value head
+    assert first["explained_variance"] == 0.0
+    assert first["adv_corr/lam_0"] == pytest.approx(pearson(ev["rewards"][mask], ev["adv_mc"][mask]))
+    assert first["adv_corr/lam_1"] == pytest.approx(pearson(ev["returns"][mask], ev["adv_mc"][mask]))
+    assert out["eval_tokens"] == int(mask.sum())
+    for bad, match in (({"checkpoints": (0, 3)}, "checkpoints"), ({"lams": (1.5,)}, "lams"),
+                       ({"mc_samples": 0}, "mc_samples")):
+        with pytest.raises(ValueError, match=match):
+            dense_critic_run(cpu_base, replace(cfg, **bad))
+
+
+def test_the_dense_critic_learns_and_short_horizons_win(cpu_base):
+    """Notebook 04's run: the critic's explained variance rises from 0 (its zero head); a
+    half-trained critic (step 3) costs GAE(0) more than GAE(1); once it has learned, lambda
+    <= 0.5 tracks the true advantages better than lambda >= 0.95. Smallest margins over base
+    seeds 0-6: 0.27, 0.10 and 0.08."""
+    from refimpl.methods.ppo_analysis import dense_critic_run
+    first, half, last = (dense_critic_run(cpu_base)["rows"][i] for i in (0, 1, -1))
+    c = lambda row, lam: row[f"adv_corr/lam_{lam:g}"]
+    assert last["explained_variance"] > first["explained_variance"] + 0.15
+    assert c(first, 0) - c(half, 0) > c(first, 1) - c(half, 1)
+    assert max(c(last, 0), c(last, 0.5)) > max(c(last, 0.95), c(last, 1)) + 0.03

@@ -417,3 +417,90 @@ def _validated(fn):
 def test_checks_reject_wrong_solutions(name, fn):
     mod = types.SimpleNamespace(**{name: fn})
     assert _run_checks(mod, name), f"a wrong {name} passed every check"
+
+
+# ------------------------------------------- refimpl.methods.reinforce_analysis (notebook 05) -----
+
+def _pool(B, N, W, seed, centred):
+    """Random scores S (B*N, W) and 0/1 rewards (B, N) with both outcomes in every row;
+    centred: each prompt's scores average to 0, as they do in expectation under the policy."""
+    gen = torch.Generator().manual_seed(seed)
+    S = torch.randn(B * N, W, generator=gen, dtype=DT)  # (BN, W)
+    if centred:
+        S = (S.view(B, N, W) - S.view(B, N, W).mean(1, keepdim=True)).reshape(B * N, W)
+    R = torch.zeros(B, N, dtype=DT)
+    R[:, 0] = 1.0
+    R[:, 1:] = (torch.rand(B, N - 1, generator=gen, dtype=DT) < 0.5).to(DT)
+    R[:, -1] = 0.0
+    return S, R
+
+
+def _exact_pool_variance(S, R, G, make_b):
+    """Trace of Cov(g) of g = 1/(B G) sum_i (r_i - b_i) s_i over every group of G indices
+    drawn with replacement from each prompt's pool (prompts independent: variances add)."""
+    import itertools
+    B, N = R.shape
+    total = 0.0
+    for b in range(B):
+        Sb, r = S[b * N:(b + 1) * N], R[b]
+        hs = []
+        for idx in itertools.product(range(N), repeat=G):
+            rr = r[list(idx)]  # (G,)
+            hs.append(((rr - make_b(rr, r))[:, None] * Sb[list(idx)]).sum(0) / (B * G))  # (W,)
+        H = torch.stack(hs)  # (N**G, W)
+        total += ((H - H.mean(0)) ** 2).sum(1).mean().item()
+    return total
+
+
+@pytest.mark.parametrize("G,centred", [(2, False), (3, False), (3, True), (4, True)])
+def test_rloo_excess_variance_equals_enumeration(G, centred):
+    from refimpl.methods.reinforce_analysis import rloo_excess_variance
+    S, R = _pool(2, 3, 5, seed=G, centred=centred)
+    rloo = _exact_pool_variance(S, R, G, lambda rr, r: baseline(rr, G, "rloo"))
+    fixed_p = _exact_pool_variance(S, R, G, lambda rr, r: r.mean())
+    excess = rloo_excess_variance(S @ S.T, R, G)
+    assert excess == pytest.approx(rloo - fixed_p, rel=1e-9, abs=1e-12)
+    if centred:   # under the policy's own distribution (E[s] = 0) the penalty is positive
+        K = (S @ S.T).view(2, 3, 2, 3)
+        c = R - R.mean(1, keepdim=True)
+        per = [((c[b] ** 2).mean() * K[b, :, b].diagonal().mean()
+                + c[b] @ K[b, :, b] @ c[b] / 9) / (G * (G - 1)) for b in range(2)]
+        assert excess > 0 and excess == pytest.approx(sum(per).item() / 4, rel=1e-9)
+
+
+def test_best_constant_baseline_minimises_the_variance_of_a_fixed_baseline():
+    from refimpl.methods.reinforce_analysis import best_constant_baseline
+    S, R = _pool(2, 4, 3, seed=7, centred=True)
+    K = S @ S.T
+    b_star = best_constant_baseline(K, R)  # (B,)
+    sq = K.diagonal().view(2, 4)
+    torch.testing.assert_close(b_star, (R * sq).sum(1) / sq.sum(1))
+    def row(b):   # the first prompt alone, a fixed baseline b
+        return _exact_pool_variance(S[:4], R[:1], 2, lambda rr, r: torch.full_like(rr, b))
+
+    v0, vstar, v2star = row(0.0), row(b_star[0].item()), row(2 * b_star[0].item())
+    assert vstar < v0 and v2star == pytest.approx(v0, rel=1e-9)   # symmetric about b*
+    assert vstar < row(b_star[0].item() + 0.05) and vstar < row(b_star[0].item() - 0.05)
+
+
+def test_fixed_baselines_are_measured_on_the_same_draws_as_the_kinds():
+    from refimpl.methods.reinforce_analysis import estimator_variance
+    S, R = _pool(2, 4, 3, seed=3, centred=False)
+    K = S @ S.T
+    out = estimator_variance(K, R, 2, kinds=("none", "running"), resamples=500,
+                             fixed={"p": R.mean(1), "zero": torch.zeros(2, dtype=DT)})
+    assert out["p"] == pytest.approx(out["running"], rel=1e-12)
+    assert out["zero"] == pytest.approx(out["none"], rel=1e-12)
+
+
+def test_difficulty_bins_and_pass_rates_by_bin_hand_built():
+    from refimpl.methods.reinforce_analysis import difficulty_bins, pass_rate_by_bin
+    first = torch.tensor([[0, 0, 0], [1, 0, 0], [1, 1, 0], [1, 1, 1]], dtype=DT)
+    bins = difficulty_bins(first)
+    assert bins.tolist() == [0, 1, 2, 2]
+    second = torch.tensor([[0, 0, 0], [0, 1, 0], [0, 0, 0], [1, 1, 0]], dtype=DT)
+    out = pass_rate_by_bin(second, bins)
+    assert out["prompts"] == [1, 1, 2]
+    assert out["pass_rate"] == pytest.approx([0.0, 1 / 3, 1 / 3])
+    assert out["all_zero"] == pytest.approx([1.0, 0.0, 0.5])
+    assert math.isnan(pass_rate_by_bin(second, torch.zeros(4, dtype=torch.long))["pass_rate"][1])

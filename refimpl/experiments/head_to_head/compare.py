@@ -23,6 +23,12 @@ realised wall time can differ from the budget by tens of percent (the table repo
 the accuracy-vs-time figure compares methods at equal time). Under a sample budget the online
 methods run the fewest whole steps of B*G samples that reach it.
 
+Every method is evaluated at the same points (``eval_fractions``): an online run after step 0,
+every ``steps // evals`` steps and the last, which under a sample budget are also its shares of
+the budget; an offline method, whose samples are all drawn before its first step, after the
+same shares of its own steps (its trainer's ``eval_at``). Each point of a run's curve records
+that share as ``progress``.
+
 Compute is also estimated in FLOPs, with each method's model in the registry
 (``refimpl.methods.registry``): 2 N per token for a forward pass and 6 N for a forward + backward pass.
 DPO's data costs 2 N * n_gen L once for sampling the pairs and 2 N * 2 n_pairs L for the frozen
@@ -43,7 +49,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from refimpl.core.sft import load_base
-from refimpl.core.training import StepBar, heldout_accuracy
+from refimpl.core.training import StepBar, eval_steps_at, heldout_accuracy
 from refimpl.core.utils import PRESETS, get_preset
 from refimpl.methods.registry import METHODS, get_method
 
@@ -57,14 +63,16 @@ TUNED = {"cpu": {"dpo": {"lr": 1e-5}, "rpo": {"lr": 1e-4}, "online_dpo": {"lr": 
 
 # The study's defaults at the size of each preset (refimpl.core.utils.PRESETS): CompareConfig
 # fields that ``config_for_preset`` sets before the caller's. Budgets count generated
-# completions, so a result does not depend on the machine's speed.
+# completions, so a result does not depend on the machine's speed. On the cpu: 5 seeds, enough
+# for a t interval over seeds, at 1,280 completions per run (10 online steps of 16 x 8), so
+# that ``python -m refimpl compare`` takes a few minutes on 2 cores (README).
 PRESET_DEFAULTS = {
-    "cpu": dict(budget_samples=2560, eval_problems=256, prompts_per_step=16, group_size=8,
-                dpo_prompts=256),
-    "gpu": dict(budget_samples=20480, eval_problems=1024, prompts_per_step=64, group_size=8,
-                dpo_prompts=2048),
-    "tiny": dict(budget_samples=64, eval_problems=16, prompts_per_step=4, group_size=4,
-                 dpo_prompts=16, evals=1),
+    "cpu": dict(budget_samples=1280, seeds=(0, 1, 2, 3, 4), eval_problems=256,
+                prompts_per_step=16, group_size=8, dpo_prompts=256),
+    "gpu": dict(budget_samples=20480, seeds=(0, 1), eval_problems=1024, prompts_per_step=64,
+                group_size=8, dpo_prompts=2048),
+    "tiny": dict(budget_samples=64, seeds=(0, 1), eval_problems=16, prompts_per_step=4,
+                 group_size=4, dpo_prompts=16, evals=1),
 }
 
 
@@ -73,12 +81,13 @@ class CompareConfig:
     """One head-to-head study. Exactly one of budget_s / budget_samples is set."""
 
     methods: tuple = DEFAULT_METHODS
-    seeds: tuple = (0, 1)
+    seeds: tuple = (0, 1, 2, 3, 4)
     budget_s: float | None = None       # equal training wall time per run (seconds)
-    budget_samples: int | None = 2560   # or: equal generated completions per run
+    budget_samples: int | None = 1280   # or: equal generated completions per run
     preset: str = "cpu"
     eval_problems: int = 256            # held-out problems (the same for every run)
-    evals: int = 4                      # held-out evaluations per run after step 0
+    evals: int = 4                      # held-out evaluations per run after step 0 (about:
+                                        # at every steps // evals steps of an online run)
     prompts_per_step: int = 16          # B of the online methods
     group_size: int = 8                 # G: samples per prompt (online methods and DPO's data)
     dpo_prompts: int = 256              # wall-time budget: offline data = dpo_prompts x G base samples
@@ -162,7 +171,7 @@ def _steps_for_budget(method, base, cc, heldout, data_info=None):
     row, seed = get_method(method), cc.seeds[0]
     if cc.budget_samples is not None:
         if row.online:
-            return max(1, math.ceil(cc.budget_samples / (cc.prompts_per_step * cc.group_size)))
+            return online_steps(cc)
         n = len(data_info[0]) if data_info[0] is not None else 0
         bs = method_config(method, cc, seed, 1, 1).batch_size
         return max(1, math.ceil(cc.dpo_epochs * n / bs)) if n else 0
@@ -178,6 +187,25 @@ def _steps_for_budget(method, base, cc, heldout, data_info=None):
     return max(1, int((cc.budget_s - data_info[1]) / _seconds_per_step(hist)))
 
 
+def online_steps(cc) -> int:
+    """Steps of an online run under ``cc``'s sample budget: the fewest whole steps of B*G
+    completions that reach it (the same for every online method)."""
+    return max(1, math.ceil(cc.budget_samples / (cc.prompts_per_step * cc.group_size)))
+
+
+def eval_fractions(cc) -> tuple:
+    """The shares of a run's steps after which every method is evaluated. Under a sample
+    budget, those of the online runs (step 0, every ``steps // cc.evals`` steps and the last),
+    which are also their shares of the budget; an offline method, which draws its samples
+    before its first step, is evaluated at the same shares of its steps (``eval_at``), so every
+    curve has the same evaluation points. Under a wall-time budget: k / cc.evals, k = 0..evals."""
+    if cc.budget_samples is None:
+        return tuple(k / cc.evals for k in range(cc.evals + 1))
+    steps = online_steps(cc)
+    every = max(1, steps // cc.evals)
+    return tuple(s / steps for s in range(steps + 1) if s % every == 0 or s == steps)
+
+
 def _seconds_per_step(hist) -> float:
     """Seconds per step of a calibration run, leaving out the first (warm-up) step."""
     t = [r["time_s"] for r in hist]                  # t[0] = 0 at step 0
@@ -191,6 +219,8 @@ def run_one(method, base, cc, seed, steps, heldout, data_info=None, progress=Fal
     row = get_method(method)
     eval_every = max(1, steps // cc.evals) if steps else 1
     cfg = method_config(method, cc, seed, steps, eval_every)
+    if not row.online:            # the online runs' evaluation points (``eval_fractions``)
+        cfg = replace(cfg, eval_at=eval_steps_at(eval_fractions(cc), steps))
     N = n_params(base.model)
     P = base.tokenizer.encode_prompts([heldout[0].prompt])[0].shape[1]
     rec = {"method": method, "seed": seed, "steps": steps, "params": N}
@@ -218,7 +248,8 @@ def _online_curve(method, res, cfg, N, P):
     Nc = n_params(res.critic) if res.critic is not None else 0
     fps = flops_per_step(method, cfg, N, L, Nc)
     curve = [{"time_s": r["time_s"], "samples": r["samples"], "flops": r["step"] * fps,
-              "heldout_acc": r["heldout_acc"]} for r in res.history if "heldout_acc" in r]
+              "progress": r["step"] / cfg.steps, "heldout_acc": r["heldout_acc"]}
+             for r in res.history if "heldout_acc" in r]
     return curve, L, fps
 
 
@@ -231,11 +262,11 @@ def _offline_curve(method, res, cfg, N, P, data_info):
     L = P + spec.tokens(data)
     fps = flops_per_step(method, cfg, N, L)
     data_flops = spec.flops(data, n_gen, N, L)
-    curve = [{"time_s": 0.0, "samples": 0, "flops": 0.0,
+    curve = [{"time_s": 0.0, "samples": 0, "flops": 0.0, "progress": 0.0,
               "heldout_acc": res.history[0]["heldout_acc"]}]
     curve += [{"time_s": gen_s + r["time_s"], "samples": n_gen,
-               "flops": data_flops + r["step"] * fps, "heldout_acc": r["heldout_acc"]}
-              for r in res.history if "heldout_acc" in r]
+               "flops": data_flops + r["step"] * fps, "progress": r["step"] / cfg.steps,
+               "heldout_acc": r["heldout_acc"]} for r in res.history if "heldout_acc" in r]
     fields = dict(data_s=gen_s, pairs=len(data), pairs_consumed=res.history[-1][spec.arg],
                   flops_data=data_flops)
     return curve, L, fps, fields
@@ -246,8 +277,9 @@ def _without_data(rec, row, base, heldout, data_info):
     formed, or no step fits the budget): the base's accuracy, before and after the data."""
     _, gen_s, n_gen = data_info
     acc = heldout_accuracy(base.model, base, heldout)
-    curve = [{"time_s": 0.0, "samples": 0, "flops": 0.0, "heldout_acc": acc},
-             {"time_s": gen_s, "samples": n_gen, "flops": 0.0, "heldout_acc": acc}]
+    curve = [{"time_s": 0.0, "samples": 0, "flops": 0.0, "progress": 0.0, "heldout_acc": acc},
+             {"time_s": gen_s, "samples": n_gen, "flops": 0.0, "progress": 1.0,
+              "heldout_acc": acc}]
     rec.update(data_s=gen_s, pairs=0, pairs_consumed=0, flops_data=0.0, flops_per_step=0.0,
                s_per_step=float("nan"), note=f"no {row.offline.what} could be formed")
     return _finish(rec, curve)

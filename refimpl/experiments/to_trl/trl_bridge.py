@@ -59,7 +59,8 @@ def require_trl():
     """Import and return ``trl`` offline, or raise ImportError saying how to install it.
 
     Also turns off the progress bars of ``datasets`` and ``transformers`` (model loading,
-    dataset mapping), which would otherwise print on every trainer construction.
+    dataset mapping), which would otherwise print on every trainer construction, and lowers
+    transformers' logging to errors (its advice on padding and deprecations).
     """
     if not trl_available():
         raise ImportError(f"TRL {TRL_SERIES}.x is not installed; run `{INSTALL_HINT}`")
@@ -70,6 +71,7 @@ def require_trl():
     import trl
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
     return trl
 
 
@@ -218,6 +220,8 @@ CONFIG_MAP: tuple[Mapping, ...] = (
     _M("dpo", "max_grad_norm", "max_grad_norm", True, "same default 1.0"),
     _M("dpo", "eval_every", "eval_strategy='steps', eval_steps", False,
        "TRL evaluates the DPO loss on eval_dataset; greedy accuracy needs a callback"),
+    _M("dpo", "eval_at", "eval_strategy='steps', eval_steps", False,
+       "explicit evaluation steps (the head-to-head's budget points); TRL evaluates every eval_steps"),
     _M("dpo", "eval_problems", "eval_dataset", False, "size of the held-out set"),
     _M("dpo", "seed", "seed", False, "same role, different random streams"),
     _M("dpo", "n_prompts", "", False, "data: TRL takes a ready prompt/chosen/rejected dataset "

@@ -1,8 +1,10 @@
 """The head-to-head study and its command line (claims C16, C17; refimpl/experiments/head_to_head/compare.py).
 
 The CLI runs end to end at the tiny preset (every method, two seeds, a budget of one step) and
-must write its table and figures; budgets must mean what they say; the FLOPs estimate is
-checked against hand-counted passes; bad arguments exit with status 2 and a clear message.
+must write its table and figures; budgets must mean what they say; every method is evaluated at
+the same shares of its run; the table shows an interval only from 3 seeds on; the FLOPs
+estimate is checked against hand-counted passes; bad arguments exit with status 2 and a clear
+message.
 """
 import csv
 import json
@@ -14,9 +16,10 @@ from dataclasses import replace
 import pytest
 
 from refimpl.__main__ import main
-from refimpl.experiments.head_to_head.compare import (METHODS, CompareConfig, config_for_preset, flops_per_step,
-                                         method_config, run_compare)
-from refimpl.experiments.head_to_head.compare_report import summarize
+from refimpl.experiments.head_to_head.compare import (METHODS, CompareConfig, CompareResult,
+                                                      config_for_preset, eval_fractions,
+                                                      flops_per_step, method_config, run_compare)
+from refimpl.experiments.head_to_head.compare_report import format_table, summarize
 from refimpl.figures.plots_compare import plot_compare
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -43,8 +46,19 @@ def test_cli_writes_table_json_and_figures(tiny_run, capsys):
     payload = json.loads((out / "results.json").read_text())
     assert payload["config"]["budget_samples"] == 16 and len(payload["runs"]) == 10
     assert set(payload["summary"]) == {"dpo", "rpo", "grpo", "reinforce", "ppo"}
-    for name in ("acc_vs_time.png", "acc_vs_samples.png", "acc_vs_flops.png"):
+    for name in ("acc_vs_progress.png", "acc_vs_time.png", "acc_vs_flops.png"):
         assert (out / name).read_bytes()[:8] == PNG
+
+
+def test_cli_defaults_come_from_the_preset_and_it_prints_its_wall_time(tmp_path, capsys):
+    from refimpl.__main__ import build_parser
+    args = build_parser().parse_args(["compare"])
+    assert args.seeds is None and args.budget_samples is None         # the preset's: 5 seeds on cpu
+    assert main(["compare", "--preset", "tiny", "--methods", "reinforce", "--budget-samples", "16",
+                 "--eval-problems", "4", "--out", str(tmp_path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "seeds: [0, 1]" in out and "each seed's value" in out      # tiny's seeds: 2, no interval
+    assert "wall time" in out
 
 
 def test_sample_budget_is_respected(tiny_run):
@@ -71,10 +85,11 @@ def test_wall_time_budget_calibrates_steps(tmp_path):
     (r,) = res.runs
     assert r["steps"] >= 1 and r["wall_s"] > 0
     assert res.meta["budget"] == "0.5 s"
-    for x in ("time_s", "samples", "flops"):
+    for x in ("progress", "time_s", "flops"):
         plot_compare(res, x)
     with pytest.raises(ValueError, match="unknown x"):
         plot_compare(res, "steps")
+    assert eval_fractions(res.config) == (0.0, 1.0)            # evals=1: start and end
 
 
 def test_flops_per_step_counts_the_passes():
@@ -185,15 +200,47 @@ def test_tuned_learning_rates_are_the_study_records_picks():
     assert config_for_preset("cpu", tuned=False).overrides == {}
 
 
-def test_default_budget_counts_samples_and_table_gives_a_ci():
-    from refimpl.core import stats
-    from refimpl.experiments.head_to_head.compare import CompareResult
-    from refimpl.experiments.head_to_head.compare_report import format_table
+def _table_of(accs):
     cc = config_for_preset("cpu")
-    assert cc.budget_s is None and cc.budget_samples == 2560
     runs = [{"method": "grpo", "seed": s, "final_acc": a, "base_acc": 0.4, "wall_s": 1.0,
-             "samples": 2560, "steps": 20, "s_per_step": 0.1, "flops_per_step": 1e9,
-             "flops": 2e10, "data_s": 0.0} for s, a in enumerate((0.50, 0.54, 0.55))]
-    res = CompareResult(replace(cc, methods=("grpo",), seeds=(0, 1, 2)), runs, meta={"budget": "2560 samples"})
-    half = stats.t_interval([0.50, 0.54, 0.55])["hi"] - 0.53
-    assert f"0.530 +- {half:.3f}" in format_table(res)
+             "samples": 1280, "steps": 10, "s_per_step": 0.1, "flops_per_step": 1e9,
+             "flops": 1e10, "data_s": 0.0} for s, a in enumerate(accs)]
+    seeds = tuple(range(len(accs)))
+    return format_table(CompareResult(replace(cc, methods=("grpo",), seeds=seeds), runs,
+                                      meta={"budget": "1280 samples"}))
+
+
+def test_default_runs_five_seeds_and_the_table_gives_an_interval_only_from_three():
+    from refimpl.core import stats
+    cc = config_for_preset("cpu")
+    assert cc.budget_s is None and cc.budget_samples == 1280 and len(cc.seeds) == 5
+    ci = stats.t_interval([0.50, 0.54, 0.55])
+    table = _table_of((0.50, 0.54, 0.55))
+    assert f"0.530 [{ci['lo']:.3f}, {ci['hi']:.3f}]" in table and "95% t interval" in table
+    two = _table_of((0.50, 0.54))
+    assert "0.500 / 0.540" in two and "too few for an interval" in two
+    assert "+-" not in two and "CI" not in two and "[" not in two.split("\n", 1)[1]
+    summary = summarize(CompareResult(replace(cc, seeds=(0, 1)), [
+        {"method": "grpo", "seed": s, "final_acc": a} for s, a in enumerate((0.5, 0.54))]))
+    assert math.isnan(summary["grpo"]["final_acc"]["ci95"])             # no interval from 2
+
+
+def test_every_method_is_evaluated_at_the_same_shares_of_its_run(cpu_base):
+    """Online runs evaluate after every 2 of 10 steps; DPO (fewer steps, all its samples drawn
+    before step 0) at the nearest steps to the same shares; and where DPO is evaluated does not
+    change how it trains."""
+    cc = config_for_preset("cpu", methods=("dpo", "reinforce"), seeds=(0,), budget_samples=320,
+                           prompts_per_step=4, eval_problems=16, evals=5,
+                           overrides={"dpo": {"batch_size": 8}})
+    res = run_compare(cc, base=cpu_base, progress=False)
+    runs = {r["method"]: r for r in res.runs}
+    fractions = eval_fractions(cc)
+    assert fractions == (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    assert [p["progress"] for p in runs["reinforce"]["curve"]] == list(fractions)
+    dpo = runs["dpo"]
+    assert dpo["steps"] >= 5
+    shares = [p["progress"] for p in dpo["curve"][1:]]        # [0]: the base, before the pairs
+    assert len(shares) == len(fractions)
+    assert all(abs(a - f) <= 0.5 / dpo["steps"] + 1e-9 for a, f in zip(shares, fractions))
+    plain = run_compare(replace(cc, methods=("dpo",), evals=1), base=cpu_base, progress=False)
+    assert len(plain.runs[0]["curve"]) == 3 and plain.runs[0]["final_acc"] == dpo["final_acc"]

@@ -69,7 +69,8 @@ def test_config_translation():
 
 
 def test_refimpl_imports_without_transformers():
-    code = ("import sys, refimpl.experiments.to_trl.trl_bridge, refimpl.experiments.to_trl.trl_compare, refimpl.methods.dpo, refimpl.methods.grpo; "
+    code = ("import sys, refimpl.experiments.to_trl.trl_bridge, refimpl.experiments.to_trl.trl_compare, "
+            "refimpl.experiments.to_trl.trl_recipes, refimpl.experiments.to_trl.trl_defaults, refimpl.methods.dpo, refimpl.methods.grpo; "
             "bad = [m for m in ('trl', 'transformers', 'datasets') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
