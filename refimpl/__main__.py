@@ -8,8 +8,8 @@
     python -m refimpl compare --preset gpu --out runs/compare-gpu   # CUDA, larger model
     python -m refimpl compare --preset tiny --out /tmp/cmp          # seconds, for tests
 
-    python -m refimpl study                            # every declared claim: 3 bases x 5 seeds
-    python -m refimpl study --claims C17 --quick       # 1 base x 2 seeds, no tuning (minutes)
+    python -m refimpl study                            # every declared claim: 3 or 5 bases x 5 seeds
+    python -m refimpl study --claims C17 --quick       # 2 bases x 2 seeds, no tuning (minutes)
     python -m refimpl study --jobs 2                   # two claims at a time (one per core)
 
     python -m refimpl clinic                           # every clinic case, broken and fixed, seed 0
@@ -148,10 +148,12 @@ def _study_parser(sub) -> None:
                                    "runs are stored under --runs, so a killed study resumes.")
     p.add_argument("--claims", type=_claims, default=tuple(CLAIMS),
                    help=f"comma-separated claim ids (default: all declared, {','.join(CLAIMS)})")
-    p.add_argument("--bases", type=_seeds, default=(0, 1, 2), help="SFT seeds of the bases (default 0,1,2)")
+    p.add_argument("--bases", type=_seeds, default=None,
+                   help="SFT seeds of the bases (default: each claim's declared ones, 0-4 for a "
+                        "claim with two verdicts, 0,1,2 for the others)")
     p.add_argument("--seeds", type=_seeds, default=(0, 1, 2, 3, 4), help="run seeds (default 0-4)")
     p.add_argument("--quick", action="store_true",
-                   help="first base only, seeds 0,1, no tuning: a smoke run of a few minutes")
+                   help="the first two bases, seeds 0,1, no tuning: a smoke run of a few minutes")
     p.add_argument("--out", default=None, help="record folder (default results/study; "
                                                "runs/study-quick with --quick)")
     p.add_argument("--runs", default="runs/study", help="per-run cache (default runs/study)")
@@ -252,10 +254,9 @@ def _study(args, argv: list) -> int:
             changed = update_claims_doc(doc, [r for r in records if ids is None or r["id"] in ids])
             print(f"{doc}: {'updated' if changed else 'already up to date'}")
         return 0
-    bases, seeds = (args.bases[:1], (0, 1)) if args.quick else (args.bases, args.seeds)
     command = "python -m refimpl " + " ".join(argv)
     t0 = time.perf_counter()
-    jobs = [(cid, bases, seeds, args, command, out) for cid in args.claims]
+    jobs = [(cid, *_replicates(cid, args), args, command, out) for cid in args.claims]
     if args.jobs == 1:
         for job in jobs:
             print(_run_one(*job))
@@ -279,6 +280,14 @@ def _clinic(args, argv: list) -> int:
     print(f"clinic: {len(records)} cases in {(time.perf_counter() - t0) / 60:.1f} min -> "
           f"{args.out}" + (f"; not reproduced: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
+
+
+def _replicates(cid: str, args) -> tuple:
+    """(bases, seeds) of one claim's run: --bases or the claim's declared ones; --quick keeps
+    the first two bases and seeds 0,1."""
+    from refimpl.experiments.claims_study.study import CLAIMS, default_bases
+    bases = args.bases or default_bases(CLAIMS[cid])
+    return (bases[:2], (0, 1)) if args.quick else (bases, args.seeds)
 
 
 def _run_one(cid, bases, seeds, args, command, out) -> str:

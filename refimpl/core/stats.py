@@ -20,6 +20,25 @@ article predicts given as ``predicted = +1`` (treatment > control) or ``-1``:
 
 "holds with a caveat" is "holds" plus a measured condition that limits it; the study's claim
 declarations add the caveat, never the statistics.
+
+Runs on one base policy are correlated (they share its starting weights), so the n paired
+differences are K clusters (bases), not n independent draws. Two intervals respect them. The
+t interval over the K per-base means (``cluster_t_interval``; Cameron & Miller 2015, "A
+Practitioner's Guide to Cluster-Robust Inference", sec. II; the "summary statistics" approach)
+
+    m_k = mean of the d_i of base k,   m_bar = sum_k m_k / K,
+    m_bar +- t_{1 - alpha/2, K - 1} * s_m / sqrt(K),      s_m^2 = sum_k (m_k - m_bar)^2 / (K - 1),
+
+and a two-level percentile bootstrap (``two_level_bootstrap``; Davison & Hinkley 1997, sec.
+3.8): draw K bases with replacement, then within each drawn base its n_k differences with
+replacement, and take the mean of the K resampled base means. With one run per base both are
+the pooled intervals above; when runs on a base agree with each other more than with runs on
+another base, they are wider than the pooled ones, which treat the n runs as independent.
+
+A claim carries two verdicts (shared/EVIDENCE.md, sec. 5) in two vocabularies:
+``TEST_VERDICTS`` for the project's declared test (``test_verdict``: "contradicted" with no
+"(erratum)", and an interval of zero width decides nothing) and ``ARTICLE_VERDICTS`` for the
+article's sentence. ``VERDICTS`` and ``verdict`` stay the vocabulary of the committed records.
 """
 from __future__ import annotations
 
@@ -29,6 +48,8 @@ import numpy as np
 from scipy import stats as _st
 
 VERDICTS = ("holds", "holds with a caveat", "contradicted (erratum)", "not shown")
+TEST_VERDICTS = ("holds", "holds with a caveat", "not shown", "contradicted")
+ARTICLE_VERDICTS = ("supported", "refuted", "nuanced")
 
 
 def _check_diffs(diffs) -> np.ndarray:
@@ -74,6 +95,71 @@ def bootstrap_interval(diffs, level: float = 0.95, n_boot: int = 10_000, seed: i
     return {"mean": float(d.mean()), "lo": float(lo), "hi": float(hi), "n": d.size, "level": level}
 
 
+def _check_clusters(diffs, clusters) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(d, labels, index): the checked differences (n,), the K sorted cluster labels (K,) and
+    each difference's cluster number in 0..K-1 (n,); ValueError unless K >= 2."""
+    d = _check_diffs(diffs)
+    c = np.asarray(clusters)
+    if c.ndim != 1 or c.size != d.size:
+        raise ValueError(f"diffs and clusters must be 1-D and of one length, got {d.size} "
+                         f"differences and clusters of shape {c.shape}")
+    labels, index = np.unique(c, return_inverse=True)                     # (K,), (n,)
+    if labels.size < 2:
+        raise ValueError(f"need at least 2 clusters (bases) for a cluster-aware interval, "
+                         f"got {labels.size}: {labels.tolist()}")
+    return d, labels, index
+
+
+def cluster_t_interval(diffs, clusters, level: float = 0.95) -> dict:
+    """Student-t interval over the K per-cluster means m_k (module docstring; df = K - 1).
+
+    diffs: (n,) paired differences; clusters: (n,) the cluster (base) of each. Returns
+    {mean, lo, hi, se, n (= K), n_runs (= n), level, cluster_means: {str(label): m_k}};
+    mean is the unweighted mean of the m_k. With one difference per cluster it is
+    ``t_interval(diffs)``.
+    """
+    d, labels, index = _check_clusters(diffs, clusters)
+    _check_level(level)
+    m = np.bincount(index, weights=d) / np.bincount(index)                 # (K,)
+    ci = t_interval(m, level)
+    return {**ci, "n_runs": int(d.size),
+            "cluster_means": {str(k): float(v) for k, v in zip(labels.tolist(), m)}}
+
+
+def two_level_bootstrap(diffs, clusters, level: float = 0.95, n_boot: int = 10_000,
+                        seed: int = 0) -> dict:
+    """Percentile interval of the two-level bootstrap (module docstring): clusters, then the
+    differences within each drawn cluster, both with replacement; the statistic is the mean of
+    the K resampled cluster means. Returns {mean (= mean of the m_k), lo, hi, n (= K), n_runs,
+    level}.
+
+    The draws, in this order: clusters ``rng.integers(0, K, (n_boot, K))`` (in sorted label
+    order), then uniforms u = ``rng.random((n_boot, K, n_max))``; the j-th resampled difference
+    of a drawn cluster with n_k differences (j < n_k) is its difference number floor(u n_k),
+    in their order in ``diffs``.
+    """
+    d, labels, index = _check_clusters(diffs, clusters)
+    _check_level(level)
+    if not (isinstance(n_boot, int) and n_boot >= 100):
+        raise ValueError(f"n_boot must be an int >= 100, got {n_boot!r}")
+    sizes = np.bincount(index)                                             # (K,)
+    K, n_max = labels.size, int(sizes.max())
+    table = np.zeros((K, n_max))                                           # (K, n_max), 0-padded
+    for k in range(K):
+        table[k, :sizes[k]] = d[index == k]
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, K, size=(n_boot, K))                            # (n_boot, K)
+    n_k = sizes[pick][..., None]                                           # (n_boot, K, 1)
+    j = np.minimum((rng.random((n_boot, K, n_max)) * n_k).astype(int), n_k - 1)  # (n_boot, K, n_max)
+    used = np.arange(n_max) < n_k                                          # (n_boot, K, n_max)
+    values = table[pick[..., None], j] * used                              # (n_boot, K, n_max)
+    stat = (values.sum(-1) / n_k[..., 0]).mean(-1)                         # (n_boot,)
+    lo, hi = np.quantile(stat, [(1 - level) / 2, (1 + level) / 2])
+    mean = float((np.bincount(index, weights=d) / sizes).mean())
+    return {"mean": mean, "lo": float(lo), "hi": float(hi), "n": int(K), "n_runs": int(d.size),
+            "level": level}
+
+
 def se_of_difference(se1: float, se2: float) -> float:
     """Standard error of the difference of two INDEPENDENT estimates: sqrt(se1^2 + se2^2)."""
     for name, v in (("se1", se1), ("se2", se2)):
@@ -94,6 +180,21 @@ def verdict(ci: dict, predicted: int) -> str:
     if hi < 0:
         return "contradicted (erratum)"
     return "not shown"
+
+
+def test_verdict(ci: dict, predicted: int) -> str:
+    """The project's test of a claim in ``TEST_VERDICTS``' words: ``verdict`` of the interval
+    ``ci`` ({lo, hi}), with "contradicted" for "contradicted (erratum)" (an erratum is a word
+    about the article's sentence, not about the test); an interval of zero or non-finite width
+    decides nothing: "not shown". ("holds with a caveat" is added by the claim, not here.)"""
+    v = verdict(ci, predicted)
+    width = ci["hi"] - ci["lo"]
+    if not (math.isfinite(width) and width != 0):
+        return "not shown"
+    return "contradicted" if v == "contradicted (erratum)" else v
+
+
+test_verdict.__test__ = False   # a library function, not a test, wherever it is imported
 
 
 def seeds_needed(ci: dict, level: float = 0.95) -> int | None:

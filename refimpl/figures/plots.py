@@ -37,7 +37,7 @@ def plot_sft_history(history, target=None):
     ax2.set(xlabel="SFT step", ylabel=label_for("heldout_acc"), ylim=(0, 1),
             title="Held-out accuracy of the base (set-up)")
     for ax in (ax1, ax2):
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -51,7 +51,7 @@ def plot_pass_at_k(curves: dict, title="pass@k of the base policy, per carry lev
     ax.set(xscale="log", xlabel="k (samples per problem)", ylabel="pass@k (share of problems)",
            ylim=(0, 1), title=title)
     ax.set_xticks(ks, [str(k) for k in ks])
-    ax.legend(title="level", fontsize=8)
+    ax.legend(title="level", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -67,7 +67,7 @@ def plot_curves(results: dict, key: str = "heldout_acc", x: str = "step", ax=Non
         ax.plot([r[x] for r in rows], [r[key] for r in rows], "o-", ms=3, label=str(label))
     title = title or f"{label_for(key)} during training"
     ax.set(xlabel=label_for(x), ylabel=label_for(key), title=f"{title} ({claim})" if claim else title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=10)
     ax.figure.tight_layout()
     return ax.figure
 
@@ -104,7 +104,7 @@ def plot_step_phases(bench: dict):
                                           for n in impls])
         ax.set(xlabel="ms per step (median)", ylabel="implementation, throughput",
                title=method.upper())
-    fig.legend(legend.values(), legend.keys(), loc="center right", fontsize=8)
+    fig.legend(legend.values(), legend.keys(), loc="center right", fontsize=10)
     fig.suptitle("Where one training step's time goes, refimpl vs TRL (speed, no claim)", fontsize=10)
     fig.tight_layout(rect=(0, 0, 0.86, 1))
     return fig
@@ -136,7 +136,7 @@ class SliderFigure:
         import io
         fig = self.draw(self.slider.value)
         fig.text(0.5, 0.005, f"static view at {self.slider.description} = {self.slider.value:g}: "
-                 "run this cell to get the slider", ha="center", va="bottom", fontsize=8,
+                 "run this cell to get the slider", ha="center", va="bottom", fontsize=10,
                  color="dimgrey")
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")

@@ -23,8 +23,8 @@ def plot_tabular(dpo_rows: list, pg_rows: list, keys=("units_wrong", "carry_wron
             ax.plot([r["step"] for r in rows], [r[k] for r in rows], "-" if k in covered else "--",
                     label=_tag(k, covered))
         ax.set(xlabel="gradient step", ylabel="probability of the mistake", title=title)
-        ax.title.set_fontsize(9)
-        ax.legend(fontsize=7)
+        ax.title.set_fontsize(10)
+        ax.legend(fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -50,5 +50,5 @@ def plot_rate_changes(results: list, covered=("carry",)):
     ax.set_xticks(np.arange(len(methods)), methods)
     ax.set(xlabel="method", ylabel="error rate - base rate (share of answers)",
            title="C3: change of each step's error rate from the base")
-    fig.legend(fontsize=7, title="mode", loc="outside right upper")     # beside the bars, never on them
+    fig.legend(fontsize=10, title="mode", loc="outside right upper")     # beside the bars, never on them
     return fig

@@ -62,22 +62,37 @@ def titles(fig):
     return out + ([fig._suptitle] if fig._suptitle and fig._suptitle.get_text() else [])
 
 
-@pytest.mark.parametrize("name", sorted(FIGURES))
-def test_every_text_is_at_least_10_pt(name):
-    fig = drawn(FIGURES[name]())
+def small_texts(fig) -> dict:
+    """{text: size} of every shown text of a drawn figure under MIN_PT; the figure is closed."""
     small = {t.get_text()[:40]: t.get_fontsize() for t in shown_texts(fig) if t.get_fontsize() < MIN_PT}
     plt.close(fig)
-    assert not small, f"text under {MIN_PT} pt: {small}"
+    return small
 
 
-@pytest.mark.parametrize("name", sorted(FIGURES))
-def test_titles_do_not_overlap(name):
-    fig = drawn(FIGURES[name]())
+def overlapping_titles(fig) -> list:
+    """The pairs of titles of a drawn figure whose boxes overlap; the figure is closed."""
     renderer = fig.canvas.get_renderer()
     boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in titles(fig)]
     plt.close(fig)
-    for (a, box_a), (b, box_b) in itertools.combinations(boxes, 2):
-        assert not box_a.overlaps(box_b), f"titles overlap: {a!r} and {b!r}"
+    return [(a, b) for (a, box_a), (b, box_b) in itertools.combinations(boxes, 2) if box_a.overlaps(box_b)]
+
+
+def every_figure() -> dict:
+    """This module's figures and every course figure of tests/figures/test_plots.py (the PPO,
+    REINFORCE, GRPO, KL-lab, study and head-to-head figures)."""
+    from test_plots import FIGURES as COURSE, as_figure
+    return {**FIGURES, **{f"course: {k}": (lambda f=f: as_figure(f())) for k, f in COURSE.items()}}
+
+
+@pytest.mark.parametrize("name", sorted(every_figure()))
+def test_every_text_is_at_least_10_pt(name):
+    small = small_texts(drawn(every_figure()[name]()))
+    assert not small, f"text under {MIN_PT} pt: {small}"
+
+
+@pytest.mark.parametrize("name", sorted(every_figure()))
+def test_titles_do_not_overlap(name):
+    assert not overlapping_titles(drawn(every_figure()[name]())), "titles overlap"
 
 
 def test_the_overlap_check_can_fail():

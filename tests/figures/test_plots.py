@@ -146,7 +146,7 @@ FIGURES = {
     "study_record_c13": lambda: plots_study.plot_record(study.load_record("C13")),
     "study_record_c19": lambda: plots_study.plot_record(study.load_record("C19")),
     "study_record_c15": lambda: plots_study.plot_record(study.load_record("C15")),
-    "study_record_c4": lambda: plots_study.plot_record(study.load_record("C4")),
+    "study_record_c4": lambda: plots_study.plot_record(study.load_record("C4", study.RESULTS / "superseded")),
     "study_record_c5": lambda: plots_study.plot_record(study.load_record("C5")),
 }
 

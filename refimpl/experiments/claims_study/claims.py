@@ -50,6 +50,17 @@ class Claim:
     task: str = ""                # the bases' task, when it is not the preset's ("" = it is)
     shared_lr: bool = False       # one lr for every method (same grid), picked by the mean of
                                   # their tune values: for a comparison about one component
+    version: int = 1              # 1: decided by the pooled paired t interval, one verdict (the
+                                  # records made before the two-verdict rule); 2: decided by the
+                                  # t interval over the per-base means, with two verdicts
+    article_quote: str = ""       # (version 2) the article's sentence, verbatim, <= 2 sentences
+    article_rule: tuple = ()      # (version 2) ((comparison index, test verdicts, article
+                                  # verdict, reason), ...): the first entry whose comparison came
+                                  # out as listed judges the article's sentence
+    tuned: bool = True            # False: every method runs at its grid's one declared lr
+    sweep: bool = False           # run every lr of each method's grid on the test half (a
+                                  # dose-response); the arms are named "<method>@<lr>"
+    lr_note: str = ""             # why the lr is declared rather than tuned (tuned=False)
 
 
 # C17's grids. The first record put GRPO's and REINFORCE's picks at the lower edge (5e-5) and
@@ -253,48 +264,133 @@ CLAIMS = {
         runner="critic",
         precondition=True,
     ),
-    # C4 and C5 have their own kind of run (RUNNERS["dpo"], refimpl.experiments.claims_study.dpo_runs.dpo_run): DPO on
-    # freshly sampled, verifier-labelled pairs of base samples (4,096 completions per run).
-    "C4": Claim(
-        id="C4",
-        article="The implicit reward can still be hacked: the policy can raise log(pi/pi_ref) "
-                "for preferred outputs by making the reference assign low probability.",
-        hypothesis="The reference is frozen, so the sentence cannot hold as written; what is "
-                   "measured is the hack it points at. Pure DPO on verifier-labelled pairs of "
-                   "4,096 base samples (80 steps of 16 pairs) raises the implicit-reward margin "
-                   "while the log-probability of the right (chosen) completions falls "
-                   "(likelihood displacement).",
-        metric="change of the mean log pi(y_w | x) of 256 of the pairs' right completions from "
-               "step 0 to the end, the final implicit-reward margin on the pairs, and greedy "
-               "accuracy on 256 test problems",
+    # C4a, C4b and C5 have their own kind of run (RUNNERS["dpo"], refimpl.experiments.claims_study.dpo_runs.dpo_run): DPO
+    # on freshly sampled, verifier-labelled pairs of base samples (4,096 completions per run). The
+    # first C4 record (results/study/superseded/C4.json) is replaced by C4a and C4b.
+    # C4a decides C4's first half, "the implicit reward can still be hacked", by gaming it: the
+    # trained policy's implicit reward used as a reward model on fresh samples (notebook 02's
+    # re-ranking, over bases and seeds). It runs at a declared step where pure DPO trains: a
+    # claim about a failure mode is not decided at the step chosen to avoid failure (pure DPO's
+    # validation pick in C4 is 5e-6, where it barely moves).
+    "C4a": Claim(
+        id="C4a",
+        article="The implicit reward can be gamed: raised without improving quality.",
+        article_quote="Additionally, the implicit reward can still be hacked: the model learns to "
+                      "increase log(pi_theta/pi_ref) for preferred outputs, which can be achieved "
+                      "by making the reference policy assign low probability (rather than by "
+                      "genuinely improving quality).",
+        hypothesis="After pure DPO at lr 2e-5 on verifier-labelled pairs of 4,096 base samples "
+                   "(80 steps of 16 pairs), its implicit reward beta log(pi/pi_ref), used to pick "
+                   "one of 8 fresh samples for each of 128 test problems, picks a right answer "
+                   "less often than a random pick, and picks completions with a lower reference "
+                   "log-probability than the average sample.",
+        metric="verifier accuracy of the picked samples minus that of a random sample (the mean "
+               "over the 8), on 128 test problems; log pi_ref of the picks minus the samples' mean",
         budget_samples=4096,
-        methods=("dpo", "rpo"),
+        methods=("dpo",),
         comparisons=(
-            Comparison("dpo", "dpo", -1, "pure DPO lowers the log-probability of the right "
-                       "answers it is trained to prefer", metric="chosen_logp_change",
-                       control_metric="0"),
-            Comparison("dpo", "dpo", 1, "while the implicit-reward margin it optimises "
-                       "rises", metric="margin", control_metric="0"),
-            Comparison("dpo", "rpo", -1, "an NLL term on the chosen completions holds their "
-                       "log-probability up", metric="chosen_logp_change"),
-            Comparison("rpo", "dpo", 1, "and ends with higher test accuracy"),
+            Comparison("dpo", "dpo", -1, "picked by the implicit reward vs at random: accuracy "
+                       "of the pick", metric="pick_acc", control_metric="random_acc"),
+            Comparison("dpo", "dpo", -1, "the picks' reference log-prob vs the samples' mean",
+                       metric="pick_ref_logp_shift", control_metric="0"),
+            Comparison("dpo", "dpo", 1, "the implicit-reward margin on the training pairs rises",
+                       metric="margin", control_metric="0"),
+            Comparison("dpo", "dpo", -1, "the chosen answers' log-prob falls (likelihood "
+                       "displacement)", metric="chosen_logp_change", control_metric="0"),
+            Comparison("dpo", "dpo", -1, "test accuracy after DPO vs the base's",
+                       control_metric="base_acc"),
         ),
-        contradicts="the 95% CI of pure DPO's change of log pi(y_w) lies entirely above 0",
-        not_shown="that CI contains 0",
-        # the first grids (dpo 1e-5..5e-5, rpo 5e-5..2e-4) put both picks at their lower
-        # edges; widened down by one step before the record was made
-        grids={"dpo": (5e-6, 1e-5, 2e-5, 5e-5), "rpo": (2e-5, 5e-5, 1e-4, 2e-4)},
-        caveats=((0, ("holds",), "the mechanism is not the reference, which DPO keeps frozen: "
-                                 "the policy lowers the likelihood of the chosen answers too, "
-                                 "only less than that of the rejected ones"),
-                 # added after the record with the widened grid was read: it explains the
-                 # verdict and does not change it
-                 (0, ("contradicted (erratum)", "not shown"),
-                  "at the learning rate that is best on validation, the smallest of the grid, "
-                  "pure DPO barely moves and the chosen completions gain log-probability; "
-                  "likelihood displacement needs a larger step (notebook 02's live run at "
-                  "2e-5 shows it), and then accuracy falls too")),
+        contradicts="the interval of pick accuracy - random accuracy lies entirely above 0",
+        not_shown="that interval contains 0",
+        grids={"dpo": (2e-5,)},
+        tuned=False,
+        lr_note="declared: a step where pure DPO trains (notebook 02's live run); its "
+                "validation pick in C4, 5e-6, barely moves",
+        fixed={"dpo": {"rerank_problems": 128}},
+        caveats=((1, ("not shown", "contradicted"),
+                  "the picks are not less likely under the reference than the average sample"),
+                 (3, ("not shown", "contradicted"),
+                  "at this step the chosen answers do not lose log-probability")),
         runner="dpo",
+        version=2,
+        article_rule=(({0: ("holds",), 1: ("holds",)}, "supported",
+                       "the implicit reward is gamed: its picks are right less often than random "
+                       "ones, and are completions the reference finds unlikely (the reference "
+                       "itself is frozen, so 'making the reference assign low probability' is a "
+                       "wording to correct)"),
+                      ({0: ("holds",)}, "nuanced",
+                       "the implicit reward is gamed, but not through completions the reference "
+                       "finds unlikely"),
+                      ({0: ("contradicted",)}, "refuted",
+                       "picking by the implicit reward beats a random pick"),
+                      ({}, "nuanced",
+                       "picks by the implicit reward and random picks are not told apart at "
+                       "this replicate count")),
+    ),
+    # C4b: likelihood displacement as a dose-response over pure DPO's declared lr grid, on the
+    # test half at every lr (the first C4 record decided it at the validation-best lr only, the
+    # lower edge of the grid, where DPO barely moves: results/study/superseded/C4.json).
+    "C4b": Claim(
+        id="C4b",
+        article="Beside C4a: DPO raises the implicit reward of the preferred outputs; the route "
+                "it names (a lower reference probability) is impossible with a frozen reference, "
+                "and the one that exists is likelihood displacement.",
+        article_quote="Additionally, the implicit reward can still be hacked: the model learns to "
+                      "increase log(pi_theta/pi_ref) for preferred outputs, which can be achieved "
+                      "by making the reference policy assign low probability (rather than by "
+                      "genuinely improving quality).",
+        hypothesis="Pure DPO on verifier-labelled pairs of 4,096 base samples (80 steps of 16 "
+                   "pairs) at each lr of its declared grid (5e-6, 1e-5, 2e-5, 5e-5): the change of "
+                   "the chosen (right) completions' mean log-probability falls as the lr grows "
+                   "(at 5e-5 minus at 5e-6 < 0), and is below 0 at 5e-5, while the implicit-reward "
+                   "margin rises.",
+        metric="change of the mean log pi(y_w | x) of 256 of the pairs' right completions from "
+               "step 0 to the end, per lr; the final implicit-reward margin; greedy accuracy on "
+               "256 test problems",
+        budget_samples=4096,
+        methods=("dpo",),
+        comparisons=(
+            Comparison("dpo@5e-05", "dpo@5e-06", -1, "dose-response: the chosen answers' "
+                       "log-prob change at lr 5e-5 minus at 5e-6", metric="chosen_logp_change"),
+            Comparison("dpo@5e-05", "dpo@5e-05", -1, "at lr 5e-5: the chosen answers' "
+                       "log-prob change", metric="chosen_logp_change", control_metric="0"),
+            Comparison("dpo@2e-05", "dpo@2e-05", -1, "at lr 2e-5: the same",
+                       metric="chosen_logp_change", control_metric="0"),
+            Comparison("dpo@1e-05", "dpo@1e-05", -1, "at lr 1e-5: the same",
+                       metric="chosen_logp_change", control_metric="0"),
+            Comparison("dpo@5e-06", "dpo@5e-06", -1, "at lr 5e-6 (the validation pick of the "
+                       "first C4 record): the same", metric="chosen_logp_change",
+                       control_metric="0"),
+            Comparison("dpo@5e-05", "dpo@5e-05", 1, "at lr 5e-5 the implicit-reward margin "
+                       "on the pairs still rises", metric="margin", control_metric="0"),
+            Comparison("dpo@5e-05", "dpo@5e-05", -1, "at lr 5e-5: test accuracy vs the base's",
+                       control_metric="base_acc"),
+        ),
+        contradicts="the interval of the log-prob change at 5e-5 minus at 5e-6 lies entirely "
+                    "above 0",
+        not_shown="that interval contains 0",
+        grids={"dpo": (5e-6, 1e-5, 2e-5, 5e-5)},
+        tuned=False,
+        sweep=True,
+        lr_note="swept: the whole declared grid of pure DPO in C4",
+        caveats=((4, ("holds",), "even at the smallest lr the chosen answers lose "
+                                 "log-probability"),
+                 (4, ("not shown", "contradicted"),
+                  "at the smallest lr of the grid the chosen answers do not lose log-probability: "
+                  "displacement needs a large enough step")),
+        runner="dpo",
+        version=2,
+        article_rule=(({0: ("holds",), 1: ("holds",), 5: ("holds",)}, "nuanced",
+                       "the implicit reward's margin rises while the preferred outputs lose "
+                       "probability, more so at larger steps: a real route to a raised implicit "
+                       "reward without better answers, though not the one the sentence names (the "
+                       "reference is frozen)"),
+                      ({0: ("contradicted",)}, "nuanced",
+                       "larger steps do not displace the preferred outputs' likelihood here; "
+                       "the route the sentence names is impossible with a frozen reference"),
+                      ({}, "nuanced",
+                       "the dose-response is not told apart at this replicate count; the route "
+                       "the sentence names is impossible with a frozen reference")),
     ),
     "C5": Claim(
         id="C5",
@@ -405,32 +501,85 @@ CLAIMS = {
         runner="reward",
         tune_by={"grpo": "final_acc", "rm_grpo": "rm_score"},
     ),
+    # C12 runs RUNNERS["variance"] (refimpl.experiments.claims_study.variance_runs): REINFORCE
+    # (RLOO) trained from the base, and at its start, middle and end the exact variance and
+    # signal-to-noise of the gradient estimate for each baseline, by difficulty bin. The first
+    # C12 record compared final accuracy with and without a baseline (results/study/superseded/
+    # C12.json): accuracy under gradient clipping cannot separate the gradient's variance from
+    # what a baseline does to wrong answers, so the claim is now decided on the gradient itself.
     "C12": Claim(
         id="C12",
-        article="Binary verifier rewards are sparse: learning is slow and noisy, and a baseline "
-                "b(x) reduces the variance.",
-        hypothesis="After 2,560 generated completions from the same SFT base, REINFORCE on the "
-                   "0/1 outcome verifier with the leave-one-out baseline ends with higher greedy "
-                   "test accuracy than REINFORCE with no baseline (b = 0).",
-        metric="greedy accuracy on 256 test problems (held-out half never used for tuning)",
+        article="Binary verifier rewards are sparse: on hard prompts learning is slow and the "
+                "gradient is noisy; the gradient uses a baseline b(x).",
+        article_quote="Binary rewards are sparse: most solutions to hard problems are wrong, "
+                      "giving reward 0 for most samples. This makes learning slow and "
+                      "high-variance.",
+        hypothesis="On 24 test prompts sorted into difficulty bins by 8 separate base samples "
+                   "(hard: none right; easy: two or more), the signal-to-noise ratio |E g|^2 / "
+                   "Var(g) of the REINFORCE gradient estimate from a group of G = 8 with the "
+                   "article's baseline b(x) = the pass rate is lower on the hard prompts than on "
+                   "the easy ones, at the base policy; and during 2,560 completions of REINFORCE "
+                   "training the hard prompts' pass rate rises more slowly.",
+        metric="exact variance and signal of the gradient estimate per prompt, from 16 fresh "
+               "samples per prompt (their score Gram matrix), summed over a bin's prompts; "
+               "pass rate of the same samples at the start and the end of training",
         budget_samples=2560,
-        methods=("base", "nobaseline", "reinforce"),
+        methods=("reinforce",),
         comparisons=(
-            Comparison("reinforce", "nobaseline", 1, "with the RLOO baseline vs without: the "
-                       "article's claim, in what the learner gets"),
-            Comparison("nobaseline", "base", 1, "without a baseline REINFORCE still learns: the "
-                       "0/1 reward's zeros give no gradient, its ones are positive "
-                       "reinforcement"),
+            Comparison("reinforce", "reinforce", -1, "hard vs easy prompts: the gradient's "
+                       "signal-to-noise at the base (b = pass rate, G = 8)",
+                       metric="snr/pass_rate/G8/start/hard",
+                       control_metric="snr/pass_rate/G8/start/easy"),
+            Comparison("reinforce", "reinforce", -1, "hard minus easy prompts: pass-rate gain "
+                       "per 1,000 training completions", metric="gain_per_1k/hard_minus_easy",
+                       control_metric="0"),
+            Comparison("reinforce", "reinforce", -1, "the same at the end of training: hard vs "
+                       "easy signal-to-noise", metric="snr/pass_rate/G8/end/hard",
+                       control_metric="snr/pass_rate/G8/end/easy"),
+            Comparison("reinforce", "reinforce", -1, "does a baseline lower the variance? RLOO "
+                       "vs b = 0, G = 8, at the base (log of the variance ratio)",
+                       metric="logratio/rloo/G8/start/all", control_metric="0"),
+            Comparison("reinforce", "reinforce", -1, "the same at G = 4",
+                       metric="logratio/rloo/G4/start/all", control_metric="0"),
+            Comparison("reinforce", "reinforce", -1, "the exact pass rate as b(x) vs b = 0 "
+                       "(log of the variance ratio, G = 8)",
+                       metric="logratio/pass_rate/G8/start/all", control_metric="0"),
+            Comparison("reinforce", "reinforce", -1, "the variance-minimising constant b* vs "
+                       "b = 0 (log of the variance ratio, G = 8)",
+                       metric="logratio/bstar/G8/start/all", control_metric="0"),
+            Comparison("reinforce", "reinforce", -1, "RLOO vs b = 0 at the end of training "
+                       "(log of the variance ratio, G = 8)",
+                       metric="logratio/rloo/G8/end/all", control_metric="0"),
         ),
-        contradicts="the 95% CI of RLOO - no baseline lies entirely below 0",
-        not_shown="that CI contains 0",
-        # the first grid of the run without a baseline (5e-5..5e-4) put its pick at the lower
-        # edge; widened down by one step and C12 rerun
-        grids={"reinforce": REWARD_GRID, "nobaseline": (2e-5, 5e-5, 1e-4, 2e-4, 5e-4),
-               "base": (1e-4,)},
-        caveats=((1, ("holds",), "with 0/1 rewards b = 0 is already a reasonable baseline "
-                                 "(notebook 05: the variance-minimising b* lies well below the "
-                                 "pass rate), so REINFORCE without one learns too"),),
-        runner="reward",
+        contradicts="the interval of the hard - easy signal-to-noise difference lies entirely "
+                    "above 0",
+        not_shown="that interval contains 0",
+        # declared, not tuned: the comparisons are within one run (every baseline is measured
+        # on the same samples of the same policy), and this is the lr RLOO's accuracy picked on
+        # validation in the first C12 record
+        grids={"reinforce": (5e-5,)},
+        tuned=False,
+        lr_note="declared: RLOO's lr picked on validation accuracy in the first C12 record "
+                "(results/study/superseded/C12.json); every comparison is within one run",
+        caveats=((1, ("not shown", "contradicted"),
+                  "slow learning on hard prompts is not seen: per 1,000 completions their pass "
+                  "rate did not rise more slowly than the easy prompts'"),
+                 (3, ("contradicted",),
+                  "a baseline need not lower the variance with 0/1 rewards: at these pass rates "
+                  "the leave-one-out baseline (RLOO) raises it, its own noise costing more than "
+                  "its centring saves (REINFORCE with b = 0 is fine-tuning on the policy's own "
+                  "right answers)")),
+        runner="variance",
+        version=2,
+        article_rule=(({0: ("holds",), 1: ("holds",)}, "supported",
+                       "hard prompts give a noisier gradient and learn more slowly"),
+                      ({0: ("holds",)}, "nuanced",
+                       "hard prompts give a noisier gradient, but they did not learn more slowly "
+                       "per completion"),
+                      ({0: ("contradicted",)}, "refuted",
+                       "the gradient is less noisy, relative to its signal, on hard prompts"),
+                      ({}, "nuanced",
+                       "the gradient's signal-to-noise on hard and easy prompts is not told "
+                       "apart at this replicate count")),
     ),
 }

@@ -1,4 +1,4 @@
-"""One DPO run on verifier-labelled pairs of base samples: the experiment of claims C4 and C5 in
+"""One DPO run on verifier-labelled pairs of base samples: the experiment of claims C4a, C4b and C5 in
 the claims study (``refimpl.experiments.claims_study.claims``).
 
 A run samples G completions for each of ``n_prompts`` training prompts from the SFT base, pairs
@@ -10,6 +10,11 @@ optionally flips a share of the labels, trains DPO on the pairs and measures:
                          fixed subset of the pairs (as labelled by the verifier: a flipped pair
                          is measured on its truly right completion), from step 0 to the end
     margin               the final mean implicit-reward margin on that subset
+    pick_acc, random_acc (with ``rerank_problems`` > 0, claim C4a) the trained policy's implicit
+                         reward used as a reward model on fresh samples: the accuracy of the
+                         sample it ranks highest among ``rerank_samples`` per test problem, and
+                         of a random one (``refimpl.methods.dpo_analysis.rerank_by_implicit_reward``)
+    pick_ref_logp_shift  log pi_ref of those picks minus the mean log pi_ref of the samples
 
 Methods (the loss and the labels; every other setting is shared), named as the method
 registry (``refimpl.methods.registry``) names the loss, "_flip" for the flipped labels:
@@ -28,6 +33,7 @@ from dataclasses import dataclass
 from refimpl.core.preferences import build_pairs, flip_labels
 from refimpl.core.training import check_fields
 from refimpl.experiments.claims_study.study_checks import check_study_run
+from refimpl.methods.dpo_analysis import rerank_by_implicit_reward
 from refimpl.methods.dpo_trainer import DPOConfig, train_dpo
 
 DPO_METHODS = ("dpo", "rpo", "rpo_flip", "crpo_flip")     # labels: refimpl.methods.registry.LABELS
@@ -46,11 +52,14 @@ class DpoRunConfig:
     beta: float = 0.1
     flip_eps: float = 0.4            # share of flipped labels for the *_flip methods
     seed: int = 0
+    rerank_problems: int = 0         # test problems the implicit reward re-ranks samples of (0: none)
+    rerank_samples: int = 8          # fresh samples per re-ranked problem
 
     def validate(self) -> None:
         """Raise TypeError or ValueError naming the first bad field."""
         check_fields(self, {"n_prompts": 1, "group_size": 2, "pairs_per_prompt": 1, "steps": 1,
-                            "batch_size": 1, "seed": None}, positive=("beta",),
+                            "batch_size": 1, "seed": None, "rerank_problems": 0,
+                            "rerank_samples": 2}, positive=("beta",),
                      intervals={"flip_eps": (0, 0.5, "[)")})
 
 
@@ -79,4 +88,17 @@ def dpo_run(method: str, base, lr: float, cfg: DpoRunConfig, problems) -> dict:
             "chosen_logp_change": last["logps/right"] - first["logps/right"],
             "margin": last["pairs/rewards/margins"], "pairs": len(pairs),
             "flipped": int(pairs.flipped.sum()), "steps": cfg.steps,
-            "samples": cfg.n_prompts * cfg.group_size}
+            "samples": cfg.n_prompts * cfg.group_size, **pick_values(res.model, base, cfg, problems)}
+
+
+def pick_values(policy, base, cfg: DpoRunConfig, problems) -> dict:
+    """The implicit reward beta log(pi/pi_ref) of ``policy`` as a reward model on fresh samples
+    of the first ``cfg.rerank_problems`` problems (module docstring); {} when that is 0."""
+    if not cfg.rerank_problems:
+        return {}
+    r = rerank_by_implicit_reward(policy, base.reference(), base.tokenizer, base.task,
+                                  problems[:cfg.rerank_problems], n_samples=cfg.rerank_samples,
+                                  beta=cfg.beta, seed=cfg.seed)
+    return {"pick_acc": r["implicit_reward"], "random_acc": r["random"],
+            "policy_logp_pick_acc": r["policy_logp"], "oracle_acc": r["oracle"],
+            "pick_ref_logp_shift": r["ref_logp_of_pick"] - r["ref_logp_mean"]}

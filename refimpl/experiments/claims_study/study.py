@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import re
@@ -154,20 +155,38 @@ def _shared_pick(claim: Claim, scores: dict) -> dict:
     return {m: lr for m in claim.methods}
 
 
-def compare_runs(runs: dict, c: Comparison, metric_key: str = "final_acc") -> dict:
+def compare_runs(runs: dict, c: Comparison, metric_key: str = "final_acc", version: int = 1) -> dict:
     """Paired differences treatment - control of the run value ``c.metric`` (default
-    ``metric_key``) over (base, seed), their intervals and verdict."""
+    ``metric_key``) over (base, seed), their intervals and verdict. Version 1 decides by the
+    pooled paired t interval; version 2 by the t interval over the per-base means
+    (``stats.cluster_t_interval``), with the pooled one and a two-level bootstrap beside it, and
+    leaves out (and counts) pairs whose value is undefined (NaN, e.g. an empty difficulty bin)."""
     key = c.metric or metric_key
     ctrl = {(r["base"], r["seed"]): 0.0 if c.control_metric == "0" else r[c.control_metric or key]
             for r in runs[c.control]}
     pairs = [(r["base"], r["seed"], r[key] - ctrl[(r["base"], r["seed"])])
              for r in runs[c.treatment]]
-    diffs = [d for _, _, d in pairs]
-    ci = stats.t_interval(diffs)
-    return {**asdict(c), "metric": key, "diffs": [{"base": b, "seed": s, "diff": d} for b, s, d in pairs],
-            "ci": ci, "bootstrap": stats.bootstrap_interval(diffs),
-            "verdict": stats.verdict(ci, c.predicted),
-            "seeds_needed": stats.seeds_needed(ci) if stats.verdict(ci, c.predicted) == "not shown" else None}
+    if version == 1:
+        diffs = [d for _, _, d in pairs]
+        ci = stats.t_interval(diffs)
+        v = stats.verdict(ci, c.predicted)
+        return {**asdict(c), "metric": key, "diffs": [{"base": b, "seed": s, "diff": d} for b, s, d in pairs],
+                "ci": ci, "bootstrap": stats.bootstrap_interval(diffs), "verdict": v,
+                "seeds_needed": stats.seeds_needed(ci) if v == "not shown" else None}
+    return _cluster_comparison(c, key, pairs)
+
+
+def _cluster_comparison(c: Comparison, key: str, pairs: list) -> dict:
+    """Version 2 of ``compare_runs``: the verdict from the t interval over per-base means."""
+    kept = [(b, s, d) for b, s, d in pairs if math.isfinite(d)]
+    diffs, bases = [d for _, _, d in kept], [b for b, _, _ in kept]
+    ci = stats.cluster_t_interval(diffs, bases)
+    v = stats.test_verdict(ci, c.predicted)
+    return {**asdict(c), "metric": key, "interval": "t over base means",
+            "diffs": [{"base": b, "seed": s, "diff": d} for b, s, d in kept],
+            "undefined_pairs": len(pairs) - len(kept), "ci": ci,
+            "pooled": stats.t_interval(diffs), "bootstrap": stats.two_level_bootstrap(diffs, bases),
+            "verdict": v, "bases_needed": stats.seeds_needed(ci) if v == "not shown" else None}
 
 
 def decide(claim: Claim, comparisons: list) -> tuple[str, list]:
@@ -179,6 +198,16 @@ def decide(claim: Claim, comparisons: list) -> tuple[str, list]:
     if v == "holds" and caveats:
         v = "holds with a caveat"
     return v, caveats
+
+
+def judge_article(claim: Claim, comparisons: list) -> tuple[str, str]:
+    """(article verdict, reason): the first entry of ``claim.article_rule`` whose comparisons
+    all came out as it lists (an entry listing none always matches)."""
+    for when, article_verdict, reason in claim.article_rule:
+        if all(comparisons[i]["verdict"] in verdicts for i, verdicts in when.items()):
+            return article_verdict, reason
+    raise ValueError(f"claim {claim.id}: no entry of article_rule matches "
+                     f"{[c['verdict'] for c in comparisons]}; end the rule with a catch-all")
 
 
 def machine() -> dict:
@@ -195,49 +224,109 @@ def machine() -> dict:
             "torch": torch.__version__, "numpy": numpy.__version__}
 
 
-def run_claim(claim: Claim, bases=(0, 1, 2), seeds=(0, 1, 2, 3, 4), preset: str = "cpu",
-              runs_dir="runs/study", tuned: bool = True, progress: bool = True) -> dict:
-    """Run ``claim``'s declared experiment and return its record (see the module docstring).
+def arms(claim: Claim, pick: dict) -> list:
+    """(arm name, method, lr) of every test run of a base and seed: each method at its picked
+    lr, or, for a ``sweep`` claim, at every lr of its grid as "<method>@<lr>"."""
+    if claim.sweep:
+        return [(f"{m}@{lr:g}", m, lr) for m in claim.methods for lr in claim.grids[m]]
+    return [(m, m, pick[m]) for m in claim.methods]
 
-    bases: SFT seeds of the base policies; seeds: run seeds (the same for every method and
-    base: the comparison is paired); tuned: pick each lr on validation (else the grid's middle).
-    """
-    if len(seeds) < 2 or len(set(seeds)) != len(seeds) or len(set(bases)) != len(bases):
+
+def lr_text(record: dict) -> str:
+    """How a record's lrs were chosen, and which, in a few words."""
+    tuning = record["tuning"]
+    how = tuning["note"] if "note" in tuning else "picked on validation"
+    if record.get("sweep"):
+        return f"{how}: every lr of the grid"
+    return f"{how}: " + ", ".join(f"{LABELS[m]} {lr:g}" for m, lr in tuning["pick"].items())
+
+
+def _check_run(claim: Claim, bases, seeds) -> None:
+    """run_claim's inputs: >= 2 distinct run seeds, distinct bases (>= 2 for a version-2 claim,
+    whose interval is over the bases), a known runner and known methods."""
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds) or len(set(bases)) != len(bases) or not bases:
         raise ValueError(f"need >= 2 distinct run seeds and distinct bases, got {seeds}, {bases}")
+    if claim.version >= 2 and len(bases) < 2:
+        raise ValueError(f"claim {claim.id} is decided over base means: it needs >= 2 bases, got {bases}")
     if claim.runner not in RUNNERS:
         raise ValueError(f"claim {claim.id} names unknown runner {claim.runner!r}: use one of {sorted(RUNNERS)}")
     unknown = [m for m in claim.methods if m not in LABELS]
     if unknown:
         raise ValueError(f"claim {claim.id} names unknown methods {unknown}")
+    empty = [m for m in claim.methods if claim.grids.get(m, None) == ()]
+    if empty or (claim.sweep and any(not claim.grids.get(m) for m in claim.methods)):
+        raise ValueError(f"claim {claim.id} declares an empty lr grid for {empty or list(claim.methods)}: "
+                         f"give at least one lr")
+    names = {name for name, _, _ in arms(claim, {m: 0.0 for m in claim.methods})}
+    bad = [x for c in claim.comparisons for x in (c.treatment, c.control) if x not in names]
+    if bad:
+        raise ValueError(f"claim {claim.id}: comparisons name {bad}, not among its arms {sorted(names)}")
+
+
+def default_bases(claim: Claim) -> tuple:
+    """The bases a claim's record is made on: 5 for a claim with two verdicts (decided over
+    base means), 3 for the records made before that rule."""
+    return (0, 1, 2, 3, 4) if claim.version >= 2 else (0, 1, 2)
+
+
+def run_claim(claim: Claim, bases=(0, 1, 2), seeds=(0, 1, 2, 3, 4), preset: str = "cpu",
+              runs_dir="runs/study", tuned: bool = True, progress: bool = True) -> dict:
+    """Run ``claim``'s declared experiment and return its record (see the module docstring).
+
+    bases: SFT seeds of the base policies; seeds: run seeds (the same for every method and
+    base: the comparison is paired); tuned: pick each lr on validation (else the grid's middle;
+    a claim declared ``tuned=False`` always runs at its grids' declared lr).
+    """
+    _check_run(claim, bases, seeds)
+    tuned = tuned and claim.tuned
     t0, c0 = time.perf_counter(), time.process_time()
     n_tune = sum(len(claim.grids.get(m) or (0,)) for m in claim.methods) * len(TUNE_SEEDS)
-    bar = StepBar((n_tune if tuned else 0) + len(claim.methods) * len(bases) * len(seeds),
+    n_arms = len(arms(claim, {m: 0.0 for m in claim.methods}))
+    bar = StepBar((n_tune if tuned else 0) + n_arms * len(bases) * len(seeds),
                   f"study {claim.id}", progress)
     base_preset = get_preset(preset, task=claim.task) if claim.task else preset
     base0 = load_base(base_preset, seed=bases[0], progress=False)
     tuning = (tune(claim, base0, bases[0], preset, runs_dir, bar) if tuned else
-              {"pick": {m: default_lr(claim, m) for m in claim.methods}, "note": "not tuned"})
-    runs = {m: [] for m in claim.methods}
+              {"pick": {} if claim.sweep else {m: default_lr(claim, m) for m in claim.methods},
+               "note": claim.lr_note or "not tuned"})
+    runs = {name: [] for name, _, _ in arms(claim, tuning["pick"])}
     for b in bases:
         base = base0 if b == bases[0] else load_base(base_preset, seed=b, progress=False)
         _, test = eval_splits(base, claim.eval_problems)
         for s in seeds:
-            for m in claim.methods:
-                runs[m].append(run_cached(claim, preset, m, tuning["pick"][m], base, b, s, "test",
-                                          test, runs_dir))
+            for name, m, lr in arms(claim, tuning["pick"]):
+                runs[name].append(run_cached(claim, preset, m, lr, base, b, s, "test", test, runs_dir))
                 bar.update(1)
     bar.close()
-    comps = [compare_runs(runs, c, claim.metric_key) for c in claim.comparisons]
+    record = _record(claim, runs, tuning, bases, seeds, preset)
+    return {**record, "machine": machine(), "wall_s": time.perf_counter() - t0,
+            "cpu_s": time.process_time() - c0, "version": claim.version}
+
+
+DECISION_RULES = {
+    1: "95% paired t interval of treatment - control over (base, seed): holds if it excludes 0 "
+       "on the predicted side, contradicted if on the other side, not shown otherwise",
+    2: "95% t interval over the per-base means of treatment - control (pooled paired interval "
+       "and per-base means beside it): holds if it excludes 0 on the predicted side, "
+       "contradicted if on the other side, not shown if it contains 0 or has zero width"}
+
+
+def _record(claim: Claim, runs: dict, tuning: dict, bases, seeds, preset: str) -> dict:
+    """The record's declaration, runs, comparisons and verdict(s) (module docstring)."""
+    comps = [compare_runs(runs, c, claim.metric_key, claim.version) for c in claim.comparisons]
     verdict, caveats = decide(claim, comps)
-    decl = {k: v for k, v in asdict(claim).items() if k not in ("comparisons", "caveats", "grids")}
-    return {**decl, "decision_rule": "95% paired t interval of treatment - control over "
-                                     "(base, seed): holds if it excludes 0 on the predicted side, "
-                                     "contradicted if on the other side, not shown otherwise",
-            "bases": list(bases), "seeds": list(seeds), "preset": preset, "tuning": tuning,
-            "runs": runs, "comparisons": comps, "verdict": verdict, "caveats": caveats,
-            "machine": machine(), "wall_s": time.perf_counter() - t0,
-            "cpu_s": time.process_time() - c0,
-            "version": STUDY_VERSION}
+    skip = ("comparisons", "caveats", "grids", "article_rule", "version", "tuned", "lr_note")
+    decl = {k: v for k, v in asdict(claim).items() if k not in skip and
+            (claim.version >= 2 or k not in ("article_quote", "sweep"))}
+    if claim.sweep:
+        decl["grids"] = {m: list(g) for m, g in claim.grids.items()}
+    out = {**decl, "decision_rule": DECISION_RULES[claim.version], "bases": list(bases),
+           "seeds": list(seeds), "preset": preset, "tuning": tuning, "runs": runs,
+           "comparisons": comps, "verdict": verdict, "caveats": caveats}
+    if claim.version >= 2:
+        article_verdict, reason = judge_article(claim, comps)
+        out.update(article_verdict=article_verdict, article_reason=reason, test_verdict=verdict)
+    return out
 
 
 def write_record(record: dict, out_dir) -> Path:
@@ -258,40 +347,69 @@ def load_record(claim_id: str, out_dir=None) -> dict:
     path = Path(out_dir or RESULTS) / f"{claim_id}.json"
     if not path.exists():
         raise FileNotFoundError(f"no study record {path}: run `python -m refimpl study --claims {claim_id}`")
-    return json.loads(path.read_text())
+    return read_record(path)
+
+
+RECORD_KEYS = ("id", "hypothesis", "bases", "seeds", "runs", "comparisons", "verdict")
+
+
+def read_record(path) -> dict:
+    """The study record in the JSON file ``path``; a ValueError naming the file when it is not
+    JSON or not a record (a record has every key of RECORD_KEYS)."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not a study record: not JSON ({err.msg}, line {err.lineno})") from None
+    missing = [k for k in RECORD_KEYS if not isinstance(record, dict) or k not in record]
+    if missing:
+        raise ValueError(f"{path} is not a study record: it lacks {', '.join(missing)}")
+    return record
 
 
 def load_records(out_dir=None) -> list:
     """Every record in ``out_dir`` (default: the committed ones), in claim order."""
     order = lambda p: (int(re.match(r"C(\d+)", p.stem).group(1)), p.stem)   # noqa: E731; C11 < C11b < C12
     paths = sorted(Path(out_dir or RESULTS).glob("C*.json"), key=order)
-    return [json.loads(p.read_text()) for p in paths]
+    return [read_record(p) for p in paths]
 
 
 def recompute_verdicts(record: dict) -> list:
     """Each comparison's verdict recomputed from the record's paired differences by the
-    declared rule (95% t interval, ``stats.verdict``), then the claim's verdict from them
-    (``decide``): a notebook asserts these equal what the record says."""
-    verdicts = [stats.verdict(stats.t_interval([d["diff"] for d in c["diffs"]]), c["predicted"])
-                for c in record["comparisons"]]
+    record's declared rule (version 1: ``stats.verdict`` of the pooled t interval; version 2:
+    ``stats.test_verdict`` of the t interval over base means), then the claim's verdict from
+    them (``decide``) and, for version 2, the article's verdict (``judge_article``): a notebook
+    asserts these equal what the record says."""
     claim = CLAIMS[record["id"]]
-    overall, _ = decide(claim, [{"verdict": v} for v in verdicts])
+    verdicts = []
+    for c in record["comparisons"]:
+        d = [x["diff"] for x in c["diffs"]]
+        if record.get("version", 1) >= 2:
+            ci = stats.cluster_t_interval(d, [x["base"] for x in c["diffs"]])
+            verdicts.append(stats.test_verdict(ci, c["predicted"]))
+        else:
+            verdicts.append(stats.verdict(stats.t_interval(d), c["predicted"]))
+    comps = [{"verdict": v} for v in verdicts]
+    overall, _ = decide(claim, comps)
+    if record.get("version", 1) >= 2:
+        return verdicts + [overall, judge_article(claim, comps)[0]]
     return verdicts + [overall]
 
 
 def format_record(record: dict) -> str:
     """A record in a few lines, as notebooks print it: the runs, each method's tuned lr, each
     comparison's paired mean difference [95% t interval] and verdict, the verdict, the caveats."""
-    pick = record["tuning"]["pick"]
     lines = [f"{record['id']} record: {len(record['bases'])} bases x {len(record['seeds'])} seeds, "
-             f"{record['budget_samples']:,} completions per run; lr "
-             + ("not tuned" if "note" in record["tuning"] else "picked on validation") + ": "
-             + ", ".join(f"{LABELS[m]} {lr:g}" for m, lr in pick.items())]
+             f"{record['budget_samples']:,} completions per run; lr {lr_text(record)}"]
     for c in record["comparisons"]:
         ci = c["ci"]
         lines.append(f"  {comparison_label(record, c)}: {ci['mean']:+.3f} [{ci['lo']:+.3f}, {ci['hi']:+.3f}]"
                      + ("" if c["predicted"] == 1 else " (predicted < 0)") + f"  {c['verdict']}")
-    lines.append(f"verdict: {record['verdict']}")
+    if record.get("version", 1) >= 2:
+        lines += [f"intervals: 95% t over the {len(record['bases'])} base means",
+                  f"article: {record['article_verdict']} ({record['article_reason']})",
+                  f"project's test: {record['test_verdict']}"]
+    else:
+        lines.append(f"verdict: {record['verdict']}")
     lines += [f"  caveat: {t}" for t in record["caveats"]]
     return "\n".join(lines)
 
@@ -300,6 +418,8 @@ def comparison_label(record: dict, c: dict) -> str:
     """"treatment - control", plus the compared value when it is not accuracy (records made
     before comparisons named their value compare final_acc)."""
     key = c.get("metric") or record.get("metric_key", "final_acc")
+    if record.get("version", 1) >= 2:      # declared in plain words
+        return c["question"]
     if c.get("control_metric"):            # one method's value against another, or against 0
         return (f"{LABELS[c['treatment']]}: {key.replace('_', ' ')}"
                 + ("" if c["control_metric"] == "0" else

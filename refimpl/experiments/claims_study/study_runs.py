@@ -8,6 +8,7 @@ the values of one run, which ``refimpl.experiments.claims_study.study.run_cached
     critic     refimpl.methods.ppo_analysis.critic_run: PPO's critic fitted alone (C15)
     dpo        refimpl.experiments.claims_study.dpo_runs.dpo_run: DPO on verifier-labelled pairs (C4, C5)
     length     refimpl.experiments.claims_study.length_runs.length_run: GRPO with one loss aggregation (C11b)
+    variance   refimpl.experiments.claims_study.variance_runs.variance_run: REINFORCE's gradient variance by difficulty during training (C12)
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from refimpl.experiments.claims_study.dpo_runs import DpoRunConfig, dpo_run
 from refimpl.experiments.claims_study.length_runs import LengthRunConfig, length_run
 from refimpl.experiments.labs.offline_online import CoverageRunConfig, coverage_run
 from refimpl.experiments.claims_study.reward_runs import RewardRunConfig, reward_run
+from refimpl.experiments.claims_study.variance_runs import VarianceRunConfig, variance_run
 
 
 def _compare_runner(claim, preset, method, lr, base, seed, problems) -> dict:
@@ -76,6 +78,14 @@ def _length_runner(claim, preset, method, lr, base, seed, problems) -> dict:
     return length_run(method, base, lr, LengthRunConfig(**kw), problems)
 
 
+def _variance_runner(claim, preset, method, lr, base, seed, problems) -> dict:
+    """C12's run (refimpl.experiments.claims_study.variance_runs.variance_run): REINFORCE (RLOO)
+    trained, its gradient variance per baseline measured by difficulty at start, middle and end."""
+    kw = _step_shape(preset, claim, method, seed)
+    return variance_run(method, base, lr, VarianceRunConfig(**kw), problems)
+
+
 # runner name -> fn(claim, preset, method, lr, base, seed, problems) -> the run's values
 RUNNERS = {"compare": _compare_runner, "coverage": _coverage_runner, "reward": _reward_runner,
-           "critic": _critic_runner, "dpo": _dpo_runner, "length": _length_runner}
+           "critic": _critic_runner, "dpo": _dpo_runner, "length": _length_runner,
+           "variance": _variance_runner}

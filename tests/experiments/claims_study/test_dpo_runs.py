@@ -1,5 +1,7 @@
 """refimpl.experiments.claims_study.dpo_runs (claims C4, C5): the run measures the truly right completions even when
 labels are flipped, applies the method's loss settings, and names bad arguments."""
+import math
+
 import pytest
 
 from refimpl.experiments.claims_study.dpo_runs import DPO_METHODS, DpoRunConfig, dpo_run
@@ -28,3 +30,20 @@ def test_bad_arguments_are_named(cpu_base, kw, match):
     args.update(kw)
     with pytest.raises((ValueError, TypeError), match=match):
         dpo_run(args["method"], cpu_base, args["lr"], args["cfg"], args["problems"])
+
+
+def test_the_implicit_reward_picks_are_measured_only_when_asked(cpu_base):
+    """C4a's values: the pick by the implicit reward and a random pick, on fresh samples of the
+    first ``rerank_problems`` problems; the same numbers as the notebook's re-ranking would give
+    for the same policy and seed (one function computes both)."""
+    from dataclasses import replace
+    problems = cpu_base.heldout(8)
+    plain = dpo_run("dpo", cpu_base, 5e-5, SMALL, problems)
+    assert "pick_acc" not in plain
+    run = dpo_run("dpo", cpu_base, 5e-5, replace(SMALL, rerank_problems=6, rerank_samples=4), problems)
+    assert {k: run[k] for k in plain} == plain                      # the run itself is unchanged
+    assert 0 <= run["pick_acc"] <= run["oracle_acc"] <= 1 and 0 <= run["random_acc"] <= run["oracle_acc"]
+    assert run["pick_acc"] * 6 == round(run["pick_acc"] * 6)        # a share of 6 problems
+    assert math.isfinite(run["pick_ref_logp_shift"])
+    with pytest.raises(ValueError, match="rerank_samples"):
+        dpo_run("dpo", cpu_base, 5e-5, replace(SMALL, rerank_problems=6, rerank_samples=1), problems)

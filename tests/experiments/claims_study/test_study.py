@@ -80,10 +80,18 @@ def test_records_round_trip(record, tmp_path):
 def test_every_declared_claim_is_well_formed():
     for cid, c in study.CLAIMS.items():
         assert c.id == cid and c.comparisons and c.budget_samples > 0
+        names = {name for name, _, _ in study.arms(c, {m: 0.0 for m in c.methods})}
         for comp in c.comparisons:
-            assert {comp.treatment, comp.control} <= set(c.methods)
+            assert {comp.treatment, comp.control} <= names
+        vocabulary = stats.TEST_VERDICTS if c.version >= 2 else stats.VERDICTS
         for i, when, _ in c.caveats:
-            assert 0 <= i < len(c.comparisons) and set(when) <= set(stats.VERDICTS)
+            assert 0 <= i < len(c.comparisons) and set(when) <= set(vocabulary)
+        if c.version >= 2:       # the article's line: a quote, and a rule that ends in a catch-all
+            assert c.article_quote and c.article_rule and c.article_rule[-1][0] == {}
+            for when, article_verdict, reason in c.article_rule:
+                assert article_verdict in stats.ARTICLE_VERDICTS and reason
+                assert all(0 <= i < len(c.comparisons) and set(v) <= set(vocabulary)
+                           for i, v in when.items())
 
 
 def test_cli_refuses_unknown_claims_and_too_few_seeds(capsys):
@@ -186,10 +194,11 @@ def test_run_keys_of_the_default_runner_are_unchanged():
     assert study._run_key(replace(c17, runner="coverage"), "cpu", "grpo", 5e-5, 0, 0, "test") != key
 
 
-@pytest.mark.parametrize("cid", ["C3", "C4", "C5", "C10", "C11b", "C12", "C13", "C15", "C17", "C19"])
+@pytest.mark.parametrize("cid", ["C3", "C4a", "C4b", "C5", "C10", "C11b", "C12", "C13", "C15", "C17", "C19"])
 def test_committed_records_follow_their_declared_rule(cid):
     rec = study.load_record(cid)
-    assert study.recompute_verdicts(rec) == [c["verdict"] for c in rec["comparisons"]] + [rec["verdict"]]
+    two = [rec["article_verdict"]] if rec.get("version", 1) >= 2 else []
+    assert study.recompute_verdicts(rec) == [c["verdict"] for c in rec["comparisons"]] + [rec["verdict"]] + two
     text = study.format_record(rec)
     assert text.count("\n") >= len(rec["comparisons"]) + 1 and rec["verdict"] in text
     for c in rec["comparisons"]:
@@ -234,7 +243,7 @@ def test_a_shared_lr_is_the_best_mean_over_the_methods(monkeypatch, tmp_path):
 
 def test_records_load_in_claim_order(tmp_path):
     for cid in ("C12", "C3", "C11b", "C11"):
-        (tmp_path / f"{cid}.json").write_text(json.dumps({"id": cid}))
+        (tmp_path / f"{cid}.json").write_text(json.dumps({k: cid if k == "id" else [] for k in study.RECORD_KEYS}))
     assert [r["id"] for r in study.load_records(tmp_path)] == ["C3", "C11", "C11b", "C12"]
 
 
@@ -244,3 +253,84 @@ def test_jobs_must_be_a_positive_count(capsys):
             main(["study", "--claims", "C12", "--jobs", bad])
         assert e.value.code == 2
     assert "--jobs must be a whole number >= 1" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- version 2: two verdicts
+
+
+def test_version_two_records_carry_both_verdicts_in_their_vocabularies():
+    """Every record made under the two-verdict rule quotes the article, judges its sentence in
+    ARTICLE_VERDICTS and its test in TEST_VERDICTS, on >= 5 bases x 5 seeds, with the interval
+    over base means deciding and the pooled interval beside it."""
+    records = [r for r in study.load_records() if r.get("version", 1) >= 2]
+    assert records, "no record made under the two-verdict rule"
+    for r in records:
+        assert r["article_verdict"] in stats.ARTICLE_VERDICTS and r["article_reason"]
+        assert r["test_verdict"] in stats.TEST_VERDICTS and r["verdict"] == r["test_verdict"]
+        assert 0 < r["article_quote"].count(". ") + r["article_quote"].endswith(".") <= 2
+        assert len(r["bases"]) >= 5 and len(r["seeds"]) >= 5
+        assert "erratum" not in json.dumps([r["verdict"], r["comparisons"][0]["verdict"]])
+        for c in r["comparisons"]:
+            d = [x["diff"] for x in c["diffs"]]
+            assert c["ci"] == stats.cluster_t_interval(d, [x["base"] for x in c["diffs"]])
+            assert c["pooled"] == stats.t_interval(d)
+
+
+def test_the_article_rule_reads_the_comparisons_and_needs_a_catch_all():
+    c12 = study.CLAIMS["C12"]
+    v = lambda *xs: [{"verdict": x} for x in xs]   # noqa: E731
+    assert study.judge_article(c12, v("holds", "holds"))[0] == "supported"
+    assert study.judge_article(c12, v("holds", "not shown"))[0] == "nuanced"
+    assert study.judge_article(c12, v("contradicted", "holds"))[0] == "refuted"
+    assert study.judge_article(c12, v("not shown", "holds"))[0] == "nuanced"
+    from dataclasses import replace
+    with pytest.raises(ValueError, match="catch-all"):
+        study.judge_article(replace(c12, article_rule=c12.article_rule[:1]), v("not shown", "holds"))
+
+
+def test_a_version_two_comparison_decides_over_base_means_and_drops_undefined_pairs():
+    """Runs on a base that agree with each other: the pooled interval excludes 0, the interval
+    over the 3 base means does not; a NaN value (an empty bin) is left out and counted."""
+    runs = {"a": [], "b": []}
+    for base, shift in ((0, 0.30), (1, 0.05), (2, 0.10)):
+        for seed in range(5):
+            runs["a"].append({"base": base, "seed": seed, "v": shift + 0.01 * seed})
+            runs["b"].append({"base": base, "seed": seed, "v": 0.0})
+    runs["a"][0]["v"] = float("nan")
+    comp = Comparison("a", "b", 1, "a vs b", metric="v")
+    two = study.compare_runs(runs, comp, version=2)
+    assert two["undefined_pairs"] == 1 and len(two["diffs"]) == 14
+    assert two["ci"]["lo"] < 0 < two["pooled"]["lo"] and two["verdict"] == "not shown"
+    assert two["bases_needed"] is not None
+
+
+def test_bad_study_inputs_get_one_line_errors():
+    c12 = study.CLAIMS["C12"]
+    with pytest.raises(ValueError, match=">= 2 bases"):
+        study.run_claim(c12, bases=(0,), seeds=(0, 1))
+    with pytest.raises(ValueError, match="run seeds"):
+        study.run_claim(c12, bases=(0, 1), seeds=(0,))
+    with pytest.raises(ValueError, match="run seeds"):
+        study.run_claim(c12, bases=(), seeds=(0, 1))
+
+
+def test_a_file_that_is_not_a_record_and_an_empty_grid_get_one_line_errors(tmp_path):
+    (tmp_path / "C12.json").write_text("{not json")
+    with pytest.raises(ValueError, match="C12.json is not a study record: not JSON"):
+        study.load_record("C12", tmp_path)
+    (tmp_path / "C12.json").write_text('{"id": "C12", "runs": {}}')
+    with pytest.raises(ValueError, match="lacks hypothesis, bases, seeds, comparisons, verdict"):
+        study.load_records(tmp_path)
+    from dataclasses import replace
+    with pytest.raises(ValueError, match="empty lr grid for \\['reinforce'\\]"):
+        study.run_claim(replace(study.CLAIMS["C12"], grids={"reinforce": ()}), bases=(0, 1), seeds=(0, 1))
+
+
+def test_a_sweep_claim_runs_every_lr_of_its_grid_as_named_arms():
+    c4b = study.CLAIMS["C4b"]
+    names = [a for a, _, _ in study.arms(c4b, {})]
+    assert names == ["dpo@5e-06", "dpo@1e-05", "dpo@2e-05", "dpo@5e-05"]
+    from dataclasses import replace
+    bad = replace(c4b, comparisons=(Comparison("dpo@3e-05", "dpo@5e-06", -1, "an lr off the grid"),))
+    with pytest.raises(ValueError, match="not among its arms"):
+        study.run_claim(bad, bases=(0, 1), seeds=(0, 1))
