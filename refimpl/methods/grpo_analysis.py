@@ -9,7 +9,9 @@
 - the noise of the GRPO gradient as a function of the group size G (claim C9), from
   per-sample gradients and their Gram matrix;
 - the expected advantage mass per prompt with and without std scaling (Liu et al. 2025,
-  Dr. GRPO, sec. 3.1: the "question-level difficulty bias", claim C11);
+  Dr. GRPO, sec. 3.1: the "question-level difficulty bias", claim C11), and the share of the
+  advantages' variance the true reward explains when the reward is slightly noisy (C11's
+  signal-to-noise reading);
 - the weight each loss aggregation gives a completion of a given length (Dr. GRPO's
   "response-level length bias", claim C11b).
 """
@@ -139,6 +141,46 @@ def expected_abs_advantage(p: float, G: int, scale: str = "group", eps: float = 
         a = group_advantages(r, G, scale=scale, eps=eps).abs().sum().item()
         total += math.comb(G, c) * p**c * (1 - p) ** (G - c) * a
     return total
+
+
+def _check_signal_args(pass_rates: torch.Tensor, group_size: int, sigma: float, groups: int) -> None:
+    """advantage_signal_share's inputs: (P,) pass rates in [0, 1], G >= 2, sigma >= 0, groups >= 1."""
+    if pass_rates.dim() != 1 or not pass_rates.numel():
+        raise ValueError(f"pass_rates must be a non-empty (P,) tensor, got shape {tuple(pass_rates.shape)}")
+    if not (torch.isfinite(pass_rates).all() and (pass_rates >= 0).all() and (pass_rates <= 1).all()):
+        raise ValueError("pass_rates must be probabilities in [0, 1] (NaN is not one)")
+    checks.count("group_size", group_size, 2)
+    checks.positive("sigma", sigma, "the spread of the reward's noise", allow_zero=True)
+    checks.count("groups_per_prompt", groups, 1)
+
+
+def advantage_signal_share(pass_rates: torch.Tensor, group_size: int, sigma: float,
+                           scale: str = "group", groups_per_prompt: int = 64,
+                           generator: torch.Generator | None = None) -> float:
+    """The share of the advantages' variance that the true 0/1 reward explains when the reward
+    the advantages see is slightly noisy (claim C11, its signal-to-noise reading).
+
+    For each prompt of ``pass_rates`` (P,), ``groups_per_prompt`` groups of G: v_i ~ Bernoulli(p),
+    r_i = v_i + sigma z_i (a verifier plus noise, as a reward model near it), and
+    A = group_advantages(r, G, scale). The signal is the group-centred true reward
+    u_i = v_i - mean_group(v), and the share is the R^2 of A on u over all samples,
+
+        share = (sum_i A_i u_i)^2 / (sum_i A_i^2 * sum_i u_i^2)            (both centred per group).
+
+    Without scaling A = u + sigma (z - z_bar): the share tends to 1 as sigma -> 0. With std
+    scaling a uniform group's advantages are its noise divided by the noise's own spread, about
+    unit size whatever sigma: variance without signal. Returns a float in [0, 1] (0 when no
+    group holds both a right and a wrong answer).
+    """
+    _check_signal_args(pass_rates, group_size, sigma, groups_per_prompt)
+    gen = generator or torch.Generator().manual_seed(0)
+    p = pass_rates.double().repeat_interleave(groups_per_prompt)[:, None]        # (N, 1) N = P * groups
+    v = (torch.rand(p.shape[0], group_size, generator=gen, dtype=torch.float64) < p).double()  # (N, G)
+    z = torch.randn(v.shape, generator=gen, dtype=torch.float64)                # (N, G)
+    A = group_advantages(v + sigma * z, group_size, scale=scale).view_as(v)     # (N, G)
+    u = v - v.mean(dim=1, keepdim=True)                                         # (N, G)
+    denom = (A.pow(2).sum() * u.pow(2).sum()).item()
+    return (A * u).sum().item() ** 2 / denom if denom > 0 else 0.0
 
 
 def sequence_weights(mask: torch.Tensor, loss_agg: str, max_tokens: int | None = None) -> torch.Tensor:

@@ -176,3 +176,41 @@ def test_clip_experiment_on_policy_never_clips_and_larger_steps_move_further(cpu
     assert rows[1]["mu"] == 4 and 0 <= rows[1]["heldout_acc"] <= 1
     table = ga.clip_table(rows, start_acc=0.4).splitlines()
     assert len(table) == 2 + len(rows) and "no training" in table[1]
+
+
+# ------------------------------------------------------------------ C11, the signal reading
+
+@pytest.mark.parametrize("p, sigma", [(0.5, 0.1), (0.2, 0.05), (0.5, 0.3)])
+def test_unscaled_signal_share_matches_its_closed_form(p, sigma):
+    """Without scaling A = u + sigma (z - z_bar), so the share tends to
+    p(1-p) / (p(1-p) + sigma^2) (both variances carry the same (G-1)/G)."""
+    share = ga.advantage_signal_share(torch.tensor([p]), 8, sigma, scale="none",
+                                      groups_per_prompt=40_000)
+    assert share == pytest.approx(p * (1 - p) / (p * (1 - p) + sigma ** 2), abs=0.01)
+
+
+def test_without_noise_the_share_is_one_and_uniform_groups_give_nothing():
+    mixed = torch.tensor([0.0, 0.3, 0.5, 1.0])
+    assert ga.advantage_signal_share(mixed, 8, 0.0, scale="none") == pytest.approx(1.0)
+    # G = 2: every mixed group has the same std, so scaling is one common factor
+    assert ga.advantage_signal_share(torch.tensor([0.5]), 2, 0.0) == pytest.approx(1.0)
+    assert ga.advantage_signal_share(torch.tensor([0.0, 1.0]), 8, 0.1) == 0.0
+
+
+def test_std_scaling_turns_a_uniform_groups_noise_into_unit_size_advantages():
+    """A little noise halves the signal share of scaled advantages when half the groups are
+    uniform, and leaves the unscaled share near 1."""
+    rates = torch.tensor([0.0, 0.0, 0.5, 0.5])
+    scaled = ga.advantage_signal_share(rates, 8, 0.01)
+    unscaled = ga.advantage_signal_share(rates, 8, 0.01, scale="none")
+    assert unscaled > 0.99 and scaled < 0.6
+
+
+@pytest.mark.parametrize("kw, match", [(dict(pass_rates=torch.tensor([float("nan")])), "probabilities"),
+                                       (dict(pass_rates=torch.tensor([1.2])), "probabilities"),
+                                       (dict(sigma=-0.1), "sigma"), (dict(group_size=1), "group_size")])
+def test_bad_signal_share_inputs_are_named(kw, match):
+    args = dict(pass_rates=torch.tensor([0.5]), group_size=8, sigma=0.1)
+    args.update(kw)
+    with pytest.raises((ValueError, TypeError), match=match):
+        ga.advantage_signal_share(**args)
