@@ -16,6 +16,14 @@ what would contradict it, what would leave it not shown), and run the same way:
         d_{b,s} = acc[t, b, s] - acc[c, b, s]               # paired: same base, same seed
         CI = t interval of mean(d)  (refimpl.core.stats)  ->  holds / contradicted / not shown
 
+A claim declared under the two-verdict rule (``Claim.version = 2``, shared/EVIDENCE.md sec. 5)
+changes three lines of the box: its CI is the t interval over the per-base means
+(``stats.cluster_t_interval``; runs on one base are not independent), with the pooled interval,
+the per-base means and a two-level bootstrap stored beside it; its test verdict is in
+``stats.TEST_VERDICTS``; and its ``article_rule``, declared with it, judges the quoted sentence
+(supported / refuted / nuanced) from the comparisons' verdicts. Such a claim may run at a
+declared lr (``tuned=False``), or at every lr of its grid (``sweep``: a dose-response).
+
 The first comparison of a claim decides its verdict; a declared caveat turns "holds" into
 "holds with a caveat" when another comparison comes out as the caveat says. Budgets count
 generated completions (never wall time), so the numbers do not depend on the machine's speed.
