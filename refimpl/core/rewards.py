@@ -36,12 +36,15 @@ and never raises: junk text scores 0. ``make_reward_fn`` binds a task into the
 """
 from __future__ import annotations
 
+import math
+
 from typing import Callable
 
 from refimpl.core import checks
 
 REWARD_KINDS = ("outcome", "process", "prefix", "tolerant")
 REL_TOL = 0.01                   # tolerant_verify's relative tolerance
+SHIPPED_REL_TOL = 1e-4           # shipped_verify's: verl's prime_math math_equal default
 
 
 def outcome_reward(task, problem, text) -> float:
@@ -104,6 +107,28 @@ def tolerant_verify(task, problem, text, rel_tol: float = REL_TOL) -> float:
         written = str(text).split("|")[-1]
         if written.isascii() and written.isdigit() and \
                 abs(int(written) - problem.answer) <= rel_tol * abs(problem.answer):
+            return 1.0
+        return outcome_reward(task, problem, text)
+    except Exception:
+        return 0.0
+
+
+def shipped_verify(task, problem, text, rel_tol: float = SHIPPED_REL_TOL) -> float:
+    """The numeric branch of a math grader in use: 1.0 when the written answer a is within a
+    relative tolerance of answer, answer / 100 or answer * 100 (|a - r| <= rel_tol * max(|a|,
+    |r|), ``math.isclose``), else the real verifier's verdict.
+
+    verl's ``verl/utils/reward_score/prime_math/grader.py`` (``math_equal``, adapted from
+    ToRA's grader) compares numbers this way by default (tolerance=1e-4,
+    include_percentage=True), so "632" and "63200" both pass for 632. On this task's answers
+    (< 10,000) the 1e-4 tolerance accepts only the exact answer, and only the factor-100
+    branch can accept a wrong one. The answer is read as in ``tolerant_verify``. Never raises.
+    """
+    try:
+        written = str(text).split("|")[-1]
+        if written.isascii() and written.isdigit() and any(
+                math.isclose(int(written), r, rel_tol=rel_tol)
+                for r in (problem.answer / 100, problem.answer, problem.answer * 100)):
             return 1.0
         return outcome_reward(task, problem, text)
     except Exception:

@@ -18,7 +18,8 @@ Critic: V_phi(s_t) predicts the return-to-go sum_{l >= t} gamma^(l-t) r_l. Here 
 InstructGPT / TRL layout). Its cost: a second set of transformer weights, and Adam's two
 moment buffers and gradients for them, so PPO holds about 1.8x GRPO's floats (see `rl_memory`).
 The alternative, a head on the policy's own trunk, saves that memory but lets the value
-loss pull on the policy's features.
+loss pull on the policy's features. Without a critic, `loo_values` gives every token the
+prompt's pass rate estimated from the group's other samples (claim C15's Monte-Carlo arm).
 
 Generalised advantage estimation (Schulman et al. 2016, "High-Dimensional Continuous
 Control Using GAE", eq. 16), with V(s_L) = 0 after the last token:
@@ -49,6 +50,7 @@ import torch.nn as nn
 
 from refimpl.core import checks
 from refimpl.methods.grpo import grpo_loss
+from refimpl.methods.reinforce import baseline
 
 # ------------------------------------------------------------------------------ critic ----
 
@@ -104,6 +106,27 @@ def rl_memory(policy: nn.Module, critic: nn.Module | None = None, reference: boo
     grads = n_pol + n_crit
     opt = adam_buffers * (n_pol + n_crit)
     return {"params": params, "grads": grads, "optimizer_state": opt, "total": params + grads + opt}
+
+
+def loo_values(rewards: torch.Tensor, mask: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Monte-Carlo values without a critic: V(s_t) = the prompt's pass rate estimated from the
+    OTHER G-1 samples of its group, held at every token of the completion.
+
+    This is the leave-one-out mean of ``refimpl.methods.reinforce.baseline(kind="rloo")``
+    (Kool et al. 2019; Ahmadian et al. 2024), broadcast along the sequence: the value of the
+    prompt at the first token, E[R | x] up to sampling noise, which ignores what the completion
+    has written so far. Leaving sample i out keeps V independent of its own reward. GAE
+    (Schulman et al. 2016, eq. 16) runs on it as on a critic's values: with V constant along
+    the sequence, gamma = 1 and no KL, every delta_t but the last is 0, so
+    A_t = lam^(L-1-t) (R - V).
+
+    rewards: (B*G,) outcome rewards, G consecutive samples per prompt; mask: (B*G, T) bool
+    completion mask; group_size: G >= 2. Returns (B*G, T) values, 0 where masked.
+    """
+    b = baseline(rewards, group_size, "rloo")                              # (B*G,)
+    checks.tensor("mask", mask, dims=(2,), floating=False)
+    checks.bool_mask("mask", mask, (b.shape[0], mask.shape[1]), like="(B*G, T) completions")
+    return torch.where(mask, b[:, None], torch.zeros_like(b)[:, None])     # (B*G, T)
 
 
 # ------------------------------------------------------------------- rewards and GAE ------

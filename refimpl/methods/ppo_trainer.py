@@ -19,6 +19,12 @@ Then r - p(x) is each sampled completion's advantage measured against the best p
 prompt-level baseline, and the history records how well each method's baseline and
 advantage track it: the critic's V(x) (PPO) and the group mean (GRPO), on the same batch.
 
+Values (claim C15). ``values`` says where V(s_t) comes from before GAE: "critic" (the learned
+critic, PPO itself), "zero" (no critic: V = 0, so the advantages are the lambda-discounted
+returns-to-go) or "mc" (``refimpl.methods.ppo.loo_values``: the prompt's pass rate estimated
+from the group's other G-1 samples, held at every token; needs G >= 2). With "zero" or "mc"
+the critic is neither run nor trained.
+
 The registry row of PPO (``METHOD``) sits at the end of the module.
 """
 from __future__ import annotations
@@ -35,9 +41,11 @@ from refimpl.core.rollouts import completion_stats, sample_groups
 from refimpl.core.training import (Clock, Method, StepBar, TrainResult, adamw, check_fields,
                                    heldout_row, log_heldout, problem_sets, start_history,
                                    start_policy)
-from refimpl.methods.ppo import (ValueModel, explained_variance, gae_advantages, ppo_policy_loss, rl_memory,
-                  token_rewards, value_loss, whiten)
+from refimpl.methods.ppo import (ValueModel, explained_variance, gae_advantages, loo_values,
+                                  ppo_policy_loss, rl_memory, token_rewards, value_loss, whiten)
 from refimpl.methods.ppo_analysis import advantage_quality, mc_pass_rates
+
+VALUE_SOURCES = ("critic", "zero", "mc")   # where V(s_t) comes from (module docstring)
 
 
 @dataclass
@@ -66,6 +74,7 @@ class PPOConfig:
     eval_problems: int = 256
     mc_every: int = 0                 # Monte-Carlo advantage check every this many steps (0: never)
     mc_samples: int = 32              # extra samples per prompt for the p(x) estimate
+    values: str = "critic"            # V(s_t): "critic", "zero" (V = 0) or "mc" (loo_values)
     seed: int = 0
 
     def validate(self) -> None:
@@ -79,8 +88,12 @@ class PPOConfig:
                      nonnegative=("reward_kl_coef", "vf_coef"),
                      intervals={"clip_eps": (0, 1, "()"), "gamma": (0, 1, "[]"),
                                 "lam": (0, 1, "[]")},
+                     choices={"values": VALUE_SOURCES},
                      flags=("whiten_advantages",), optional=("clip_range_value", "level"),
                      why={"reward_kl_coef": "0 disables the KL penalty"})
+        if self.values == "mc" and self.group_size < 2:
+            raise ValueError("PPOConfig.values='mc' estimates V from the group's other samples: "
+                             f"it needs group_size >= 2, got {self.group_size}")
         checks.at_least("PPOConfig.train_pool", self.train_pool, "prompts_per_step",
                         self.prompts_per_step,
                         "each step draws that many different prompts from the pool")
@@ -93,18 +106,31 @@ def _adam_state_numel(opt) -> int:
 
 
 @torch.no_grad()
+def rollout_values(critic, batch, cfg: PPOConfig) -> torch.Tensor:
+    """V(s_t) (B*G, T) of a rollout's states at rollout time, from cfg.values: the critic's,
+    zeros (GAE then gives the lambda-discounted returns-to-go), or ``loo_values`` (the
+    leave-one-out group mean reward at every token). 0 where masked."""
+    mask = batch.completion_mask                                         # (B*G, T)
+    if cfg.values == "zero":
+        return torch.zeros(mask.shape, dtype=batch.rewards.dtype, device=mask.device)  # (B*G, T)
+    if cfg.values == "mc":
+        return loo_values(batch.rewards, mask, batch.group_size)         # (B*G, T)
+    return critic(batch.prompt_ids, batch.prompt_mask, batch.completion_ids, mask)  # (B*G, T)
+
+
+@torch.no_grad()
 def rollout_advantages(critic, ref_model, batch, cfg: PPOConfig) -> dict:
     """Everything PPO computes from a scored rollout before its updates.
 
     batch: a Rollout (B*G completions). Returns a dict of (B*G, T) tensors: "ref_logps",
-    "old_values" (critic at rollout time), "kl" (k1 = log pi_old - log pi_ref per token),
-    "rewards" (token_rewards), "advantages" and "returns" (GAE, before whitening).
+    "old_values" (V at rollout time, ``rollout_values``), "kl" (k1 = log pi_old - log pi_ref
+    per token), "rewards" (token_rewards), "advantages" and "returns" (GAE, before whitening).
     """
     args = (batch.prompt_ids, batch.prompt_mask, batch.completion_ids, batch.completion_mask)
     mask = batch.completion_mask                                         # (B*G, T)
     ref_logps = token_logprobs(ref_model, *args, temperature=cfg.temperature,
                                group_size=batch.group_size)              # (B*G, T)
-    old_values = critic(*args)                                           # (B*G, T)
+    old_values = rollout_values(critic, batch, cfg)                      # (B*G, T)
     kl = torch.where(mask, batch.old_logps - ref_logps, 0.0)            # (B*G, T)
     rewards = token_rewards(batch.rewards, mask, kl, cfg.reward_kl_coef)  # (B*G, T)
     advantages, returns = gae_advantages(rewards, old_values, mask, cfg.gamma, cfg.lam)  # (B*G, T)
@@ -138,8 +164,21 @@ def advantage_snapshot(policy, critics: dict, base, problems, cfg: PPOConfig, re
     return out
 
 
+def critic_step(critic, crit_opt, args: tuple, old_values, returns, cfg: PPOConfig) -> dict:
+    """One step of the clipped value loss (``value_loss``) on the critic's optimiser; args are
+    the batch's prompt ids and mask, completion ids and mask. Returns value_loss's metrics."""
+    values = critic(*args)                                               # (B*G, T)
+    vf_loss, vm = value_loss(values, old_values, returns, args[3], cfg.clip_range_value)
+    crit_opt.zero_grad(set_to_none=True)
+    (cfg.vf_coef * vf_loss).backward()
+    torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg.max_grad_norm)
+    crit_opt.step()
+    return vm
+
+
 def ppo_update(policy, critic, ref_model, opts, batch, cfg: PPOConfig, update_policy=True):
-    """One PPO batch: rewards, GAE, then cfg.inner_updates clipped steps.
+    """One PPO batch: rewards, GAE, then cfg.inner_updates clipped steps (of the critic too
+    when cfg.values is "critic").
 
     Returns (per-inner-update metrics, batch statistics: rollout-time values and
     advantages at the first token, explained variance, mean per-token KL).
@@ -168,14 +207,10 @@ def ppo_update(policy, critic, ref_model, opts, batch, cfg: PPOConfig, update_po
             m["grad_norm"] = torch.nn.utils.clip_grad_norm_(policy.parameters(),
                                                             cfg.max_grad_norm).item()
             pol_opt.step()
-        values = critic(*args)                                           # (B*G, T)
-        vf_loss, vm = value_loss(values, old_values, returns, mask, cfg.clip_range_value)
-        crit_opt.zero_grad(set_to_none=True)
-        (cfg.vf_coef * vf_loss).backward()
-        torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg.max_grad_norm)
-        crit_opt.step()
+        vm = (critic_step(critic, crit_opt, args, old_values, returns, cfg)
+              if cfg.values == "critic" else {})
         m.update(vm)
-        m["loss"] = m.get("loss/policy", 0.0) + cfg.vf_coef * vm["value_loss"]
+        m["loss"] = m.get("loss/policy", 0.0) + cfg.vf_coef * vm.get("value_loss", 0.0)
         out.append(m)
     return out, stats
 
@@ -214,7 +249,8 @@ def ppo_measurements(step: int, p, batch, st: dict, cfg: PPOConfig, policy, crit
     advantage-quality keys of the step's first inner epoch."""
     out = {}
     if step == 1:
-        out["memory/params"] = rl_memory(policy, critic)["params"]
+        used = critic if cfg.values == "critic" else None              # "zero", "mc": no critic
+        out["memory/params"] = rl_memory(policy, used)["params"]
         out["memory/optimizer_state"] = sum(_adam_state_numel(o) for o in opts)
     if p is not None:
         out.update(advantage_quality(batch.rewards, p, st["values0"], st["advantages0"],
@@ -233,13 +269,15 @@ def train_ppo(base, cfg: PPOConfig | None = None, *, policy=None, reward_fn=None
 
     History rows: step, time_s (training clock, evaluation and Monte-Carlo checks excluded),
     samples (completions generated so far), reward, reward_std, completions/mean_length, entropy,
-    value_loss, vf_clipfrac, explained_variance, clip_ratio, ratio_mean, kl, loss/policy,
+    value_loss and vf_clipfrac (values="critic" only), explained_variance (of the values
+    used, before this step's update), clip_ratio, ratio_mean, kl, loss/policy,
     grad_norm (averaged over the inner updates), sample_s / update_s / step_s (this step's
     seconds), heldout_acc (step 0 and every eval_every steps), the advantage_quality keys
     every mc_every steps (and at step 1), and at step 1 "memory/params" and
     "memory/optimizer_state" (floats held in weights and in the Adam buffers, the latter
     measured from the optimisers). The critic always starts from base.model (plus a zero
-    head), even when ``policy`` is given.
+    head), even when ``policy`` is given; with cfg.values "zero" or "mc" it is never run or
+    trained (TrainResult.critic is that untrained copy).
     """
     cfg = checks.config("cfg", cfg, PPOConfig)
     cfg.validate()

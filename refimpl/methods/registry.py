@@ -56,13 +56,18 @@ LABELS = {**{name: m.label for name, m in METHODS.items()},
           "dpo_carry": "DPO (carry pairs)", "dpo_units": "DPO (units pairs)",   # C3
           "rpo_flip": "DPO+NLL (RPO), flipped labels",                   # C5
           "crpo_flip": "cDPO+NLL (cRPO), flipped labels",
+          "dpo_flip": "DPO, flipped labels", "pure_cdpo_flip": "cDPO, flipped labels",
           "process": "REINFORCE (RLOO), exact process reward",           # C13
           "tolerant": "REINFORCE (RLOO), tolerant grader",               # C19
-          "nobaseline": "REINFORCE, no baseline",                        # C12
+          "nobaseline": "REINFORCE, no baseline",                        # C12b
+          "rloo_positive": "REINFORCE (RLOO), positive advantages only",
           "rm_grpo": "GRPO, learned reward model",                       # C10
+          "rm_grpo_unscaled": "GRPO, learned reward model, no std scaling",
+          "learned_prm": "REINFORCE (RLOO), learned PRM",                # C13
           "agg_dapo": "GRPO, token mean (DAPO)",                         # C11b
           "agg_dr_grpo": "GRPO, constant normaliser (Dr. GRPO)",
-          "critic": "PPO critic (trunk + head)", "critic_head": "PPO critic (head only)"}  # C15
+          "critic": "PPO critic (trunk + head)", "critic_head": "PPO critic (head only)",  # C15
+          "ppo_v0": "PPO, V = 0 (no critic)", "ppo_mc": "PPO, Monte-Carlo values"}        # C15
 
 
 def samples_per_step(method: str, cfg) -> int:

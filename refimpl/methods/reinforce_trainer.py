@@ -44,6 +44,8 @@ class ReinforceConfig:
 
     group_size: int = 8               # G samples per prompt
     baseline: str = "rloo"            # one of BASELINE_KINDS
+    positive_only: bool = False       # advantages max(r - b, 0): only better-than-baseline
+                                      # samples are pushed (C12's positive-only RLOO arm)
     running_momentum: float | None = None  # for "running": None = count average, else EMA
     running_init: float = 0.0         # for "running": b(x) of a prompt not seen before
     seq_kl_coef: float = 0.0          # weight of the sequence KL(pi || pi_ref) in the loss; 0: none
@@ -71,7 +73,7 @@ class ReinforceConfig:
                      intervals={"running_momentum": (0, 1, "[)"), "digits": (1, 6, "[]")},
                      choices={"baseline": BASELINE_KINDS, "running_key": RUNNING_KEYS,
                               "kl_estimator": ESTIMATORS},
-                     optional=("running_momentum", "level", "digits"),
+                     optional=("running_momentum", "level", "digits"), flags=("positive_only",),
                      why={"seq_kl_coef": "0 disables the KL penalty",
                           "running_momentum": "None keeps a count average",
                           "digits": "None trains on the base's task"})
@@ -101,6 +103,8 @@ def collect_groups(policy, tok, task, problems, cfg, reward_fn, running, gen):
             "global": [0] * len(problems)}[cfg.running_key]
     baselines = baseline(ro.rewards, cfg.group_size, cfg.baseline, running=running,
                          keys=keys)                                      # (B*G,)
+    if cfg.positive_only:                    # r - min(b, r) = max(r - b, 0)
+        baselines = torch.minimum(baselines, ro.rewards.to(baselines.dtype))  # (B*G,)
     return ro, baselines
 
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refimpl.core.rewards import (REL_TOL, REWARD_KINDS, make_reward_fn, outcome_reward,
-                                  prefix_verify, process_reward, tolerant_verify)
+                                  prefix_verify, process_reward, shipped_verify, tolerant_verify)
 from refimpl.core.tasks import Problem, get_task
 
 ADD = get_task("add", digits=3)
@@ -160,3 +160,27 @@ def test_tolerant_verify_is_the_closed_form_and_never_below_the_verifier(problem
 def test_tolerant_reward_fn_is_bound_by_make_reward_fn():
     fn = make_reward_fn(ADD, "tolerant")
     assert fn(P, "12,13,06|633") == 1.0 and fn(P, "12,13,06|700") == 0.0
+
+
+# ------------------------------------------------------- the shipped grader (verl's math_equal) --
+
+def test_shipped_verify_accepts_the_answer_and_its_percentage_forms_only():
+    for text in ("12,13,06|632", "12,13,06|63200", "99|63200"):
+        assert shipped_verify(ADD, P, text) == 1.0, text         # 632 and 632 * 100
+    for text in ("12,13,06|631", "12,13,06|633", "12,13,06|6320", "12,13,06|6", "12,13,06|",
+                 "", None, "12,13,06|-632", "12,13,06|63200.5"):
+        assert shipped_verify(ADD, P, text) == 0.0, text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 10 ** 6), st.integers(-200, 200))
+def test_shipped_verify_is_isclose_at_1e_4(answer, delta):
+    """The closed form: |a - r| <= 1e-4 max(|a|, |r|) for r in (answer / 100, answer, 100
+    answer); so on answers below 10,000 a near miss (delta != 0) never passes."""
+    problem = Problem(prompt="x=", answer=answer, level=0, operands=(answer, 0))
+    a = answer + delta
+    text = f"|{a}"
+    close = any(abs(a - r) <= 1e-4 * max(abs(a), abs(r)) for r in (answer / 100, answer, answer * 100))
+    assert shipped_verify(ADD, problem, text) == float(a >= 0 and close)
+    if answer < 10_000 and delta != 0 and a >= 0:
+        assert shipped_verify(ADD, problem, text) == float(a == 100 * answer)

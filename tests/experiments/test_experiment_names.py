@@ -9,7 +9,7 @@ from pathlib import Path
 
 from refimpl.core import checks
 from refimpl.core.utils import Preset
-from refimpl.experiments.claims_study import dpo_runs, length_runs, reward_runs
+from refimpl.experiments.claims_study import dpo_runs, length_runs, ppo_runs, reward_runs
 from refimpl.experiments.claims_study.claims import CLAIMS
 from refimpl.experiments.labs import bandit, offline_online
 from refimpl.methods import ppo_analysis, reinforce
@@ -22,7 +22,7 @@ ARMS = {m for c in CLAIMS.values() for m in c.methods}
 OLD_NAMES = {"pure", "nll", "nll_flip", "cdpo_flip", "outcome", "outcome_grpo", "agg_grpo"}
 RUNNER_ARMS = {"dpo": dpo_runs.DPO_METHODS, "reward": reward_runs.REWARD_METHODS,
                "length": length_runs.LENGTH_METHODS, "coverage": offline_online.C3_METHODS,
-               "critic": ppo_analysis.CRITIC_METHODS}
+               "critic": ppo_analysis.CRITIC_METHODS, "ppo": ppo_runs.PPO_METHODS}
 
 
 def test_arms_that_run_a_registry_method_have_its_name():
@@ -34,9 +34,10 @@ def test_arms_that_run_a_registry_method_have_its_name():
     # C11b: the arm with GRPOConfig's own loss aggregation is GRPO as the registry runs it
     own = [m for m in length_runs.LENGTH_METHODS if m.removeprefix("agg_") == GRPOConfig().loss_agg]
     assert own == ["grpo"]
-    # C10-C19: the REINFORCE arm on the verifier with the registry's RLOO baseline is "reinforce"
+    # C10-C19: the REINFORCE arm on the verifier with the registry's RLOO baseline (every
+    # advantage kept) is "reinforce"
     assert [m for m, r in reward_runs.REINFORCE_REWARDS.items()
-            if r == "outcome" and m != "nobaseline"] == ["reinforce"]
+            if r == "outcome" and m not in ("nobaseline", "rloo_positive")] == ["reinforce"]
     for cid, claim in CLAIMS.items():
         assert set(claim.methods) <= set(RUNNER_ARMS.get(claim.runner, METHODS)), cid
 

@@ -13,11 +13,9 @@ import matplotlib.text  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from refimpl.experiments.claims_study import study  # noqa: E402
 from refimpl.experiments.labs import bandit, kl_lab  # noqa: E402
 from refimpl.figures import (diagrams, plots, plots_bandit, plots_compare, plots_dpo,  # noqa: E402
-                             plots_grpo, plots_kl, plots_offline, plots_ppo, plots_reinforce,
-                             plots_study)
+                             plots_grpo, plots_kl, plots_offline, plots_ppo, plots_reinforce)
 from refimpl.core.training import TrainResult  # noqa: E402
 from refimpl.experiments.head_to_head.compare import CompareConfig, CompareResult  # noqa: E402
 
@@ -141,13 +139,6 @@ FIGURES = {
     "compare_panels": lambda: plots_compare.plot_compare_panels(COMPARE),
     "compare_panels_ci": lambda: plots_compare.plot_compare_panels(COMPARE5),
     "pass_at_k_race": lambda: plots_compare.plot_pass_at_k_race({"base": PROFILE, "grpo": PROFILE}),
-    "study_record": lambda: plots_study.plot_record(study.load_record("C17")),
-    "study_record_c3": lambda: plots_study.plot_record(study.load_record("C3")),
-    "study_record_c13": lambda: plots_study.plot_record(study.load_record("C13")),
-    "study_record_c19": lambda: plots_study.plot_record(study.load_record("C19")),
-    "study_record_c15": lambda: plots_study.plot_record(study.load_record("C15")),
-    "study_record_c4": lambda: plots_study.plot_record(study.load_record("C4", study.RESULTS / "superseded")),
-    "study_record_c5": lambda: plots_study.plot_record(study.load_record("C5")),
 }
 
 

@@ -194,3 +194,24 @@ def test_estimator_variance_bad_inputs(tiny_rollout):
         estimator_variance(K[:14, :14], ro.rewards.view(3, 5), 2)
     with pytest.raises(ValueError, match="group_size >= 2"):
         estimator_variance(K, ro.rewards.view(3, 5), 1)
+
+
+def test_positive_only_keeps_only_positive_rloo_advantages(cpu_base):
+    """positive_only: the advantage r - b is max(r - b_RLOO, 0) sample by sample."""
+    import torch
+
+    from refimpl.core.rewards import make_reward_fn
+    from refimpl.methods.reinforce import baseline
+    from refimpl.methods.reinforce_trainer import collect_groups
+    problems = cpu_base.heldout(8)
+    outs = []
+    for positive in (False, True):
+        cfg = ReinforceConfig(group_size=4, positive_only=positive)
+        outs.append(collect_groups(cpu_base.policy(), cpu_base.tokenizer, cpu_base.task, problems,
+                                   cfg, make_reward_fn(cpu_base.task), None,
+                                   torch.Generator().manual_seed(0)))
+    (ro, b), (ro_pos, b_pos) = outs
+    assert torch.equal(ro.rewards, ro_pos.rewards)
+    rloo = baseline(ro.rewards, 4, "rloo")
+    assert torch.allclose(ro.rewards - b_pos, (ro.rewards - rloo).clamp(min=0))
+    assert (ro.rewards - b < 0).any()                 # the check can fail: RLOO has negatives

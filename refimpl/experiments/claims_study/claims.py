@@ -96,9 +96,20 @@ CLAIMS = {
         grids={m: LR_GRIDS[m] for m in ("dpo", "rpo", "online_dpo", "grpo", "reinforce")},
         caveats=((2, ("holds",), "online DPO beats offline DPO too: much of the gap comes from "
                                  "offline data, not from the DPO loss"),
-                 (4, ("not shown", "contradicted (erratum)"),
+                 (4, ("not shown", "contradicted"),
                   "offline DPO with an NLL term on the chosen completions is not beaten by GRPO "
                   "at this budget")),
+        version=2,
+        article_quote="For reasoning tasks with verifiers, RL consistently outperforms DPO",
+        article_rule=(({0: ("holds",), 1: ("holds",), 4: ("holds",)}, "supported",
+                       "GRPO and REINFORCE beat pure DPO, and GRPO beats DPO + NLL too"),
+                      ({0: ("holds",)}, "nuanced",
+                       "RL beats pure DPO on the same budget, but not every DPO variant or RL "
+                       "method: see the other comparisons"),
+                      ({0: ("contradicted",)}, "refuted",
+                       "pure DPO beats GRPO on the same budget"),
+                      ({}, "nuanced", "GRPO and pure DPO are not told apart at this replicate "
+                                      "count")),
     ),
     # C3 has its own kind of run (RUNNERS["coverage"], refimpl.experiments.labs.offline_online.coverage_run):
     # the value compared is the change of a step's teacher-forced error rate from the base's,
@@ -127,6 +138,10 @@ CLAIMS = {
                        "let DPO lower the carry error", metric="carry_change"),
             Comparison("reinforce", "dpo_carry", -1, "online RL (REINFORCE, RLOO) vs DPO on "
                        "carry pairs, on the uncovered units mode", metric="units_change"),
+            Comparison("reinforce", "reinforce", -1, "REINFORCE's change of the carry error (the "
+                       "mode the carry pairs cover)", metric="carry_change", control_metric="0"),
+            Comparison("grpo", "grpo", -1, "GRPO's change of the carry error",
+                       metric="carry_change", control_metric="0"),
         ),
         contradicts="the 95% CI of GRPO's units change - carry-pair DPO's units change lies "
                     "entirely above 0",
@@ -144,14 +159,28 @@ CLAIMS = {
         # (C17's DPO). Online: 20 steps of 16 prompts x 8 samples.
         fixed={"dpo_carry": {"dpo_steps": 40, "dpo_batch": 32, "dpo_beta": 0.1},
                "dpo_units": {"dpo_steps": 40, "dpo_batch": 32, "dpo_beta": 0.1}},
-        caveats=((1, ("not shown", "contradicted (erratum)"),
+        caveats=((1, ("not shown", "contradicted"),
                   "the control failed: DPO on pairs that cover the units mode did not lower the "
                   "units error below DPO on carry pairs at this budget"),
-                 (2, ("not shown", "contradicted (erratum)"),
+                 (2, ("not shown", "contradicted"),
                   "the coverage is not one-sided: DPO on units-mode pairs lowers the carry error "
                   "about as much as DPO on carry pairs (a units-mode pair's chosen and rejected "
                   "completions also differ in every later column), so only the carry pairs "
-                  "leave a mode uncovered")),
+                  "leave a mode uncovered"),
+                 (4, ("contradicted",), "online RL is not always better on both modes: REINFORCE "
+                                        "(RLOO) at its picked lr raised the carry error")),
+        version=2,
+        article_quote="If the training data does not cover a failure mode, DPO cannot fix it.",
+        article_rule=(({0: ("holds",), 1: ("holds",)}, "supported",
+                       "DPO on pairs that leave the units mode uncovered does not lower its error "
+                       "as GRPO does, and pairs that cover it let DPO lower it"),
+                      ({0: ("holds",)}, "nuanced",
+                       "GRPO lowers the uncovered error more than DPO does, but pairs that cover "
+                       "the mode did not let DPO lower it either"),
+                      ({0: ("contradicted",)}, "refuted",
+                       "DPO on carry pairs lowers the uncovered units error more than GRPO"),
+                      ({}, "nuanced", "GRPO and carry-pair DPO are not told apart on the "
+                                      "uncovered mode at this replicate count")),
         metric_key="units_change",
         runner="coverage",
         tune_by={"dpo_carry": "carry_change", "dpo_units": "units_change",
@@ -163,106 +192,171 @@ CLAIMS = {
     "C13": Claim(
         id="C13",
         article="Process rewards are dense but biased; outcome rewards are unbiased but sparse.",
-        hypothesis="Greedy test accuracy after 2,560 generated completions from the same SFT "
-                   "base: REINFORCE on the exact process reward (dense: a right column earns "
-                   "credit) > REINFORCE on the outcome reward (sparse: 0 unless the answer is "
-                   "right).",
-        metric="greedy accuracy on 256 test problems (held-out half never used for tuning); "
-               "also the mean exact process reward of the same completions",
+        article_quote="The choice between outcome and process rewards is a bias-variance "
+                      "tradeoff: outcome rewards are unbiased but sparse; process rewards are "
+                      "dense but potentially biased (the PRM is a learned proxy).",
+        hypothesis="After 2,560 generated completions from the same SFT base, greedy test "
+                   "accuracy: REINFORCE (RLOO) on a learned process reward model (fitted to the "
+                   "step labels of 128 prompts x 16 base samples) < REINFORCE on the outcome "
+                   "verifier; and the outcome reward's training groups are uniform (no signal) "
+                   "more often than the exact process reward's.",
+        metric="greedy accuracy on 256 test problems (held-out half never used for tuning); the "
+               "share of training groups whose 8 rewards were all equal; the learned PRM's mean "
+               "score and the exact step score of the same completions",
         budget_samples=2560,
-        methods=("base", "reinforce", "process"),
+        methods=("base", "reinforce", "process", "learned_prm"),
         comparisons=(
-            Comparison("process", "reinforce", 1, "dense process reward vs sparse outcome reward, "
-                       "on accuracy: does density buy accuracy at this budget?"),
-            Comparison("process", "reinforce", 1, "on the step score the process reward "
-                       "optimises: does it raise right columns more?", metric="process_score"),
-            Comparison("reinforce", "base", 1, "the outcome reward alone raises accuracy "
-                       "(the sparse signal is enough here)"),
+            Comparison("learned_prm", "reinforce", -1, "learned PRM vs outcome verifier: test "
+                       "accuracy (is the learned proxy's bias costly?)"),
+            Comparison("reinforce", "process", 1, "sparsity: share of training groups with no "
+                       "signal, outcome minus exact process reward", metric="uniform_share"),
+            Comparison("process", "reinforce", 1, "the exact (unbiased) process reward vs the "
+                       "outcome reward: test accuracy"),
+            Comparison("learned_prm", "learned_prm", 1, "the proxy rises: the learned PRM's score "
+                       "of the trained policy's answers vs of the base's", metric="prm_score",
+                       control_metric="base_prm_score"),
+            Comparison("learned_prm", "learned_prm", -1, "and the real step score: after - "
+                       "before", metric="process_score", control_metric="base_process_score"),
+            Comparison("reinforce", "base", 1, "the outcome reward alone raises accuracy (the "
+                       "sparse signal is enough here)"),
         ),
-        contradicts="the 95% CI of process - outcome accuracy lies entirely below 0",
-        not_shown="that CI contains 0",
-        # the first grid (5e-5, 1e-4, 2e-4) put both picks at its lower edge; widened to 2e-5
-        # before the record was made (the runs of the first grid are reused)
-        grids={"reinforce": REWARD_GRID, "process": REWARD_GRID, "base": (1e-4,)},
-        caveats=((2, ("holds",), "the outcome reward is not too sparse to learn from here: it "
+        contradicts="the interval of learned-PRM - outcome accuracy lies entirely above 0",
+        not_shown="that interval contains 0",
+        # every arm tuned on validation accuracy, the learned PRM arm too (tuning it by its own
+        # score would pick the largest step of any grid); the grid is C13's first, widened at
+        # its lower edge before the first record
+        grids={"reinforce": REWARD_GRID, "process": REWARD_GRID, "learned_prm": REWARD_GRID,
+               "base": (1e-4,)},
+        caveats=((5, ("holds",), "the outcome reward is not too sparse to learn from here: it "
                                  "raises accuracy on its own, because the base already solves a "
-                                 "large share of the problems (base accuracy in the record), so "
-                                 "most groups hold a right sample"),),
+                                 "large share of the problems, so most groups hold a right "
+                                 "sample"),
+                 (2, ("not shown", "contradicted"),
+                  "density alone did not buy accuracy: the exact process reward did not beat "
+                  "the outcome reward")),
         runner="reward",
+        version=2,
+        article_rule=(({0: ("holds",), 1: ("holds",)}, "supported",
+                       "the learned PRM is a biased proxy (RL on it ends below the outcome "
+                       "reward) and the outcome reward is sparser (more groups without signal)"),
+                      ({0: ("holds",)}, "nuanced",
+                       "the learned PRM's bias costs accuracy, but the outcome reward was not "
+                       "measurably sparser"),
+                      ({1: ("holds",)}, "nuanced",
+                       "the outcome reward is sparser, but the learned PRM's bias did not cost "
+                       "accuracy here"),
+                      ({}, "nuanced", "neither the learned PRM's bias nor the outcome reward's "
+                                      "sparsity was told apart at this replicate count")),
     ),
     "C19": Claim(
         id="C19",
         article="You cannot hack a unit test suite: a verifier reward cannot be gamed.",
-        hypothesis="After 2,560 generated completions from the same SFT base, REINFORCE on the "
-                   "exact outcome verifier raises greedy test accuracy above the base's (its "
-                   "reward gains are real gains); with a grader that has a realistic bug (a "
-                   "1% relative tolerance on the answer, tolerant_verify), the share of near "
-                   "misses the grader accepts (false accepts) ends higher than with the exact "
-                   "verifier.",
-        metric="greedy accuracy on 256 test problems, and the false-accept rate "
-               "tolerant_acc - accuracy of the same completions",
+        article_quote="This eliminates reward hacking. You cannot \"hack\" a unit test suite or "
+                      "a mathematical proof checker.",
+        hypothesis="A demonstration: after 2,560 generated completions from the same SFT base, "
+                   "REINFORCE against a grader with a numeric tolerance (1% relative, "
+                   "tolerant_verify: the kind of flaw math graders in use have, at a width the "
+                   "project chose) ends with more accepted near misses on 256 test problems than "
+                   "REINFORCE against the exact verifier.",
+        metric="false-accept rate of the greedy test completions, tolerant_acc - accuracy; "
+               "greedy accuracy; and verl's shipped grader (rewards.shipped_verify) on the same "
+               "completions",
         budget_samples=2560,
         methods=("base", "reinforce", "tolerant"),
         comparisons=(
-            Comparison("reinforce", "base", 1, "the exact verifier: reward gains are accuracy "
-                       "gains (nothing to hack)"),
-            Comparison("tolerant", "reinforce", 1, "the buggy grader vs the exact one, on the "
-                       "near misses it accepts: does the policy find the gap?",
+            Comparison("tolerant", "reinforce", 1, "gaming: accepted near misses after training "
+                       "against the 1% grader vs against the exact verifier",
                        metric="false_accept"),
-            Comparison("tolerant", "base", 1, "the buggy grader: do false accepts rise above "
-                       "the base's?", metric="false_accept"),
             Comparison("tolerant", "reinforce", -1, "the cost of the bug in real accuracy"),
+            Comparison("tolerant", "tolerant", 1, "the proxy rises: the 1% grader's score of the "
+                       "trained policy's answers vs of the base's", metric="tolerant_acc",
+                       control_metric="base_tolerant_acc"),
+            Comparison("reinforce", "base", 1, "the exact verifier's reward gains are accuracy "
+                       "gains (a sanity check: true by construction of an exact verifier)"),
+            Comparison("tolerant", "reinforce", 1, "verl's shipped grader (1e-4 tolerance, "
+                       "x100 and /100 accepted): its false accepts, 1% run vs exact run",
+                       metric="shipped_false_accept"),
         ),
-        contradicts="the 95% CI of the exact-verifier run's accuracy - the base's lies entirely "
-                    "below 0",
-        not_shown="that CI contains 0",
-        # each arm is tuned by the reward it trains on, as its practitioner would see it
+        contradicts="the interval of the false-accept difference lies entirely below 0",
+        not_shown="that interval contains 0",
+        # each arm tuned by the reward it trains on, as its practitioner would see it (the 1%
+        # grader's score has an interior optimum on the first record's grid)
         grids={"reinforce": REWARD_GRID, "tolerant": REWARD_GRID, "base": (1e-4,)},
-        caveats=((1, ("holds",), "a grader with a realistic bug is gamed: training against a "
-                                 "1% answer tolerance leaves more accepted near misses than "
-                                 "training against the exact verifier"),
-                 (3, ("holds",), "the bug costs real accuracy at this budget")),
+        caveats=((1, ("holds",), "the bug costs real accuracy at this budget"),),
         runner="reward",
         tune_by={"reinforce": "final_acc", "tolerant": "tolerant_acc", "base": "final_acc"},
+        version=2,
+        article_rule=(({0: ("holds",)}, "nuanced",
+                       "an exact checker's gains were real gains, but a grader with a tolerance "
+                       "flaw was gamed (more near misses accepted): the sentence holds for an exact "
+                       "checker only; the flaw's 1% width is the project's choice, so this is a "
+                       "demonstration (verl's 1e-4 accepts only exact answers on this task)"),
+                      ({}, "supported",
+                       "even a grader with a 1% tolerance flaw was not gamed at this budget")),
     ),
-    # C15 has its own kind of run (RUNNERS["critic"], refimpl.methods.ppo_analysis.critic_run): the
-    # critic fitted alone to the base policy's returns, measured on held-out rollouts.
+    # C15 has its own kind of run (RUNNERS["ppo"], refimpl.experiments.claims_study.ppo_runs):
+    # PPO with its learned critic, with V = 0 and with Monte-Carlo values, and GRPO, matched in
+    # lr, completions, inner updates and KL. The first C15 record only asked whether the critic
+    # learns, fitted alone to a fixed policy's returns (it does not), and stopped there
+    # (results/study/superseded/C15.json): an inaccurate critic is the sentence's premise, so
+    # the claim is now tested under it. A stability claim is not decided at one safe step: the
+    # arms run at two declared lrs, 1e-4 and 2e-4, where runs start to become unstable (every
+    # arm fell to about 0.25 accuracy at 3e-4 in trial runs on base 0).
     "C15": Claim(
         id="C15",
-        article="GRPO is not PPO without a critic; an inaccurate value function hurts PPO.",
-        hypothesis="Precondition for using PPO as evidence: PPO's critic (the SFT trunk and a "
-                   "value head), fitted to the Monte Carlo returns of 20,480 completions of the "
-                   "fixed base policy, explains at least half as much of the return variance on "
-                   "held-out rollouts as the prompt-level oracle V = p(x) does.",
-        metric="explained variance of the critic over the tokens of 128 test problems x 8 "
-               "samples, against half the oracle's on the same rollouts (p(x) from 32 more "
-               "samples per problem)",
-        budget_samples=20480,
-        methods=("critic",),
+        article="GRPO is not PPO without a critic; when the value function is inaccurate, GRPO "
+                "can be more stable.",
+        article_quote="When the value function is inaccurate (common for long reasoning tasks), "
+                      "GRPO's group-relative approach can be more stable.",
+        hypothesis="After 2,560 generated completions from the same SFT base, at the same lr, "
+                   "one inner update and no KL: GRPO ends with higher greedy test accuracy than "
+                   "PPO with its learned critic (whose explained variance of the returns stays "
+                   "near 0 on this task) at lr 2e-4; and PPO with Monte-Carlo values (an "
+                   "accurate baseline) ends above PPO with the learned critic.",
+        metric="greedy accuracy on 256 test problems; runs that end 0.1 below the base "
+               "(collapses); the correlation of the first-token advantage with R - p(x) (p from "
+               "32 fresh samples per prompt); the critic's explained variance of the returns",
+        budget_samples=2560,
+        methods=("ppo", "ppo_v0", "ppo_mc", "grpo"),
         comparisons=(
-            Comparison("critic", "critic", 1, "the critic explains at least half of what "
-                       "knowing each prompt's pass rate would: the declared level",
-                       metric="explained_variance", control_metric="half_oracle_ev"),
+            Comparison("grpo@0.0002", "ppo@0.0002", 1, "GRPO vs PPO with its learned critic, "
+                       "test accuracy at lr 2e-4"),
+            Comparison("grpo@0.0001", "ppo@0.0001", 1, "the same at lr 1e-4"),
+            Comparison("ppo@0.0002", "ppo_mc@0.0002", -1, "PPO: learned critic vs Monte-Carlo "
+                       "values (an accurate baseline), accuracy at 2e-4"),
+            Comparison("ppo@0.0002", "ppo_v0@0.0002", 1, "PPO: learned critic vs V = 0 (no "
+                       "critic), accuracy at 2e-4"),
+            Comparison("grpo@0.0002", "ppo@0.0002", -1, "collapses (runs ending 0.1 below the "
+                       "base), GRPO minus PPO, at 2e-4", metric="collapsed"),
+            Comparison("grpo@0.0002", "ppo@0.0002", 1, "advantage quality: correlation with "
+                       "R - p(x), GRPO minus PPO, at 2e-4", metric="adv_mc_corr"),
+            Comparison("ppo@0.0002", "ppo@0.0002", 1, "the premise: the learned critic's "
+                       "explained variance of the returns at the last step, at 2e-4",
+                       metric="critic_ev", control_metric="0"),
         ),
-        contradicts="(a precondition, not the article's claim) the 95% CI of the critic's "
-                    "explained variance - half the oracle's lies entirely below 0: the critic "
-                    "does not learn here, and the claim is not shown",
-        not_shown="that CI contains 0, or lies below it",
-        # the first grid (1e-4, 3e-4, 1e-3) put the pick at its upper edge; widened to 3e-3
-        # before the record was made (the runs of the first grid are reused)
-        grids={"critic": (1e-4, 3e-4, 1e-3, 3e-3)},
-        caveats=((0, ("not shown", "contradicted (erratum)"),
-                  "PPO's critic does not learn on this task: fitted alone to a fixed policy's "
-                  "returns over 20,480 completions it explains far less of the held-out return "
-                  "variance than the prompt-level oracle, so a PPO run here is PPO with a "
-                  "nearly constant baseline and cannot show what an accurate or inaccurate "
-                  "critic does"),
-                 (0, ("holds",), "the critic learns here; the test of the claim itself, PPO "
-                                 "with this critic against GRPO, is still to be run")),
-        eval_problems=128,
-        metric_key="explained_variance",
-        runner="critic",
-        precondition=True,
+        contradicts="the interval of GRPO - PPO accuracy at 2e-4 lies entirely below 0",
+        not_shown="that interval contains 0",
+        grids={m: (1e-4, 2e-4) for m in ("ppo", "ppo_v0", "ppo_mc", "grpo")},
+        tuned=False,
+        sweep=True,
+        lr_note="declared, shared by every arm: 1e-4 and 2e-4 (in trial runs on base 0 every arm "
+                "trained at 1e-4 and fell to about 0.25 accuracy at 3e-4)",
+        caveats=((6, ("holds",), "the critic does learn some of the returns here, so PPO is not "
+                                 "run under the sentence's premise alone"),
+                 (2, ("holds",), "an accurate baseline (Monte-Carlo values) lifts PPO above its "
+                                 "learned critic: the critic's error costs accuracy")),
+        runner="ppo",
+        version=2,
+        article_rule=(({0: ("holds",)}, "supported",
+                       "with a critic that explains almost none of the return variance, GRPO "
+                       "ends above PPO at the lr where runs start to become unstable"),
+                      ({0: ("contradicted",)}, "refuted",
+                       "PPO with its inaccurate critic ends above GRPO at the same lr"),
+                      ({}, "nuanced",
+                       "with a critic that explains almost none of the return variance PPO and "
+                       "GRPO are not told apart: the critic's head starts at zero and stays "
+                       "near it, so PPO runs with a nearly constant baseline, and its "
+                       "batch-whitened advantages keep it as stable as GRPO")),
     ),
     # C4a, C4b and C5 have their own kind of run (RUNNERS["dpo"], refimpl.experiments.claims_study.dpo_runs.dpo_run): DPO
     # on freshly sampled, verifier-labelled pairs of base samples (4,096 completions per run). The
@@ -395,24 +489,46 @@ CLAIMS = {
     "C5": Claim(
         id="C5",
         article="DPO degrades with noisy preferences.",
-        hypothesis="Greedy test accuracy after DPO + NLL on verifier-labelled pairs of 4,096 "
-                   "base samples: with 40% of the labels flipped at random < with clean labels.",
-        metric="greedy accuracy on 256 test problems (held-out half never used for tuning)",
+        article_quote="Can degrade with noisy preferences or low-quality pairs",
+        hypothesis="Greedy test accuracy after pure DPO at lr 2e-5 on verifier-labelled pairs of "
+                   "4,096 base samples (80 steps of 16 pairs): with 40% of the labels flipped at "
+                   "random < with clean labels.",
+        metric="greedy accuracy on 256 test problems",
         budget_samples=4096,
-        methods=("rpo", "rpo_flip", "crpo_flip"),
+        methods=("dpo", "dpo_flip", "pure_cdpo_flip", "rpo", "rpo_flip"),
         comparisons=(
-            Comparison("rpo_flip", "rpo", -1, "flipped labels against clean ones: the "
-                       "article's claim"),
-            Comparison("crpo_flip", "rpo_flip", 1, "the robust variant, cDPO with label "
-                       "smoothing 0.4, on the same flipped labels"),
+            Comparison("dpo_flip", "dpo", -1, "pure DPO: flipped labels vs clean ones, test "
+                       "accuracy"),
+            Comparison("pure_cdpo_flip", "dpo_flip", 1, "cDPO (label smoothing 0.4) on the same "
+                       "flipped labels vs pure DPO"),
+            Comparison("rpo_flip", "rpo", -1, "DPO + NLL: flipped labels vs clean ones"),
+            Comparison("dpo", "dpo", 1, "pure DPO on clean labels vs the base",
+                       control_metric="base_acc"),
         ),
-        contradicts="the 95% CI of flipped - clean accuracy lies entirely above 0",
-        not_shown="that CI contains 0",
-        # C4's first grid put DPO + NLL's pick at its lower edge: this grid starts one step lower
-        grids={m: (2e-5, 5e-5, 1e-4, 2e-4) for m in ("rpo", "rpo_flip", "crpo_flip")},
-        caveats=((1, ("not shown", "contradicted (erratum)"),
-                  "cDPO, the textbook robust variant, does not recover the loss at this budget"),),
+        contradicts="the interval of flipped - clean accuracy (pure DPO) lies entirely above 0",
+        not_shown="that interval contains 0",
+        # declared, not tuned: pure DPO at the step where it trains (C4a's), DPO + NLL at its
+        # validation pick in the first C5 record (results/study/superseded/C5.json), whose flip
+        # arms were DPO + NLL only
+        grids={"dpo": (2e-5,), "dpo_flip": (2e-5,), "pure_cdpo_flip": (2e-5,), "rpo": (5e-5,),
+               "rpo_flip": (5e-5,)},
+        tuned=False,
+        lr_note="declared: pure DPO at 2e-5, where it trains (C4a); DPO + NLL at 5e-5, its "
+                "validation pick in the first C5 record",
+        caveats=((1, ("not shown", "contradicted"),
+                  "cDPO, the textbook robust variant, does not recover the loss"),
+                 (3, ("contradicted",), "pure DPO at this step lowers accuracy below the base's "
+                                        "even on clean labels")),
         runner="dpo",
+        version=2,
+        article_rule=(({0: ("holds",)}, "supported",
+                       "flipping 40% of the labels lowers pure DPO's test accuracy"),
+                      ({0: ("contradicted",)}, "refuted",
+                       "flipped labels raise pure DPO's test accuracy"),
+                      ({2: ("holds",)}, "nuanced",
+                       "pure DPO is not told apart, but DPO + NLL degrades with flipped labels"),
+                      ({}, "nuanced", "flipped and clean labels are not told apart at this "
+                                      "replicate count")),
     ),
     # C11b has its own kind of run (RUNNERS["length"], refimpl.experiments.claims_study.length_runs.length_run) on bases
     # trained on "add_mixed", whose completions come in two lengths (5 and 14 tokens).
@@ -450,7 +566,7 @@ CLAIMS = {
         # on validation by the three arms' mean accuracy; notebook 03 says so.
         grids={m: (2e-5, 5e-5, 1e-4, 2e-4) for m in ("grpo", "agg_dapo", "agg_dr_grpo")},
         shared_lr=True,
-        caveats=((2, ("not shown", "contradicted (erratum)"),
+        caveats=((2, ("not shown", "contradicted"),
                   "the other half of the mechanism, right answers made shorter, is not seen: "
                   "nearly every right answer shows its working, so there is little length to "
                   "choose among them"),
@@ -459,6 +575,19 @@ CLAIMS = {
         tune_by={m: "final_acc" for m in ("grpo", "agg_dapo", "agg_dr_grpo")},
         runner="length",
         task="add_mixed",
+        version=2,
+        article_quote="Advantage normalization can reduce gradient signal when group variance "
+                      "is low",
+        article_rule=(({0: ("holds",)}, "nuanced",
+                       "the article names one bias of GRPO's advantage (its normalisation, C11); "
+                       "GRPO's per-sequence mean adds a length bias it does not name: wrong "
+                       "answers end longer than under a constant normaliser"),
+                      ({0: ("contradicted",)}, "nuanced",
+                       "the article names one bias of GRPO's advantage (C11); the length bias "
+                       "Dr. GRPO reports runs the other way here"),
+                      ({}, "nuanced",
+                       "the article names one bias of GRPO's advantage (C11); the length bias "
+                       "Dr. GRPO reports is not told apart here at this replicate count")),
     ),
     # C10 and C12 run RUNNERS["reward"] too: GRPO on a learned reward model or on the verifier
     # (C10), REINFORCE with and without a baseline (C12).
@@ -466,40 +595,103 @@ CLAIMS = {
         id="C10",
         article="If the reward model is unreliable, the group-relative advantage amplifies its "
                 "errors.",
-        hypothesis="After 2,560 generated completions from the same SFT base, GRPO on a "
-                   "Bradley-Terry reward model fitted to the verifier-labelled pairs of 128 "
-                   "prompts' base samples ends with lower greedy test accuracy than the same "
-                   "GRPO on the verifier, while the reward model's score of its completions "
-                   "rises.",
-        metric="greedy accuracy on 256 test problems (held-out half never used for tuning); "
-               "also the reward model's mean score of the same completions",
+        article_quote="If the reward model is unreliable, the group-relative advantage amplifies "
+                      "reward model errors. The model learns to distinguish between \"slightly "
+                      "more hackable\" and \"slightly less hackable\" outputs rather than between "
+                      "genuinely good and bad ones.",
+        hypothesis="After 2,560 generated completions from the same SFT base, at the same lr: "
+                   "GRPO on a Bradley-Terry reward model fitted to the verifier-labelled pairs "
+                   "of 128 prompts' base samples ends with lower greedy test accuracy than GRPO "
+                   "on the verifier; and with the group std scaling it ends lower than the same "
+                   "GRPO on the same reward model without it.",
+        metric="greedy accuracy on 256 test problems; the reward model's mean score of the same "
+               "completions",
         budget_samples=2560,
-        methods=("grpo", "rm_grpo"),
+        methods=("grpo", "rm_grpo", "rm_grpo_unscaled"),
         comparisons=(
-            Comparison("rm_grpo", "grpo", -1, "GRPO on the learned reward model vs GRPO "
-                       "on the verifier, on accuracy: the article's claim"),
-            Comparison("rm_grpo", "rm_grpo", 1, "the proxy rises: the reward model scores the "
-                       "trained policy's completions above the base's", metric="rm_score",
-                       control_metric="base_rm_score"),
-            Comparison("rm_grpo", "rm_grpo", -1, "and accuracy falls below the base's, not only "
-                       "behind the verifier run's", control_metric="base_acc"),
-            Comparison("rm_grpo", "grpo", 1, "the run on the reward model scores higher "
-                       "on it than the run on the verifier: it optimises the proxy's errors",
-                       metric="rm_score"),
+            Comparison("rm_grpo@2e-05", "grpo@2e-05", -1, "learned reward model vs verifier, "
+                       "test accuracy, at lr 2e-5"),
+            Comparison("rm_grpo@0.0001", "grpo@0.0001", -1, "the same at lr 1e-4"),
+            Comparison("rm_grpo@0.0001", "rm_grpo_unscaled@0.0001", -1, "the mechanism: with vs "
+                       "without the group std scaling on the reward model, accuracy, at 1e-4"),
+            Comparison("rm_grpo@2e-05", "rm_grpo_unscaled@2e-05", -1, "the same at 2e-5"),
+            Comparison("rm_grpo@0.0001", "rm_grpo@0.0001", 1, "the proxy rises: the reward "
+                       "model's score of the trained policy's answers vs of the base's, at 1e-4",
+                       metric="rm_score", control_metric="base_rm_score"),
+            Comparison("rm_grpo@0.0001", "rm_grpo@0.0001", -1, "and accuracy vs the base's, "
+                       "at 1e-4", control_metric="base_acc"),
         ),
-        contradicts="the 95% CI of the reward-model run's accuracy - the verifier run's lies "
-                    "entirely above 0",
-        not_shown="that CI contains 0",
-        # each arm tuned by the reward it trains on, as its practitioner would see it: the
-        # reward-model run by the reward model's score on validation, the other by accuracy
-        # the first grids (2e-5..2e-4 each) put the verifier run's pick at the lower edge and the
-        # reward-model run's at the upper: each was widened by one step and C10 rerun
-        grids={"grpo": (1e-5, 2e-5, 5e-5, 1e-4, 2e-4),
-               "rm_grpo": (2e-5, 5e-5, 1e-4, 2e-4, 5e-4)},
-        caveats=((2, ("not shown",), "accuracy stalls rather than falls: it ends behind the "
+        contradicts="the interval of reward-model - verifier accuracy at 2e-5 lies entirely "
+                    "above 0",
+        not_shown="that interval contains 0",
+        # The first record tuned each arm by the reward it trains on; the reward model's score
+        # rises with the step, so its pick was the top of any grid (5e-4, 25x the verifier
+        # arm's 2e-5) and the gap measured the step size (results/study/superseded/C10.json).
+        # Now every arm runs at the same two declared lrs: GRPO's validation pick on the
+        # verifier (C17) and 5x that.
+        grids={m: (2e-5, 1e-4) for m in ("grpo", "rm_grpo", "rm_grpo_unscaled")},
+        tuned=False,
+        sweep=True,
+        lr_note="declared, shared by every arm: 2e-5 (GRPO's validation pick on the verifier, "
+                "C17) and 1e-4",
+        caveats=((5, ("not shown",), "accuracy stalls rather than falls: it ends behind the "
                                      "verifier run's but not below the base's"),),
         runner="reward",
-        tune_by={"grpo": "final_acc", "rm_grpo": "rm_score"},
+        version=2,
+        article_rule=(({0: ("holds",), 2: ("holds",)}, "supported",
+                       "GRPO on the learned reward model ends below GRPO on the verifier at the "
+                       "same lr, and the group std scaling makes it worse"),
+                      ({0: ("holds",), 2: ("contradicted",)}, "nuanced",
+                       "GRPO on the learned reward model ends below GRPO on the verifier, but "
+                       "the group std scaling does not amplify it: unscaled advantages do worse"),
+                      ({0: ("holds",)}, "nuanced",
+                       "GRPO on the learned reward model ends below GRPO on the verifier, but "
+                       "the std scaling's part is not told apart at this replicate count"),
+                      ({0: ("contradicted",)}, "refuted",
+                       "GRPO on the learned reward model ends above GRPO on the verifier"),
+                      ({}, "nuanced", "the reward-model and verifier runs are not told apart at "
+                                      "this replicate count")),
+    ),
+    # C12b: accuracy, the secondary reading of C12 (the first C12 record's comparison, with a
+    # positive-only RLOO arm that separates "lower variance" from "wrong answers pushed down").
+    "C12b": Claim(
+        id="C12b",
+        article="Beside C12: what a baseline does to learning with 0/1 rewards, in accuracy.",
+        article_quote="Binary rewards are sparse: most solutions to hard problems are wrong, "
+                      "giving reward 0 for most samples. This makes learning slow and "
+                      "high-variance.",
+        hypothesis="After 2,560 generated completions from the same SFT base, greedy test "
+                   "accuracy: REINFORCE with the RLOO baseline > REINFORCE with b = 0 (fine-tuning "
+                   "on the policy's own right answers); and RLOO > RLOO with its negative "
+                   "advantages set to 0 (pushing wrong answers down adds to pushing right ones up).",
+        metric="greedy accuracy on 256 test problems (held-out half never used for tuning)",
+        budget_samples=2560,
+        methods=("nobaseline", "reinforce", "rloo_positive"),
+        comparisons=(
+            Comparison("reinforce", "nobaseline", 1, "RLOO vs no baseline, test accuracy"),
+            Comparison("reinforce", "rloo_positive", 1, "RLOO vs RLOO with only its positive "
+                       "advantages: does pushing wrong answers down help?"),
+            Comparison("rloo_positive", "nobaseline", 1, "positive-only RLOO vs b = 0: both "
+                       "push only right answers up, RLOO's by 1 - (the others' pass rate)"),
+        ),
+        contradicts="the interval of RLOO - no baseline lies entirely below 0",
+        not_shown="that interval contains 0",
+        grids={m: REWARD_GRID for m in ("nobaseline", "reinforce", "rloo_positive")},
+        runner="reward",
+        version=2,
+        article_rule=(({0: ("holds",), 1: ("holds",)}, "nuanced",
+                       "RLOO learns better than no baseline, and better than its own positive "
+                       "half: the gain comes from pushing wrong answers down, not from lower "
+                       "variance (RLOO raises the gradient's variance, C12)"),
+                      ({0: ("holds",)}, "nuanced",
+                       "RLOO learns better than no baseline, though it raises the gradient's "
+                       "variance (C12)"),
+                      ({0: ("contradicted",)}, "nuanced",
+                       "no baseline learns better than RLOO: with 0/1 rewards the baseline does "
+                       "not help here (it raises the gradient's variance, C12)"),
+                      ({}, "nuanced",
+                       "accuracy does not tell the baselines apart at this replicate count; the "
+                       "sentence is decided on the gradient itself (C12)")),
     ),
     # C12 runs RUNNERS["variance"] (refimpl.experiments.claims_study.variance_runs): REINFORCE
     # (RLOO) trained from the base, and at its start, middle and end the exact variance and

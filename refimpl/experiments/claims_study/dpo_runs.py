@@ -25,6 +25,8 @@ registry (``refimpl.methods.registry``) names the loss, "_flip" for the flipped 
     "crpo_flip"     the same flipped labels with conservative DPO + NLL (cDPO's label
                     smoothing = flip_eps, Mitchell 2023, the textbook robust variant, on RPO's
                     loss)
+    "dpo_flip"      pure DPO on the flipped labels (C5)
+    "pure_cdpo_flip"  cDPO (label smoothing = flip_eps) on pure DPO's loss, flipped labels (C5)
 """
 from __future__ import annotations
 
@@ -36,7 +38,11 @@ from refimpl.experiments.claims_study.study_checks import check_study_run
 from refimpl.methods.dpo_analysis import rerank_by_implicit_reward
 from refimpl.methods.dpo_trainer import DPOConfig, train_dpo
 
-DPO_METHODS = ("dpo", "rpo", "rpo_flip", "crpo_flip")     # labels: refimpl.methods.registry.LABELS
+# the arms (labels: refimpl.methods.registry.LABELS); those without the NLL term; those with
+# cDPO's label smoothing
+DPO_METHODS = ("dpo", "rpo", "rpo_flip", "crpo_flip", "dpo_flip", "pure_cdpo_flip")
+PURE_DPO = ("dpo", "dpo_flip", "pure_cdpo_flip")
+SMOOTHED = ("crpo_flip", "pure_cdpo_flip")
 
 
 @dataclass
@@ -77,8 +83,8 @@ def dpo_run(method: str, base, lr: float, cfg: DpoRunConfig, problems) -> dict:
     pairs = flip_labels(clean, cfg.flip_eps, seed=cfg.seed) if flip else clean
     dcfg = DPOConfig(lr=lr, beta=cfg.beta, batch_size=cfg.batch_size, steps=cfg.steps,
                      eval_every=cfg.steps, seed=cfg.seed,
-                     nll_coef=0.0 if method == "dpo" else 1.0,
-                     label_smoothing=cfg.flip_eps if method == "crpo_flip" else 0.0)
+                     nll_coef=0.0 if method in PURE_DPO else 1.0,
+                     label_smoothing=cfg.flip_eps if method in SMOOTHED else 0.0)
     probe = (clean.prompt_ids[:256], clean.prompt_mask[:256], clean.chosen_ids[:256],
              clean.chosen_mask[:256])                    # the truly right completions
     res = train_dpo(base, dcfg, pairs=pairs, progress=False, heldout=problems,

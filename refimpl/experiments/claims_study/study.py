@@ -16,13 +16,23 @@ what would contradict it, what would leave it not shown), and run the same way:
         d_{b,s} = acc[t, b, s] - acc[c, b, s]               # paired: same base, same seed
         CI = t interval of mean(d)  (refimpl.core.stats)  ->  holds / contradicted / not shown
 
-A claim declared under the two-verdict rule (``Claim.version = 2``, shared/EVIDENCE.md sec. 5)
-changes three lines of the box: its CI is the t interval over the per-base means
-(``stats.cluster_t_interval``; runs on one base are not independent), with the pooled interval,
-the per-base means and a two-level bootstrap stored beside it; its test verdict is in
-``stats.TEST_VERDICTS``; and its ``article_rule``, declared with it, judges the quoted sentence
-(supported / refuted / nuanced) from the comparisons' verdicts. Such a claim may run at a
-declared lr (``tuned=False``), or at every lr of its grid (``sweep``: a dose-response).
+A claim declared under the two-verdict rule (``Claim.version = 2``, shared/EVIDENCE.md sec. 3-5)
+changes the box in four places:
+
+    tuning:   score(m, lr) = mean over 4 runs: seeds 100, 101 on base 0, 102, 103 on base 1
+              while pick(m) is at an edge of its grid (and it was widened < MAX_WIDEN times):
+                  add the next lr of the 1-2-5 series beyond that edge; pick again
+              runner_up(m) = the second-best lr
+    verdict:  also run the first comparison's methods at their runner-up lrs and report that
+              comparison's verdict there ("runner_up")
+    CI:       the t interval over the per-base means (``stats.cluster_t_interval``; runs on one
+              base are not independent), with the pooled interval, the per-base means and a
+              two-level bootstrap stored beside it; test verdicts in ``stats.TEST_VERDICTS``
+    article:  the claim's ``article_rule``, declared with it, judges the quoted sentence
+              (supported / refuted / nuanced) from the comparisons' verdicts
+
+Such a claim may also run at a declared lr (``tuned=False``), or at every lr of its grid
+(``sweep``: a dose-response), with no tuning.
 
 The first comparison of a claim decides its verdict; a declared caveat turns "holds" into
 "holds with a caveat" when another comparison comes out as the caveat says. Budgets count
@@ -61,7 +71,10 @@ from refimpl.experiments.claims_study.study_runs import RUNNERS
 from refimpl.methods.registry import LABELS
 
 STUDY_VERSION = 1
-TUNE_SEEDS = (100, 101)       # run seeds of the tuning runs (disjoint from the verdict's)
+TUNE_SEEDS = (100, 101)       # run seeds of the tuning runs (disjoint from the verdict's), version 1
+TUNE_BASES = (0, 1)           # version 2: 4 tuning seeds over 2 bases (2 each) ...
+TUNE_SEEDS_V2 = (100, 101, 102, 103)
+MAX_WIDEN = 2                 # ... and a pick at a grid's edge widens it, at most this many times
 
 
 def eval_splits(base, n: int) -> tuple[list, list]:
@@ -122,45 +135,97 @@ def tune_key(claim: Claim, method: str) -> str:
     return claim.tune_by.get(method, claim.metric_key)
 
 
-def tune(claim: Claim, base, base_seed: int, preset: str, runs_dir, bar=None) -> dict:
-    """Pick each method's lr on the validation half: {"scores": {m: {lr: mean of its tune
-    value}}, "pick": {m: lr}, "seeds": TUNE_SEEDS, "base": base_seed}; the pick maximises
-    ``claim.tune_sign`` * score (ties: the smaller lr)."""
-    val, _ = eval_splits(base, claim.eval_problems)
-    scores, pick = {}, {}
-    for m in claim.methods:
-        grid = claim.grids.get(m) or (default_lr(claim, m),)
-        scores[m] = {}
-        for lr in grid:
-            accs = [run_cached(claim, preset, m, lr, base, base_seed, s, "validation", val,
-                               runs_dir)[tune_key(claim, m)] for s in TUNE_SEEDS]
-            scores[m][f"{lr:g}"] = sum(accs) / len(accs)
-            if bar is not None:
-                bar.update(len(TUNE_SEEDS))
-        best = max(claim.tune_sign * v for v in scores[m].values())
-        pick[m] = min(lr for lr in grid if claim.tune_sign * scores[m][f"{lr:g}"] == best)
-    if claim.shared_lr:
-        pick = _shared_pick(claim, scores)
-    out = {"base": base_seed, "seeds": list(TUNE_SEEDS), "split": "validation",
-           "grid": {m: list(claim.grids.get(m) or (pick[m],)) for m in claim.methods},
-           "scores": scores, "pick": pick}
+def tune_runs(claim: Claim, bases) -> tuple:
+    """(base, run seed) of every tuning run of each lr: a claim with two verdicts tunes on 4
+    seeds over 2 bases (TUNE_BASES, shared/EVIDENCE.md sec. 3); a record made before that rule
+    on the first base and TUNE_SEEDS."""
+    if claim.version >= 2:
+        return tuple((b, s) for i, b in enumerate(TUNE_BASES) for s in TUNE_SEEDS_V2[2 * i:2 * i + 2])
+    return tuple((bases[0], s) for s in TUNE_SEEDS)
+
+
+def tune_units(claim: Claim) -> list:
+    """The groups of methods that share one lr pick: each method alone, or (``shared_lr``) all
+    of them, which must then declare one grid."""
+    if not claim.shared_lr:
+        return [(m,) for m in claim.methods]
+    grids = {tuple(claim.grids.get(m) or ()) for m in claim.methods}
+    if len(grids) != 1 or not next(iter(grids)):
+        raise ValueError(f"claim {claim.id}: shared_lr needs one declared grid for every method")
+    return [tuple(claim.methods)]
+
+
+def next_lr(lr: float, up: bool) -> float:
+    """The next lr beyond ``lr`` on the 1-2-5 series (a grid widened by one step)."""
+    series = sorted(float(f"{k}e{e}") for e in range(-9, 1) for k in (1, 2, 5))
+    return (min(x for x in series if x > lr * 1.01) if up else
+            max(x for x in series if x < lr * 0.99))
+
+
+def _ranked(grid, score: dict, sign: int) -> list:
+    """The lrs of ``grid`` from best to worst by ``sign`` * score (ties: the smaller lr first)."""
+    return sorted(grid, key=lambda lr: (-sign * score[lr], lr))
+
+
+def tune(claim: Claim, load, bases, preset: str, runs_dir, bar=None) -> dict:
+    """Pick each method's lr on the validation half, from the runs ``tune_runs`` names:
+    {"scores": {m: {lr: mean tune value}}, "pick": {m: lr}, "grid", "runs": [(base, seed)]}.
+    The pick maximises ``claim.tune_sign`` * score (ties: the smaller lr); a ``shared_lr``
+    claim picks one lr for all methods by their mean score. For a claim with two verdicts a
+    pick at an edge of a grid of >= 2 lrs widens the grid by one 1-2-5 step on that side
+    (at most MAX_WIDEN times; "widened" lists the lrs added, "edge" the picks still at an
+    edge), and "runner_up" gives the second-best lr. ``load(b)`` is the base of SFT seed b."""
+    runs = tune_runs(claim, bases)
+    scores, pick, runner_up, grid_out, widened, edge = {}, {}, {}, {}, {}, []
+    for unit in tune_units(claim):
+        grid = list(claim.grids.get(unit[0]) or (default_lr(claim, unit[0]),))
+        while True:
+            mean = {lr: sum(_tune_value(claim, m, lr, load, runs, preset, runs_dir, bar)
+                            for m in unit) / len(unit) for lr in grid}
+            order = _ranked(grid, mean, claim.tune_sign)
+            at_edge = len(grid) > 1 and order[0] in (grid[0], grid[-1])
+            if not (claim.version >= 2 and at_edge and len(widened.get(unit[0], ())) < MAX_WIDEN):
+                break
+            new = next_lr(order[0], up=order[0] == grid[-1])
+            grid = sorted(grid + [new])
+            for m in unit:
+                widened.setdefault(m, []).append(new)
+        for m in unit:
+            scores[m] = {f"{lr:g}": _tune_value(claim, m, lr, load, runs, preset, runs_dir)
+                         for lr in grid}
+            pick[m], grid_out[m] = order[0], grid
+            if len(grid) > 1:
+                runner_up[m] = order[1]
+            if at_edge:
+                edge.append(m)
+    return _tuning_record(claim, runs, grid_out, scores, pick, runner_up, widened, edge)
+
+
+def _tune_value(claim, m, lr, load, runs, preset, runs_dir, bar=None) -> float:
+    """Mean over the tuning runs of method ``m``'s tune value at ``lr`` (stored runs reused)."""
+    vals = []
+    for b, s in runs:
+        val, _ = eval_splits(load(b), claim.eval_problems)
+        vals.append(run_cached(claim, preset, m, lr, load(b), b, s, "validation", val,
+                               runs_dir)[tune_key(claim, m)])
+        if bar is not None:
+            bar.update(1)
+    return sum(vals) / len(vals)
+
+
+def _tuning_record(claim, runs, grid, scores, pick, runner_up, widened, edge) -> dict:
+    """The record's "tuning" block (the keys of a version-1 record stay as they were)."""
+    bases = sorted({b for b, _ in runs})
+    out = {"base": bases[0], "seeds": [s for _, s in runs], "split": "validation",
+           "grid": {m: list(g) for m, g in grid.items()}, "scores": scores, "pick": pick}
     if claim.tune_by or claim.tune_sign != 1:   # only off the default, as C17's record has none
         out.update(by={m: tune_key(claim, m) for m in claim.methods}, sign=claim.tune_sign)
     if claim.shared_lr:
         out["shared"] = True
+    if claim.version >= 2:
+        out.update(runs=[list(r) for r in runs], bases=bases, runner_up=runner_up,
+                   widened=widened, edge=edge)
     return out
-
-
-def _shared_pick(claim: Claim, scores: dict) -> dict:
-    """One lr for every method: the one whose mean tune value over the methods is best."""
-    grids = {tuple(claim.grids.get(m) or ()) for m in claim.methods}
-    if len(grids) != 1 or not next(iter(grids)):
-        raise ValueError(f"claim {claim.id}: shared_lr needs one declared grid for every method")
-    grid = next(iter(grids))
-    mean = {lr: sum(scores[m][f"{lr:g}"] for m in claim.methods) / len(claim.methods) for lr in grid}
-    best = max(claim.tune_sign * v for v in mean.values())
-    lr = min(x for x in grid if claim.tune_sign * mean[x] == best)
-    return {m: lr for m in claim.methods}
 
 
 def compare_runs(runs: dict, c: Comparison, metric_key: str = "final_acc", version: int = 1) -> dict:
@@ -244,6 +309,8 @@ def lr_text(record: dict) -> str:
     """How a record's lrs were chosen, and which, in a few words."""
     tuning = record["tuning"]
     how = tuning["note"] if "note" in tuning else "picked on validation"
+    if "runs" in tuning:
+        how += f" ({len(tuning['runs'])} seeds over {len(tuning['bases'])} bases)"
     if record.get("sweep"):
         return f"{how}: every lr of the grid"
     return f"{how}: " + ", ".join(f"{LABELS[m]} {lr:g}" for m, lr in tuning["pick"].items())
@@ -283,32 +350,57 @@ def run_claim(claim: Claim, bases=(0, 1, 2), seeds=(0, 1, 2, 3, 4), preset: str 
 
     bases: SFT seeds of the base policies; seeds: run seeds (the same for every method and
     base: the comparison is paired); tuned: pick each lr on validation (else the grid's middle;
-    a claim declared ``tuned=False`` always runs at its grids' declared lr).
+    a claim declared ``tuned=False`` always runs at its grids' declared lr). A tuned claim with
+    two verdicts also runs the deciding comparison's methods at their runner-up lrs.
     """
     _check_run(claim, bases, seeds)
     tuned = tuned and claim.tuned
     t0, c0 = time.perf_counter(), time.process_time()
-    n_tune = sum(len(claim.grids.get(m) or (0,)) for m in claim.methods) * len(TUNE_SEEDS)
+    n_tune = sum(len(claim.grids.get(m) or (0,)) for m in claim.methods) * len(tune_runs(claim, bases))
     n_arms = len(arms(claim, {m: 0.0 for m in claim.methods}))
     bar = StepBar((n_tune if tuned else 0) + n_arms * len(bases) * len(seeds),
                   f"study {claim.id}", progress)
     base_preset = get_preset(preset, task=claim.task) if claim.task else preset
-    base0 = load_base(base_preset, seed=bases[0], progress=False)
-    tuning = (tune(claim, base0, bases[0], preset, runs_dir, bar) if tuned else
+    loaded: dict = {}
+
+    def load(b):                       # each base loaded once
+        if b not in loaded:
+            loaded[b] = load_base(base_preset, seed=b, progress=False)
+        return loaded[b]
+    tuning = (tune(claim, load, bases, preset, runs_dir, bar) if tuned else
               {"pick": {} if claim.sweep else {m: default_lr(claim, m) for m in claim.methods},
                "note": claim.lr_note or "not tuned"})
-    runs = {name: [] for name, _, _ in arms(claim, tuning["pick"])}
+    test_arms = arms(claim, tuning["pick"])
+    ru = runner_up_arms(claim, tuning)
+    runs = {name: [] for name, _, _ in test_arms + ru}
     for b in bases:
-        base = base0 if b == bases[0] else load_base(base_preset, seed=b, progress=False)
-        _, test = eval_splits(base, claim.eval_problems)
+        _, test = eval_splits(load(b), claim.eval_problems)
         for s in seeds:
-            for name, m, lr in arms(claim, tuning["pick"]):
-                runs[name].append(run_cached(claim, preset, m, lr, base, b, s, "test", test, runs_dir))
+            for name, m, lr in test_arms + ru:
+                runs[name].append(run_cached(claim, preset, m, lr, load(b), b, s, "test", test, runs_dir))
                 bar.update(1)
     bar.close()
     record = _record(claim, runs, tuning, bases, seeds, preset)
     return {**record, "machine": machine(), "wall_s": time.perf_counter() - t0,
             "cpu_s": time.process_time() - c0, "version": claim.version}
+
+
+def runner_up_arms(claim: Claim, tuning: dict) -> list:
+    """(arm, method, lr) of the runs at the runner-up lr: each method of the deciding (first)
+    comparison whose grid had a runner-up, named "<method>@runner-up" (version 2, tuned)."""
+    second = tuning.get("runner_up") or {}
+    first = claim.comparisons[0]
+    return [(f"{m}@runner-up", m, second[m]) for m in dict.fromkeys((first.treatment, first.control))
+            if m in second]
+
+
+def runner_up_comparison(claim: Claim, runs: dict) -> dict | None:
+    """The deciding comparison again with its methods at their runner-up lrs (the others at
+    their picks), or None when no method of it had a runner-up."""
+    swapped = {m: runs[f"{m}@runner-up"] for m in claim.methods if f"{m}@runner-up" in runs}
+    if not swapped:
+        return None
+    return compare_runs({**runs, **swapped}, claim.comparisons[0], claim.metric_key, claim.version)
 
 
 DECISION_RULES = {
@@ -334,6 +426,11 @@ def _record(claim: Claim, runs: dict, tuning: dict, bases, seeds, preset: str) -
     if claim.version >= 2:
         article_verdict, reason = judge_article(claim, comps)
         out.update(article_verdict=article_verdict, article_reason=reason, test_verdict=verdict)
+        at_second = runner_up_comparison(claim, runs)
+        if at_second is not None:
+            out["runner_up"] = {"lr": {m: tuning["runner_up"][m] for m in claim.methods
+                                       if f"{m}@runner-up" in runs},
+                                "comparison": at_second, "verdict": at_second["verdict"]}
     return out
 
 
@@ -410,8 +507,16 @@ def format_record(record: dict) -> str:
              f"{record['budget_samples']:,} completions per run; lr {lr_text(record)}"]
     for c in record["comparisons"]:
         ci = c["ci"]
+        need = c.get("bases_needed") or c.get("seeds_needed")
         lines.append(f"  {comparison_label(record, c)}: {ci['mean']:+.3f} [{ci['lo']:+.3f}, {ci['hi']:+.3f}]"
-                     + ("" if c["predicted"] == 1 else " (predicted < 0)") + f"  {c['verdict']}")
+                     + ("" if c["predicted"] == 1 else " (predicted < 0)") + f"  {c['verdict']}"
+                     + (f" (about {need} {'bases' if 'bases_needed' in c else 'seeds'} would decide it)"
+                        if c["verdict"] == "not shown" and need else ""))
+    if "runner_up" in record:
+        ru, ci = record["runner_up"], record["runner_up"]["comparison"]["ci"]
+        lines.append(f"  the same at the runner-up lr ("
+                     + ", ".join(f"{LABELS[m]} {lr:g}" for m, lr in ru["lr"].items())
+                     + f"): {ci['mean']:+.3f} [{ci['lo']:+.3f}, {ci['hi']:+.3f}]  {ru['verdict']}")
     if record.get("version", 1) >= 2:
         lines += [f"intervals: 95% t over the {len(record['bases'])} base means",
                   f"article: {record['article_verdict']} ({record['article_reason']})",

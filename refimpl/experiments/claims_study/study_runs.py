@@ -9,6 +9,7 @@ the values of one run, which ``refimpl.experiments.claims_study.study.run_cached
     dpo        refimpl.experiments.claims_study.dpo_runs.dpo_run: DPO on verifier-labelled pairs (C4, C5)
     length     refimpl.experiments.claims_study.length_runs.length_run: GRPO with one loss aggregation (C11b)
     variance   refimpl.experiments.claims_study.variance_runs.variance_run: REINFORCE's gradient variance by difficulty during training (C12)
+    ppo        refimpl.experiments.claims_study.ppo_runs.ppo_run: PPO with a critic, V = 0 or Monte-Carlo values, and GRPO, paired (C15)
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from refimpl.experiments.head_to_head.compare import PRESET_DEFAULTS, config_for
 from refimpl.experiments.claims_study.dpo_runs import DpoRunConfig, dpo_run
 from refimpl.experiments.claims_study.length_runs import LengthRunConfig, length_run
 from refimpl.experiments.labs.offline_online import CoverageRunConfig, coverage_run
+from refimpl.experiments.claims_study.ppo_runs import PpoRunConfig, ppo_run
 from refimpl.experiments.claims_study.reward_runs import RewardRunConfig, reward_run
 from refimpl.experiments.claims_study.variance_runs import VarianceRunConfig, variance_run
 
@@ -85,7 +87,14 @@ def _variance_runner(claim, preset, method, lr, base, seed, problems) -> dict:
     return variance_run(method, base, lr, VarianceRunConfig(**kw), problems)
 
 
+def _ppo_runner(claim, preset, method, lr, base, seed, problems) -> dict:
+    """C15's run (refimpl.experiments.claims_study.ppo_runs.ppo_run): PPO with a critic, V = 0 or
+    Monte-Carlo values, or GRPO, matched in lr, samples, inner updates and KL."""
+    kw = _step_shape(preset, claim, method, seed)
+    return ppo_run(method, base, lr, PpoRunConfig(**kw), problems)
+
+
 # runner name -> fn(claim, preset, method, lr, base, seed, problems) -> the run's values
 RUNNERS = {"compare": _compare_runner, "coverage": _coverage_runner, "reward": _reward_runner,
            "critic": _critic_runner, "dpo": _dpo_runner, "length": _length_runner,
-           "variance": _variance_runner}
+           "variance": _variance_runner, "ppo": _ppo_runner}

@@ -4,7 +4,7 @@ sample budget in whole steps."""
 import pytest
 
 from refimpl.core.evaluation import completions_for
-from refimpl.core.rewards import process_reward, tolerant_verify
+from refimpl.core.rewards import process_reward, shipped_verify, tolerant_verify
 from refimpl.experiments.claims_study.reward_runs import (REWARD_METHODS, RewardRunConfig, grade,
                                                           reward_run)
 
@@ -20,6 +20,8 @@ def test_grade_matches_a_slow_count(cpu_base):
     assert g["tolerant_acc"] == pytest.approx(sum(tol) / 48)
     assert g["false_accept"] == pytest.approx(sum(t - r for t, r in zip(tol, right)) / 48)
     assert all(t >= r for t, r in zip(tol, right))        # the tolerant grader accepts more
+    shipped = [shipped_verify(task, p, t) for p, t in zip(problems, texts)]
+    assert g["shipped_false_accept"] == pytest.approx(sum(s - r for s, r in zip(shipped, right)) / 48)
     assert g["process_score"] == pytest.approx(
         sum(process_reward(task, p, t) for p, t in zip(problems, texts)) / 48)
 
@@ -64,3 +66,22 @@ def test_c10_and_c12_methods(cpu_base):
     texts = completions_for(cpu_base.model, cpu_base.tokenizer, cpu_base.task, problems)
     assert g["rm_score"] == pytest.approx(rm.score(cpu_base.tokenizer, problems, texts).mean().item())
     assert r["base_rm_score"] == pytest.approx(g["rm_score"])
+
+
+def test_c10_c12b_c13_arms(cpu_base):
+    """rm_grpo_unscaled optimises the same reward model without the std scaling (another run
+    than rm_grpo's); learned_prm is graded by the base's PRM, fitted once per base;
+    rloo_positive and every arm log the share of uniform training groups."""
+    from refimpl.experiments.claims_study.reward_runs import base_prm
+    problems = cpu_base.heldout(16)
+    cfg = RewardRunConfig(budget_samples=32, prompts_per_step=4, group_size=4)
+    runs = {m: reward_run(m, cpu_base, 1e-3, cfg, problems)
+            for m in ("rm_grpo", "rm_grpo_unscaled", "learned_prm", "rloo_positive", "reinforce")}
+    assert base_prm(cpu_base) is base_prm(cpu_base)
+    assert "rm_score" in runs["rm_grpo_unscaled"] and "prm_score" in runs["learned_prm"]
+    assert runs["rm_grpo_unscaled"]["train_reward"] != runs["rm_grpo"]["train_reward"]
+    assert all(0 <= r["uniform_share"] <= 1 for r in runs.values())
+    prm_fn = base_prm(cpu_base).reward_fn()
+    texts = completions_for(cpu_base.model, cpu_base.tokenizer, cpu_base.task, problems)
+    assert runs["learned_prm"]["base_prm_score"] == pytest.approx(
+        sum(prm_fn(p, t) for p, t in zip(problems, texts)) / 16)
