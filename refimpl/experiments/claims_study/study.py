@@ -177,11 +177,17 @@ def tune(claim: Claim, load, bases, preset: str, runs_dir, bar=None) -> dict:
     edge), and "runner_up" gives the second-best lr. ``load(b)`` is the base of SFT seed b."""
     runs = tune_runs(claim, bases)
     scores, pick, runner_up, grid_out, widened, edge = {}, {}, {}, {}, {}, []
+    value: dict = {}                 # (method, lr) -> its tune value, each computed once
+
+    def tune_value(m, lr):
+        if (m, lr) not in value:
+            value[m, lr] = _tune_value(claim, m, lr, load, runs, preset, runs_dir, bar)
+        return value[m, lr]
+
     for unit in tune_units(claim):
         grid = list(claim.grids.get(unit[0]) or (default_lr(claim, unit[0]),))
         while True:
-            mean = {lr: sum(_tune_value(claim, m, lr, load, runs, preset, runs_dir, bar)
-                            for m in unit) / len(unit) for lr in grid}
+            mean = {lr: sum(tune_value(m, lr) for m in unit) / len(unit) for lr in grid}
             order = _ranked(grid, mean, claim.tune_sign)
             at_edge = len(grid) > 1 and order[0] in (grid[0], grid[-1])
             if not (claim.version >= 2 and at_edge and len(widened.get(unit[0], ())) < MAX_WIDEN):
@@ -191,8 +197,7 @@ def tune(claim: Claim, load, bases, preset: str, runs_dir, bar=None) -> dict:
             for m in unit:
                 widened.setdefault(m, []).append(new)
         for m in unit:
-            scores[m] = {f"{lr:g}": _tune_value(claim, m, lr, load, runs, preset, runs_dir)
-                         for lr in grid}
+            scores[m] = {f"{lr:g}": tune_value(m, lr) for lr in grid}
             pick[m], grid_out[m] = order[0], grid
             if len(grid) > 1:
                 runner_up[m] = order[1]
