@@ -159,7 +159,7 @@ def training_pool(task, cfg: ReinforceConfig, pool=None) -> list:
 
 
 def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, reward_fn=None,
-                    pool=None, progress: bool = True, heldout=None) -> TrainResult:
+                    pool=None, progress: bool = True, heldout=None, on_step=None) -> TrainResult:
     """Train ``policy`` (default: a copy of the base) with REINFORCE and a baseline.
 
     base: the SFT Base (its model is the frozen reference); cfg: a ReinforceConfig (None:
@@ -169,8 +169,9 @@ def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, re
     (default: cfg.train_pool problems of the task at cfg.level). A small pool revisits its
     prompts, which is what a per-prompt running baseline needs; its problems' ``level``
     labels the per-level rates. progress: show a progress bar; heldout is a list of problems
-    for greedy accuracy (default: cfg.eval_problems held-out problems). Returns a
-    TrainResult (model: the trained policy).
+    for greedy accuracy (default: cfg.eval_problems held-out problems). on_step(step, policy),
+    if given, is called after each update (to keep a checkpoint; it must not change the
+    policy). Returns a TrainResult (model: the trained policy).
 
     History rows: step, time_s (training wall time, evaluation excluded), samples
     (completions generated so far), reward (mean of reward_fn), verified (mean of the
@@ -184,6 +185,7 @@ def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, re
     cfg = checks.config("cfg", cfg, ReinforceConfig)
     cfg.validate()
     checks.function("reward_fn", reward_fn)
+    checks.function("on_step", on_step)
     task, tok = task_for(base, cfg), base.tokenizer
     verify = task.verify
     reward_fn = reward_fn or verify
@@ -210,6 +212,8 @@ def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, re
         ro, baselines = collect_groups(policy, tok, task, problems, cfg, reward_fn, running, gen)
         samples += ro.num_samples
         update = reinforce_update(policy, ref_model, opt, ro, baselines, cfg)
+        if on_step is not None:
+            on_step(step, policy)
         row = {"step": step, "time_s": clock(), "samples": samples, **update,
                **completion_stats(ro), **verified_rates(ro, verify)}
         if log_heldout(row, cfg, clock, evaluate):

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import copy
 import math
-import random
 from dataclasses import dataclass
 
 import torch
@@ -47,12 +46,11 @@ import torch
 from refimpl.core import checks
 from refimpl.core.rewards import make_reward_fn
 from refimpl.core.rollouts import sample_groups, select_groups
-from refimpl.core.training import adamw, check_fields, start_policy
+from refimpl.core.training import check_fields
 from refimpl.experiments.claims_study.study_checks import check_study_run
 from refimpl.methods.reinforce_analysis import (best_constant_baseline, difficulty_bins,
                                                 rloo_excess_variance, score_gram)
-from refimpl.methods.reinforce_trainer import (ReinforceConfig, collect_groups,
-                                               reinforce_update, task_for, training_pool)
+from refimpl.methods.reinforce_trainer import ReinforceConfig, train_reinforce
 
 VARIANCE_METHODS = ("reinforce",)                   # REINFORCE with the RLOO baseline (C12's arm)
 BASELINES = ("none", "rloo", "pass_rate", "bstar")
@@ -173,25 +171,20 @@ def prompt_grams(model, rollout) -> torch.Tensor:
 
 
 def train_with_midpoint(base, tcfg: ReinforceConfig):
-    """(middle, end): the policy after tcfg.steps // 2 steps (the base's copy if that is 0)
-    and after all of them, of ONE REINFORCE run: the loop of ``train_reinforce`` (the same
-    prompts, samples, optimiser and updates, so ``end`` equals its model with the outcome
-    reward), without its logging, with the policy copied at the middle step. (Two calls of
-    ``train_reinforce``, the second continuing from the first's model, would restart AdamW's
-    moments and redraw the first half's prompts and samples, seeded alike: another run.)"""
-    task, tok = task_for(base, tcfg), base.tokenizer
-    pool, reward_fn = training_pool(task, tcfg), make_reward_fn(task, "outcome")
-    policy, _, gen = start_policy(base, None, tcfg.seed)
-    opt, rng = adamw(policy.parameters(), tcfg.lr), random.Random(tcfg.seed)
-    mid = tcfg.steps // 2
-    middle = copy.deepcopy(policy) if mid == 0 else None
-    for step in range(1, tcfg.steps + 1):
-        problems = rng.sample(pool, tcfg.prompts_per_step)
-        ro, baselines = collect_groups(policy, tok, task, problems, tcfg, reward_fn, None, gen)
-        reinforce_update(policy, None, opt, ro, baselines, tcfg)
+    """(middle, end): the policy after tcfg.steps // 2 steps (a copy of the base if that is 0)
+    and after all of them, of ONE ``train_reinforce`` run, the middle one kept by its
+    ``on_step`` hook. (Two calls of ``train_reinforce``, the second continuing from the first's
+    model, would restart AdamW's moments and redraw the first half's prompts and samples,
+    seeded alike: another run.)"""
+    mid, kept = tcfg.steps // 2, {}
+
+    def keep_middle(step, policy):
         if step == mid:
-            middle = copy.deepcopy(policy)
-    return middle.eval(), policy.eval()
+            kept["middle"] = copy.deepcopy(policy)
+
+    end = train_reinforce(base, tcfg, progress=False, on_step=keep_middle).model
+    middle = kept["middle"] if mid else base.policy()
+    return middle.eval(), end
 
 
 def sample_pool(model, base, problems, n: int, seed: int):
