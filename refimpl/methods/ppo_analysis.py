@@ -75,19 +75,21 @@ CRITIC_METHODS = ("critic", "critic_head")
 @dataclass
 class CriticRunConfig:
     """One critic fit: ``budget_samples`` completions of the fixed base policy in batches of
-    B x G, then held-out rollouts of G samples per test problem, each problem's p(x) estimated
-    from ``mc_samples`` more."""
+    B x G, measured on held-out rollouts of G samples per test problem (each problem's p(x)
+    estimated from ``mc_samples`` more) before the first step, every ``eval_every`` steps
+    (0: never) and after the last."""
 
     budget_samples: int = 20480
     prompts_per_step: int = 32       # B
     group_size: int = 8              # G
     mc_samples: int = 32
+    eval_every: int = 0
     seed: int = 0
 
     def validate(self) -> None:
         """Raise TypeError or ValueError naming the first bad field."""
         check_fields(self, {"budget_samples": 1, "prompts_per_step": 1, "group_size": 1,
-                            "mc_samples": 2, "seed": None})
+                            "mc_samples": 2, "eval_every": 0, "seed": None})
 
 
 def critic_run(method: str, base, lr: float, cfg: CriticRunConfig, problems) -> dict:
@@ -97,10 +99,14 @@ def critic_run(method: str, base, lr: float, cfg: CriticRunConfig, problems) -> 
     method: "critic" trains trunk and head, "critic_head" the head alone (the SFT features
     frozen). The policy never changes and every token's target is its completion's final
     reward (gamma = lambda = 1, no KL), so the target is the cleanest a critic can get:
-    V(s_t) should learn P(right | x, y_<t). Returns {"explained_variance" (tokens of the
-    held-out rollouts), "oracle_ev" (the same for the prompt-level oracle V = p(x)),
-    "half_oracle_ev", "corr_v0_p" (Pearson of V at the first token, mean per prompt, with
-    p(x)), "steps", "samples"}.
+    V(s_t) should learn P(right | x, y_<t). The held-out rollouts and their p(x) are drawn
+    once, before training, so every checkpoint is scored on the same tokens.
+
+    Returns {"explained_variance" (tokens of the held-out rollouts, after the last step),
+    "oracle_ev" (the same for the prompt-level oracle V = p(x)), "half_oracle_ev",
+    "corr_v0_p" (Pearson of V at the first token, mean per prompt, with p(x)), "ev_curve"
+    (the explained variance before step 1, every eval_every steps and after the last),
+    "ev_samples" (the completions trained on at each of those points), "steps", "samples"}.
     """
     checks.one_of("method", method, CRITIC_METHODS)
     checks.positive("lr", lr)
@@ -110,12 +116,15 @@ def critic_run(method: str, base, lr: float, cfg: CriticRunConfig, problems) -> 
         raise ValueError("critic_run got no problems to measure on")
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
+    held_out = critic_eval_set(base, problems, cfg, gen)
     critic = ValueModel(base.model)
     opt = adamw(critic.v_head.parameters() if method == "critic_head" else critic.parameters(), lr)
     pool = base.train_problems(4096, seed=cfg.seed)
     rng = random.Random(cfg.seed)
-    steps = -(-cfg.budget_samples // (cfg.prompts_per_step * cfg.group_size))
-    for _ in range(steps):
+    BG = cfg.prompts_per_step * cfg.group_size
+    steps = -(-cfg.budget_samples // BG)
+    curve, at = [critic_quality(critic, *held_out)["explained_variance"]], [0]
+    for step in range(1, steps + 1):
         ro = sample_groups(base.model, base.tokenizer, base.task,
                            rng.sample(pool, cfg.prompts_per_step), cfg.group_size, generator=gen)
         values = critic(ro.prompt_ids, ro.prompt_mask, ro.completion_ids, ro.completion_mask)
@@ -124,17 +133,28 @@ def critic_run(method: str, base, lr: float, cfg: CriticRunConfig, problems) -> 
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return {**critic_quality(critic, base, problems, cfg, gen), "steps": steps,
-            "samples": steps * cfg.prompts_per_step * cfg.group_size}
+        if step == steps or (cfg.eval_every and step % cfg.eval_every == 0):
+            last = critic_quality(critic, *held_out)
+            curve.append(last["explained_variance"])
+            at.append(step * BG)
+    return {**last, "ev_curve": curve, "ev_samples": at, "steps": steps, "samples": steps * BG}
 
 
 @torch.no_grad()
-def critic_quality(critic, base, problems, cfg: CriticRunConfig, gen) -> dict:
-    """The held-out measures of ``critic_run`` for a fitted critic (its docstring)."""
-    G = cfg.group_size
-    ro = sample_groups(base.model, base.tokenizer, base.task, problems, G, generator=gen)
+def critic_eval_set(base, problems, cfg: CriticRunConfig, gen) -> tuple:
+    """The held-out rollouts of ``critic_run``: (G samples of each problem from the base, their
+    p(x) from ``mc_samples`` more (B,), G)."""
+    ro = sample_groups(base.model, base.tokenizer, base.task, problems, cfg.group_size,
+                       generator=gen)
     p = mc_pass_rates(base.model, base, problems, cfg.mc_samples, base.task.verify,
                       generator=gen)                                      # (B,)
+    return ro, p, cfg.group_size
+
+
+@torch.no_grad()
+def critic_quality(critic, ro, p: torch.Tensor, G: int) -> dict:
+    """The held-out measures of ``critic_run`` for a critic on the rollouts ``ro`` of B problems
+    x G samples with pass rates ``p`` (B,) (its docstring)."""
     mask = ro.completion_mask                                             # (B*G, T)
     returns = ro.rewards[:, None].expand(-1, mask.shape[1]).clone()      # (B*G, T)
     values = critic(ro.prompt_ids, ro.prompt_mask, ro.completion_ids, mask)
@@ -142,7 +162,6 @@ def critic_quality(critic, base, problems, cfg: CriticRunConfig, gen) -> dict:
     ev, oracle_ev = explained_variance(values, returns, mask), explained_variance(oracle, returns, mask)
     return {"explained_variance": ev, "oracle_ev": oracle_ev, "half_oracle_ev": oracle_ev / 2,
             "corr_v0_p": pearson(values[:, 0].view(-1, G).mean(1), p)}
-
 
 
 # ------------------------------------------- a critic that can learn: dense step rewards (04)

@@ -378,6 +378,24 @@ def test_critic_run_measures_the_critic_and_the_oracle_on_the_same_rollouts(cpu_
         critic_run("critic", cpu_base, 1e-4, cfg, [])
 
 
+def test_critic_run_checkpoints_equal_shorter_runs(cpu_base):
+    """A checkpoint after k steps scores the critic a run of k steps ends with: the held-out
+    rollouts are drawn before training, so both runs see the same samples in the same order."""
+    from refimpl.methods.ppo_analysis import CriticRunConfig, critic_run
+    cfg = CriticRunConfig(budget_samples=64, prompts_per_step=4, group_size=4, mc_samples=8,
+                          eval_every=2)
+    long = critic_run("critic", cpu_base, 1e-3, cfg, cpu_base.heldout(16))
+    assert long["ev_samples"] == [0, 32, 64] and long["steps"] == 4
+    assert long["ev_curve"][0] == 0.0              # the head starts at zero: V = 0 explains 0
+    assert long["ev_curve"][-1] == long["explained_variance"]
+    short = critic_run("critic", cpu_base, 1e-3, replace(cfg, budget_samples=32, eval_every=0),
+                       cpu_base.heldout(16))
+    assert short["ev_samples"] == [0, 32]
+    assert short["explained_variance"] == long["ev_curve"][1] != 0.0
+    with pytest.raises(ValueError, match="eval_every"):
+        critic_run("critic", cpu_base, 1e-3, replace(cfg, eval_every=-1), cpu_base.heldout(4))
+
+
 # --------------------------------------------- the critic that learns: dense step rewards -----
 
 def test_step_token_rewards_pay_each_column_when_written():

@@ -301,7 +301,12 @@ CLAIMS = {
     # (results/study/superseded/C15.json): an inaccurate critic is the sentence's premise, so
     # the claim is now tested under it. A stability claim is not decided at one safe step: the
     # arms run at two declared lrs, 1e-4 and 2e-4, where runs start to become unstable (every
-    # arm fell to about 0.25 accuracy at 3e-4 in trial runs on base 0).
+    # arm fell to about 0.25 accuracy at 3e-4 in trial runs on base 0). The critic arms
+    # ("critic", "critic_head": refimpl.methods.ppo_analysis.critic_run) were added after the
+    # first two-verdict record, which measured the critic only inside PPO runs, at one budget
+    # and with the trunk trained: they fit it alone to the base's returns for 4x PPO's budget,
+    # trunk and head or head only, at PPOConfig's critic lr, and score it at five budgets. They
+    # add comparisons 7-9 and leave the runs and verdicts of 0-6 as they were.
     "C15": Claim(
         id="C15",
         article="GRPO is not PPO without a critic; when the value function is inaccurate, GRPO "
@@ -315,9 +320,11 @@ CLAIMS = {
                    "accurate baseline) ends above PPO with the learned critic.",
         metric="greedy accuracy on 256 test problems; runs that end 0.1 below the base "
                "(collapses); the correlation of the first-token advantage with R - p(x) (p from "
-               "32 fresh samples per prompt); the critic's explained variance of the returns",
+               "32 fresh samples per prompt); the critic's explained variance of the returns, "
+               "inside PPO runs and, fitted alone (lr 1e-3) to the base's returns, on held-out "
+               "rollouts after 0, 2,560, 5,120, 7,680 and 10,240 completions",
         budget_samples=2560,
-        methods=("ppo", "ppo_v0", "ppo_mc", "grpo"),
+        methods=("ppo", "ppo_v0", "ppo_mc", "grpo", "critic", "critic_head"),
         comparisons=(
             Comparison("grpo@0.0002", "ppo@0.0002", 1, "GRPO vs PPO with its learned critic, "
                        "test accuracy at lr 2e-4"),
@@ -333,10 +340,22 @@ CLAIMS = {
             Comparison("ppo@0.0002", "ppo@0.0002", 1, "the premise: the learned critic's "
                        "explained variance of the returns at the last step, at 2e-4",
                        metric="critic_ev", control_metric="0"),
+            Comparison("critic@0.001", "critic@0.001", 1, "the premise with 4x PPO's budget: "
+                       "the critic fitted alone to 10,240 completions of the base, explained "
+                       "variance of held-out returns", metric="explained_variance",
+                       control_metric="0"),
+            Comparison("critic@0.001", "critic@0.001", -1, "that critic vs the prompt-level "
+                       "oracle V = p(x), explained variance of the same returns",
+                       metric="explained_variance", control_metric="oracle_ev"),
+            Comparison("critic_head@0.001", "critic@0.001", -1, "head only (frozen SFT "
+                       "features) vs trunk and head, explained variance after 10,240 "
+                       "completions", metric="explained_variance"),
         ),
         contradicts="the interval of GRPO - PPO accuracy at 2e-4 lies entirely below 0",
         not_shown="that interval contains 0",
-        grids={m: (1e-4, 2e-4) for m in ("ppo", "ppo_v0", "ppo_mc", "grpo")},
+        grids={**{m: (1e-4, 2e-4) for m in ("ppo", "ppo_v0", "ppo_mc", "grpo")},
+               "critic": (1e-3,), "critic_head": (1e-3,)},
+        fixed={m: {"budget_samples": 10240, "eval_every": 10} for m in ("critic", "critic_head")},
         tuned=False,
         sweep=True,
         lr_note="declared, shared by every arm: 1e-4 and 2e-4 (in trial runs on base 0 every arm "

@@ -5,15 +5,16 @@ the values of one run, which ``refimpl.experiments.claims_study.study.run_cached
     compare    refimpl.experiments.head_to_head.compare.run_method: the head-to-head run (C17)
     coverage   refimpl.experiments.labs.offline_online.coverage_run: error rate of each step (C3)
     reward     refimpl.experiments.claims_study.reward_runs.reward_run: RL on one reward, graded by all (C10, C12, C13, C19)
-    critic     refimpl.methods.ppo_analysis.critic_run: PPO's critic fitted alone (C15)
+    critic     refimpl.methods.ppo_analysis.critic_run: PPO's critic fitted alone (C15's first record)
     dpo        refimpl.experiments.claims_study.dpo_runs.dpo_run: DPO on verifier-labelled pairs (C4, C5)
     length     refimpl.experiments.claims_study.length_runs.length_run: GRPO with one loss aggregation (C11b)
     variance   refimpl.experiments.claims_study.variance_runs.variance_run: REINFORCE's gradient variance by difficulty during training (C12)
-    ppo        refimpl.experiments.claims_study.ppo_runs.ppo_run: PPO with a critic, V = 0 or Monte-Carlo values, and GRPO, paired (C15)
+    ppo        refimpl.experiments.claims_study.ppo_runs.ppo_run: PPO with a critic, V = 0 or Monte-Carlo values, and GRPO, paired;
+               and for the critic arms critic_run (C15)
 """
 from __future__ import annotations
 
-from refimpl.methods.ppo_analysis import CriticRunConfig, critic_run
+from refimpl.methods.ppo_analysis import CRITIC_METHODS, CriticRunConfig, critic_run
 from refimpl.experiments.claims_study.claims import Claim
 from refimpl.experiments.head_to_head.compare import PRESET_DEFAULTS, config_for_preset, run_method
 from refimpl.experiments.claims_study.dpo_runs import DpoRunConfig, dpo_run
@@ -89,7 +90,10 @@ def _variance_runner(claim, preset, method, lr, base, seed, problems) -> dict:
 
 def _ppo_runner(claim, preset, method, lr, base, seed, problems) -> dict:
     """C15's run (refimpl.experiments.claims_study.ppo_runs.ppo_run): PPO with a critic, V = 0 or
-    Monte-Carlo values, or GRPO, matched in lr, samples, inner updates and KL."""
+    Monte-Carlo values, or GRPO, matched in lr, samples, inner updates and KL; for the critic
+    arms (CRITIC_METHODS) the critic fitted alone (``_critic_runner``)."""
+    if method in CRITIC_METHODS:
+        return _critic_runner(claim, preset, method, lr, base, seed, problems)
     kw = _step_shape(preset, claim, method, seed)
     return ppo_run(method, base, lr, PpoRunConfig(**kw), problems)
 

@@ -139,3 +139,24 @@ def test_bad_arguments_are_named(cpu_base, kw, match):
     args.update(kw)
     with pytest.raises((ValueError, TypeError), match=match):
         ppo_run(args["method"], cpu_base, args["lr"], args["cfg"], args["problems"])
+
+
+def test_the_study_runs_c15s_critic_arms_with_critic_run(cpu_base):
+    """C15's runner sends "critic" and "critic_head" to critic_run with the claim's fixed budget
+    and checkpoints, and the PPO arms to ppo_run."""
+    from dataclasses import replace
+
+    from refimpl.experiments.claims_study.claims import CLAIMS
+    from refimpl.experiments.claims_study.study_runs import RUNNERS
+    from refimpl.methods.ppo_analysis import CriticRunConfig, critic_run
+    c15 = CLAIMS["C15"]
+    assert {m: c15.fixed[m] for m in ("critic", "critic_head")} == {
+        m: {"budget_samples": 10240, "eval_every": 10} for m in ("critic", "critic_head")}
+    small = {"budget_samples": 32, "eval_every": 1, "prompts_per_step": 4, "group_size": 4,
+             "mc_samples": 4}
+    claim = replace(c15, fixed={"critic_head": small})
+    problems = cpu_base.heldout(8)
+    got = RUNNERS["ppo"](claim, "cpu", "critic_head", 1e-3, cpu_base, 3, problems)
+    assert got == critic_run("critic_head", cpu_base, 1e-3, CriticRunConfig(seed=3, **small),
+                             problems)
+    assert got["ev_samples"] == [0, 16, 32]
