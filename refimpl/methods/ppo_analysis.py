@@ -5,8 +5,9 @@ apart from the PPO trainer that logs it.
 prompt, from extra samples; ``advantage_quality`` compares a method's baseline and advantages
 with it: the critic's V(x) for PPO, the group mean for GRPO, on the same batch.
 ``critic_run`` fits the critic alone to a fixed policy's returns and measures its explained
-variance on held-out rollouts against the prompt-level oracle V = p(x): the claims study's
-check of whether a learned value function is accurate enough to be evidence.
+variance on held-out rollouts, at checkpoints of the budget, against the prompt-level oracle
+V = p(x): the claims study's check (C15) of whether more completions, or training the head
+alone on the SFT features, make a learned value function accurate.
 ``dense_critic_run`` fits the same critic to dense rewards from the step verifier
 (``step_token_rewards``), which it can learn, and scores GAE's advantages at several lambda
 against Monte Carlo advantages (``mc_prefix_values``): the lambda trade-off of notebook 04.
