@@ -159,7 +159,7 @@ def training_pool(task, cfg: ReinforceConfig, pool=None) -> list:
 
 
 def train_reinforce(base, cfg: ReinforceConfig | None = None, *, policy=None, reward_fn=None,
-                    pool=None, progress: bool = True, heldout=None, on_step=None) -> TrainResult:
+                    pool=None, on_step=None, progress: bool = True, heldout=None) -> TrainResult:
     """Train ``policy`` (default: a copy of the base) with REINFORCE and a baseline.
 
     base: the SFT Base (its model is the frozen reference); cfg: a ReinforceConfig (None:

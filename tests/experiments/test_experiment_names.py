@@ -22,7 +22,8 @@ ARMS = {m for c in CLAIMS.values() for m in c.methods}
 OLD_NAMES = {"pure", "nll", "nll_flip", "cdpo_flip", "outcome", "outcome_grpo", "agg_grpo"}
 RUNNER_ARMS = {"dpo": dpo_runs.DPO_METHODS, "reward": reward_runs.REWARD_METHODS,
                "length": length_runs.LENGTH_METHODS, "coverage": offline_online.C3_METHODS,
-               "critic": ppo_analysis.CRITIC_METHODS, "ppo": ppo_runs.PPO_METHODS}
+               "critic": ppo_analysis.CRITIC_METHODS,
+               "ppo": (*ppo_runs.PPO_METHODS, *ppo_analysis.CRITIC_METHODS)}   # C15 fits the critic too
 
 
 def test_arms_that_run_a_registry_method_have_its_name():
